@@ -1,0 +1,75 @@
+"""The ASR protocol and its typed results."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from speechllm.audio import Audio
+
+Task = Literal["transcribe", "translate"]
+
+
+@dataclass(frozen=True)
+class ASROptions:
+    task: Task = "transcribe"  # "translate": speech in any language -> English text
+    language: str | None = None  # ISO code such as "en"; None detects it
+    beam_size: int = 5
+    word_timestamps: bool = False
+    initial_prompt: str | None = None  # biases vocabulary and style
+    # Whisper's fallback schedule: decode at 0, retry hotter when the output looks wrong.
+    temperature: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+
+    def __post_init__(self) -> None:
+        if self.task not in ("transcribe", "translate"):
+            raise ValueError(f"task must be 'transcribe' or 'translate', got {self.task!r}")
+        if self.beam_size < 1:
+            raise ValueError(f"beam_size must be >= 1, got {self.beam_size}")
+
+
+@dataclass(frozen=True)
+class Word:
+    start: float
+    end: float
+    text: str
+    probability: float
+
+
+@dataclass(frozen=True)
+class Segment:
+    start: float
+    end: float
+    text: str
+    avg_logprob: float
+    no_speech_prob: float
+    words: tuple[Word, ...] = ()
+
+
+@dataclass(frozen=True)
+class Transcript:
+    text: str
+    language: str
+    language_probability: float
+    duration: float
+    segments: tuple[Segment, ...] = ()
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    """One entry of an N-best list, best first."""
+
+    text: str
+    score: float  # mean token log-probability from the decoder (length-normalised); higher wins
+    num_tokens: int
+
+
+class ASR(Protocol):
+    def transcribe(self, audio: Audio, options: ASROptions | None = None) -> Transcript: ...
+
+    def nbest(self, audio: Audio, n: int, options: ASROptions | None = None) -> list[Hypothesis]:
+        """The n best hypotheses, best first."""
+        ...
+
+    def detect_language(self, audio: Audio) -> tuple[str, float]:
+        """(ISO code, probability)."""
+        ...

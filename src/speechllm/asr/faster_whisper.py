@@ -1,0 +1,122 @@
+"""Whisper through faster-whisper (CTranslate2): transcription, translation, language ID,
+word timestamps, and N-best lists read straight from CTranslate2's beam search."""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from speechllm import models
+from speechllm._optional import require
+from speechllm.asr.base import ASROptions, Hypothesis, Segment, Transcript, Word
+from speechllm.audio import Audio
+from speechllm.errors import AudioError, ModelError
+
+RATE = 16000
+WINDOW_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class WhisperConfig:
+    compute_type: str = "int8"  # CTranslate2 quantisation: int8, int8_float32, float32, ...
+    device: str = "cpu"
+    cpu_threads: int = 0  # 0: one per core
+
+
+class FasterWhisperASR:
+    """`model` is an embedded name ("whisper-base", "whisper-tiny.en") or a CTranslate2 Whisper
+    directory of your own."""
+
+    def __init__(self, model: str | os.PathLike[str] = "whisper-base",
+                 config: WhisperConfig | None = None) -> None:
+        fw = require("faster_whisper", "asr")
+        cfg = config or WhisperConfig()
+        path = models.resolve(model, "asr")
+        if not (Path(path) / "model.bin").is_file():
+            raise ModelError(f"{path} is not a CTranslate2 Whisper directory (no model.bin)")
+        try:
+            self._model = fw.WhisperModel(
+                str(path), device=cfg.device, compute_type=cfg.compute_type,
+                cpu_threads=cfg.cpu_threads or (os.cpu_count() or 1), local_files_only=True,
+            )
+        except Exception as exc:  # CTranslate2 raises RuntimeError/ValueError for bad files
+            raise ModelError(f"cannot load Whisper model from {path}: {exc}") from None
+        self._tokenizer_cls = require("faster_whisper.tokenizer", "asr").Tokenizer
+        self._pad = require("faster_whisper.audio", "asr").pad_or_trim
+        self.name = str(model) if str(model) in models.REGISTRY else Path(path).name
+        self.multilingual: bool = bool(self._model.model.is_multilingual)
+        self._lock = threading.Lock()  # CTranslate2 models are safe, but keep CPU use predictable
+
+    @staticmethod
+    def _samples(audio: Audio) -> np.ndarray:
+        if len(audio) == 0:
+            raise AudioError("audio has 0 samples")
+        return np.ascontiguousarray(audio.resample(RATE).samples)
+
+    def _check(self, options: ASROptions) -> None:
+        if options.task == "translate" and not self.multilingual:
+            raise ValueError(f"{self.name} is English-only and cannot translate; use whisper-base")
+
+    def transcribe(self, audio: Audio, options: ASROptions | None = None) -> Transcript:
+        o = options or ASROptions()
+        self._check(o)
+        with self._lock:
+            segments, info = self._model.transcribe(
+                self._samples(audio), task=o.task, language=o.language, beam_size=o.beam_size,
+                word_timestamps=o.word_timestamps, initial_prompt=o.initial_prompt,
+                temperature=list(o.temperature), vad_filter=False,
+            )
+            segs = tuple(  # materialise here: faster-whisper decodes lazily
+                Segment(
+                    s.start, s.end, s.text.strip(), s.avg_logprob, s.no_speech_prob,
+                    tuple(Word(w.start, w.end, w.word.strip(), w.probability)
+                          for w in (s.words or ())),
+                )
+                for s in segments
+            )
+        text = " ".join(s.text for s in segs if s.text).strip()
+        return Transcript(text, info.language, float(info.language_probability),
+                          float(info.duration), segs)
+
+    def detect_language(self, audio: Audio) -> tuple[str, float]:
+        if not self.multilingual:
+            return "en", 1.0
+        with self._lock:
+            language, prob, _ = self._model.detect_language(self._samples(audio))
+        return language, float(prob)
+
+    def nbest(self, audio: Audio, n: int, options: ASROptions | None = None) -> list[Hypothesis]:
+        """The `n` best beam-search hypotheses for one utterance of at most 30 s."""
+        if n < 1:
+            raise ValueError(f"n must be >= 1, got {n}")
+        o = options or ASROptions()
+        self._check(o)
+        samples = self._samples(audio)
+        if len(samples) > WINDOW_SECONDS * RATE:
+            raise AudioError(f"N-best lists cover one utterance of at most 30 s; this audio is "
+                             f"{len(samples) / RATE:.1f} s (split it with VAD first)")
+        m = self._model
+        with self._lock:
+            features = self._pad(m.feature_extractor(samples))
+            encoded = m.encode(features)
+            language = o.language
+            if language is None:
+                language = "en"
+                if self.multilingual:
+                    language = m.model.detect_language(encoded)[0][0][0][2:-2]
+            tokenizer = self._tokenizer_cls(m.hf_tokenizer, self.multilingual,
+                                            task=o.task, language=language)
+            prompt = m.get_prompt(tokenizer, [], without_timestamps=True,
+                                  hotwords=o.initial_prompt)
+            result = m.model.generate(
+                encoded, [prompt], beam_size=max(n, o.beam_size), num_hypotheses=n,
+                return_scores=True, length_penalty=1.0, max_length=m.max_length,
+                suppress_blank=True, suppress_tokens=[-1],
+            )[0]
+        hyps = [Hypothesis(tokenizer.decode(ids).strip(), float(score), len(ids))
+                for ids, score in zip(result.sequences_ids, result.scores, strict=True)]
+        return sorted(hyps, key=lambda h: h.score, reverse=True)

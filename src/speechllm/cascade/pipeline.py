@@ -1,0 +1,213 @@
+"""The text-based cascade: VAD -> ASR (-> post-processing) -> LLM -> clause splitter -> TTS.
+
+It streams: the LLM generates in a worker thread while each finished clause is synthesised,
+so the first audio is ready long before the answer is complete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field, replace
+
+from speechllm.asr.base import ASR, ASROptions
+from speechllm.audio import Audio
+from speechllm.cascade.clauses import ClauseSplitter, speakable
+from speechllm.cascade.postprocess import PostProcessor
+from speechllm.errors import NoSpeechError
+from speechllm.llm.base import ChatLLM, GenerationOptions
+from speechllm.speechlm import (
+    AudioChunk,
+    Done,
+    ErrorEvent,
+    Event,
+    Message,
+    Request,
+    Response,
+    SpanEvent,
+    TextDelta,
+    TranscriptEvent,
+)
+from speechllm.timing import Stopwatch
+from speechllm.tts.base import TTS
+from speechllm.vad.base import VAD, trim
+
+DEFAULT_SYSTEM = (
+    "You are a helpful voice assistant. Your reply is spoken aloud, so answer in one to three "
+    "short sentences of plain text, with no lists and no markdown."
+)
+
+
+@dataclass(frozen=True)
+class CascadeConfig:
+    system: str = DEFAULT_SYSTEM  # used when a Request brings no system prompt
+    asr: ASROptions = field(default_factory=ASROptions)
+    generation: GenerationOptions = field(default_factory=GenerationOptions)
+    nbest: int = 5  # hypotheses handed to the post-processor (when one is set)
+    stream_tts: bool = True  # False: TTS waits for the whole answer (the classic cascade)
+    min_clause_chars: int = 24  # shortest clause cut at a comma
+    vad_pad: float = 0.2  # seconds kept around the speech VAD finds
+
+
+class Cancelled(Exception):
+    """The consumer stopped the turn (barge-in, disconnect)."""
+
+
+class CascadeSpeechLM:
+    """A `SpeechLM` built from components; `vad`, `tts` and `postprocess` are optional."""
+
+    def __init__(self, asr: ASR, llm: ChatLLM, tts: TTS | None = None, vad: VAD | None = None,
+                 postprocess: PostProcessor | None = None,
+                 config: CascadeConfig | None = None) -> None:
+        self.asr, self.llm, self.tts, self.vad = asr, llm, tts, vad
+        self.postprocess = postprocess
+        self.config = config or CascadeConfig()
+
+    # -- the SpeechLM interface -----------------------------------------------------------
+
+    def respond(self, request: Request) -> Response:
+        done: list[Response] = []
+        self._run(request, lambda e: done.append(e.response) if isinstance(e, Done) else None,
+                  threading.Event())
+        return done[0]
+
+    async def stream(self, request: Request) -> AsyncIterator[Event]:
+        """Events in order, ending with Done, or ErrorEvent if the turn failed.
+
+        The work runs in a worker thread; closing this iterator early cancels it.
+        """
+        loop = asyncio.get_running_loop()
+        events: asyncio.Queue[Event | None] = asyncio.Queue()
+        cancel = threading.Event()
+
+        def emit(e: Event) -> None:
+            loop.call_soon_threadsafe(events.put_nowait, e)
+
+        def work() -> None:
+            try:
+                self._run(request, emit, cancel)
+            except Cancelled:
+                pass
+            except Exception as exc:  # reported as data so the session can go on
+                emit(ErrorEvent(str(exc) or type(exc).__name__))
+            finally:
+                loop.call_soon_threadsafe(events.put_nowait, None)
+
+        task = loop.run_in_executor(None, work)
+        try:
+            while (event := await events.get()) is not None:
+                yield event
+        finally:
+            cancel.set()
+            await task
+
+    # -- the work ------------------------------------------------------------------------
+
+    def _hear(self, audio: Audio, clock: Stopwatch, emit: Callable[[Event], None]) -> str:
+        if self.vad is not None:
+            with clock.span("vad"):
+                audio = trim(audio, self.vad, self.config.vad_pad)
+        with clock.span("asr"):
+            if self.postprocess is not None:
+                hyps = self.asr.nbest(audio, self.config.nbest, self.config.asr)
+            else:
+                text = self.asr.transcribe(audio, self.config.asr).text
+        if self.postprocess is not None:
+            with clock.span("postprocess"):
+                text = self.postprocess.select(hyps)
+        for s in clock.freeze().spans:
+            emit(SpanEvent(s))
+        if not text.strip():
+            raise NoSpeechError("the speech recogniser heard no words")
+        return text.strip()
+
+    def _run(self, request: Request, emit: Callable[[Event], None],
+             cancel: threading.Event) -> None:
+        clock = Stopwatch()
+        transcript = None
+        if request.audio is not None:
+            transcript = self._hear(request.audio, clock, emit)
+            emit(TranscriptEvent(transcript))
+        user = transcript if transcript is not None else (request.text or "").strip()
+        messages = [Message("system", request.system or self.config.system),
+                    *request.history, Message("user", user)]
+        gen = self.config.generation
+        if request.max_tokens != gen.max_tokens:
+            gen = replace(gen, max_tokens=request.max_tokens)
+
+        pieces: list[str] = []
+        audio_parts: list[Audio] = []
+        speak = self.tts is not None and request.want_audio
+        splitter = ClauseSplitter(self.config.min_clause_chars)
+
+        def say(clause: str) -> None:
+            assert self.tts is not None
+            start = clock.elapsed()
+            for part in self.tts.stream(clause):
+                if cancel.is_set():
+                    raise Cancelled
+                clock.mark_audio()
+                audio_parts.append(part)
+                emit(AudioChunk(part, clause))
+            emit(SpanEvent(clock.add("tts", start, clock.elapsed())))
+
+        llm_start = clock.elapsed()
+        for delta in self._generate(messages, gen, cancel):
+            if not pieces:
+                clock.mark_text()
+                emit(SpanEvent(clock.add("prefill", llm_start, clock.elapsed())))
+            pieces.append(delta)
+            emit(TextDelta(delta))
+            if speak and self.config.stream_tts:
+                for clause in splitter.feed(delta):
+                    say(clause)
+        first_token = clock.freeze().ttft
+        emit(SpanEvent(clock.add("decode", first_token or llm_start, clock.elapsed())))
+        answer = "".join(pieces).strip()
+        if speak:
+            rest = splitter.flush() if self.config.stream_tts else [speakable(answer)]
+            for clause in rest:
+                if clause:
+                    say(clause)
+        timings = clock.freeze()
+        history = (*request.history, Message("user", user), Message("assistant", answer))
+        audio = Audio.concat(audio_parts) if audio_parts else None
+        emit(Done(Response(answer, transcript, audio, timings, history)))
+
+    def _generate(self, messages: list[Message], gen: GenerationOptions,
+                  cancel: threading.Event) -> Iterator[str]:
+        """LLM deltas, produced in a worker thread so TTS can run while the LLM generates."""
+        if not (self.tts is not None and self.config.stream_tts):
+            for delta in self.llm.stream_chat(messages, gen):
+                if cancel.is_set():
+                    raise Cancelled
+                yield delta
+            return
+        deltas: queue.Queue[str | BaseException | None] = queue.Queue()
+        stop = threading.Event()  # set when the consumer leaves, for any reason
+
+        def produce() -> None:
+            try:
+                for delta in self.llm.stream_chat(messages, gen):
+                    if stop.is_set() or cancel.is_set():
+                        break
+                    deltas.put(delta)
+            except BaseException as exc:
+                deltas.put(exc)
+            finally:
+                deltas.put(None)
+
+        worker = threading.Thread(target=produce, name="cascade-llm", daemon=True)
+        worker.start()
+        try:
+            while (item := deltas.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                if cancel.is_set():
+                    raise Cancelled
+                yield item
+        finally:
+            stop.set()
+            worker.join()

@@ -1,0 +1,31 @@
+"""Exceptions users see. Each message says what was wrong and what to do."""
+
+from __future__ import annotations
+
+
+class SpeechLLMError(Exception):
+    """Base class: the CLI prints these as one line and exits with `exit_code`."""
+
+    exit_code = 1
+
+
+class AudioError(SpeechLLMError, ValueError):
+    """Audio that cannot be used: missing, empty, corrupt, not audio, too long."""
+
+    exit_code = 2
+
+
+class ModelError(SpeechLLMError):
+    """A model file is missing, damaged, or cannot be loaded."""
+
+    exit_code = 3
+
+
+class MissingDependency(SpeechLLMError, ImportError):
+    """An optional library is not installed; the message carries the install command."""
+
+    exit_code = 4
+
+
+class NoSpeechError(AudioError):
+    """The audio holds no speech (silence or noise only)."""

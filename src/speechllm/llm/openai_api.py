@@ -1,0 +1,48 @@
+"""Any OpenAI-compatible chat server (vLLM, llama.cpp server, llama-cpp-python's server, ...)
+as the LLM, through the official `openai` client."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from speechllm._optional import require
+from speechllm.errors import ModelError
+from speechllm.llm.base import GenerationOptions
+from speechllm.speechlm import Message
+
+
+@dataclass(frozen=True)
+class OpenAIConfig:
+    base_url: str  # e.g. http://127.0.0.1:8000/v1
+    model: str  # the server's model name
+    api_key: str | None = None  # None reads OPENAI_API_KEY, else sends a placeholder
+    timeout: float = 60.0
+
+
+class OpenAIChat:
+    def __init__(self, config: OpenAIConfig) -> None:
+        openai = require("openai", "openai")
+        self.config = config
+        self.name = config.model
+        key = config.api_key or os.environ.get("OPENAI_API_KEY") or "not-needed"
+        self._client = openai.OpenAI(base_url=config.base_url, api_key=key,
+                                     timeout=config.timeout, max_retries=1)
+        self._errors = (openai.APIConnectionError, openai.APIStatusError, openai.APITimeoutError)
+
+    def stream_chat(self, messages: Sequence[Message],
+                    options: GenerationOptions | None = None) -> Iterator[str]:
+        o = options or GenerationOptions()
+        try:
+            stream = self._client.chat.completions.create(
+                model=self.config.model,
+                messages=[{"role": m.role, "content": m.content} for m in messages],  # type: ignore[misc]
+                stream=True, max_tokens=o.max_tokens, temperature=o.temperature, top_p=o.top_p,
+                stop=list(o.stop) or None, seed=o.seed,
+            )
+            for chunk in stream:
+                if chunk.choices and (piece := chunk.choices[0].delta.content):
+                    yield piece
+        except self._errors as exc:
+            raise ModelError(f"LLM server at {self.config.base_url} failed: {exc}") from None

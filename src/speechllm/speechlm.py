@@ -1,0 +1,95 @@
+"""The one interface every approach implements (cascade, latent, audio tokens).
+
+Tasks, evaluation, the CLI and the server only ever see `SpeechLM`, `Request`, `Response` and
+the `Event`s of a stream, so they never branch on the approach.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Literal, Protocol, runtime_checkable
+
+from speechllm.audio import Audio
+from speechllm.timing import Span, Timings
+
+Role = Literal["system", "user", "assistant"]
+
+
+@dataclass(frozen=True)
+class Message:
+    role: Role
+    content: str
+
+
+@dataclass(frozen=True)
+class Request:
+    """One user turn: speech (or text) in, plus the instruction and the conversation so far."""
+
+    audio: Audio | None = None
+    text: str | None = None  # typed input; used when there is no audio
+    system: str | None = None  # system prompt; None uses the model's default
+    history: tuple[Message, ...] = ()  # earlier turns, oldest first, without the system prompt
+    want_audio: bool = True  # synthesise the answer as speech
+    max_tokens: int = 256
+
+    def __post_init__(self) -> None:
+        if self.audio is None and not (self.text and self.text.strip()):
+            raise ValueError("a Request needs audio or non-empty text")
+        if self.max_tokens < 1:
+            raise ValueError(f"max_tokens must be >= 1, got {self.max_tokens}")
+
+
+@dataclass(frozen=True, eq=False)
+class Response:
+    text: str  # the answer
+    transcript: str | None  # what the system heard (None for text input)
+    audio: Audio | None  # the spoken answer, when asked for
+    timings: Timings
+    history: tuple[Message, ...] = ()  # the conversation including this turn, for the next Request
+
+
+# --- stream events -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TranscriptEvent:
+    text: str  # final transcript of the user's turn
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    text: str  # next piece of the answer
+
+
+@dataclass(frozen=True, eq=False)
+class AudioChunk:
+    audio: Audio  # next piece of the spoken answer, ready to play
+    text: str  # the clause it speaks
+
+
+@dataclass(frozen=True)
+class SpanEvent:
+    span: Span  # a stage finished
+
+
+@dataclass(frozen=True)
+class ErrorEvent:
+    message: str  # the turn failed; the session can go on
+
+
+@dataclass(frozen=True, eq=False)
+class Done:
+    response: Response = field()
+
+
+Event = TranscriptEvent | TextDelta | AudioChunk | SpanEvent | ErrorEvent | Done
+
+
+@runtime_checkable
+class SpeechLM(Protocol):
+    """A speech language model: answer a turn whole, or as a stream of events ending in Done."""
+
+    def respond(self, request: Request) -> Response: ...
+
+    def stream(self, request: Request) -> AsyncIterator[Event]: ...

@@ -1,0 +1,57 @@
+"""Piper neural TTS (piper-tts, ONNX). Default voice: the embedded en_US-joe-medium."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from speechllm import models
+from speechllm._optional import require
+from speechllm.audio import Audio
+from speechllm.errors import ModelError
+
+
+@dataclass(frozen=True)
+class PiperOptions:
+    length_scale: float | None = None  # >1 speaks slower; None uses the voice's default
+    noise_scale: float | None = None
+    noise_w_scale: float | None = None
+    speaker_id: int | None = None  # for multi-speaker voices
+    volume: float = 1.0
+
+
+class PiperTTS:
+    """A Piper voice: `model` is an embedded name ("piper-joe") or a path to a voice .onnx whose
+    config sits beside it as `<name>.onnx.json`."""
+
+    def __init__(self, model: str | os.PathLike[str] = "piper-joe",
+                 options: PiperOptions | None = None) -> None:
+        piper = require("piper", "tts")
+        path = models.resolve(model, "tts")
+        config = Path(str(path) + ".json")
+        if not config.is_file():
+            raise ModelError(f"Piper voice config {config} is missing (expected beside {path})")
+        try:
+            self._voice = piper.PiperVoice.load(path, config_path=config)
+        except Exception as exc:  # onnxruntime raises many types for a damaged file
+            raise ModelError(f"cannot load Piper voice {path}: {exc}") from None
+        self.sample_rate: int = int(self._voice.config.sample_rate)
+        o = options or PiperOptions()
+        self._syn = piper.SynthesisConfig(
+            speaker_id=o.speaker_id, length_scale=o.length_scale, noise_scale=o.noise_scale,
+            noise_w_scale=o.noise_w_scale, volume=o.volume,
+        )
+        self._lock = threading.Lock()  # one ONNX session; keep calls from interleaving
+        self.name = Path(path).stem
+
+    def stream(self, text: str) -> Iterator[Audio]:
+        """One Audio per sentence that Piper finds in `text`."""
+        if not text.strip():
+            return
+        with self._lock:
+            chunks = list(self._voice.synthesize(text, self._syn))
+        for chunk in chunks:
+            yield Audio(chunk.audio_float_array, chunk.sample_rate)

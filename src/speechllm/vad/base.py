@@ -1,0 +1,36 @@
+"""The VAD protocol and trimming built on it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from speechllm.audio import Audio
+from speechllm.errors import NoSpeechError
+
+
+@dataclass(frozen=True)
+class SpeechRegion:
+    start: float  # seconds
+    end: float
+
+
+class VAD(Protocol):
+    def speech_probabilities(self, audio: Audio) -> list[float]:
+        """One speech probability per frame of `frame_seconds`."""
+        ...
+
+    def regions(self, audio: Audio) -> list[SpeechRegion]: ...
+
+
+def trim(audio: Audio, vad: VAD, pad: float = 0.2) -> Audio:
+    """`audio` from the first speech onset to the last offset, with `pad` seconds each side.
+
+    Raises NoSpeechError when the VAD finds no speech at all.
+    """
+    regions = vad.regions(audio)
+    if not regions:
+        raise NoSpeechError(f"no speech detected in {audio.duration:.2f} s of audio")
+    start = max(0.0, regions[0].start - pad)
+    end = min(audio.duration, regions[-1].end + pad)
+    return audio.slice(start, end)
