@@ -76,6 +76,7 @@ class SpanEvent:
 @dataclass(frozen=True)
 class ErrorEvent:
     message: str  # the turn failed; the session can go on
+    kind: str = "SpeechLLMError"  # the exception class, e.g. "NoSpeechError", "ModelError"
 
 
 @dataclass(frozen=True, eq=False)

@@ -91,7 +91,7 @@ class CascadeSpeechLM:
             except Cancelled:
                 pass
             except Exception as exc:  # reported as data so the session can go on
-                emit(ErrorEvent(str(exc) or type(exc).__name__))
+                emit(ErrorEvent(str(exc) or type(exc).__name__, type(exc).__name__))
             finally:
                 loop.call_soon_threadsafe(events.put_nowait, None)
 

@@ -1,0 +1,271 @@
+"""The `speechllm` command."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from speechllm import audio as audio_io
+from speechllm import errors, models
+from speechllm.errors import SpeechLLMError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Speech + LLMs, offline on a CPU. Exit codes: 0 ok, 1 unexpected, "
+                       "2 usage, 3 unusable input, 4 model problem, 5 missing dependency.")
+out = Console()
+err = Console(stderr=True)
+
+
+class Task(str, Enum):
+    transcribe = "transcribe"
+    translate = "translate"
+
+
+class Post(str, Enum):
+    none = "none"
+    rescore = "rescore"
+    correct = "correct"
+
+
+class TTSName(str, Enum):
+    piper = "piper"
+    espeak = "espeak"
+    none = "none"
+
+
+def _fail(exc: SpeechLLMError | ValueError) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+    return typer.Exit(exc.exit_code if isinstance(exc, SpeechLLMError) else 3)
+
+
+def _ensure_models(names: list[str]) -> None:
+    """Assemble what is missing, with a progress bar (only the first run does any work)."""
+    todo = [r.name for r in models.status(names, check=False) if r.status == "not assembled"]
+    if not todo:
+        return
+    with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                  TimeRemainingColumn(), console=err, transient=True) as bar:
+        for name in todo:
+            task = bar.add_task(f"assembling {name}", total=None)
+            models.ensure(name, lambda done, total, t=task: bar.update(t, completed=done,
+                                                                         total=total))
+
+
+@app.command("models")
+def models_cmd(
+    assemble: Annotated[bool, typer.Option(help="Assemble and verify every model now.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """List the embedded models with status, size and path."""
+    try:
+        if assemble:
+            _ensure_models(list(models.REGISTRY))
+        rows = models.status()
+    except SpeechLLMError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        out.print_json(json.dumps([
+            {**dataclasses.asdict(r), "path": str(r.path) if r.path else None} for r in rows]))
+    else:
+        table = Table(title=f"embedded models (cache: {models.cache_dir()})")
+        for col in ("name", "role", "status", "size", "path"):
+            table.add_column(col, overflow="fold")
+        for r in rows:
+            colour = "green" if r.status == "ready" else "yellow"
+            size = f"{r.size / 1e6:.0f} MB" if r.size else "-"
+            table.add_row(r.name, r.role, f"[{colour}]{r.status}[/]", size, str(r.path or "-"))
+        out.print(table)
+    if any(r.status == "damaged" for r in rows):
+        raise typer.Exit(4)
+
+
+@app.command()
+def transcribe(
+    files: Annotated[list[Path], typer.Argument(help="Audio files (wav, flac, ogg, mp3).")],
+    model: Annotated[str, typer.Option(help="whisper-base, whisper-tiny.en, or a CTranslate2 "
+                                            "Whisper directory.")] = "whisper-base",
+    task: Annotated[Task, typer.Option(help="translate: any language -> English.")] = Task.transcribe,
+    language: Annotated[str | None, typer.Option(help="Language code; default detects.")] = None,
+    beam: Annotated[int, typer.Option(help="Beam size.")] = 5,
+    nbest: Annotated[int, typer.Option(help="Also list the N best hypotheses.")] = 0,
+    words: Annotated[bool, typer.Option("--words", help="Word timestamps.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per file.")] = False,
+) -> None:
+    """Transcribe (or translate into English) audio files with Whisper."""
+    from speechllm.asr.base import ASROptions
+    from speechllm.asr.faster_whisper import FasterWhisperASR
+
+    try:
+        options = ASROptions(task=task.value, language=language, beam_size=beam,
+                             word_timestamps=words)
+        if model in models.REGISTRY:
+            _ensure_models([model])
+        with err.status(f"loading {model}"):
+            asr = FasterWhisperASR(model)
+    except (SpeechLLMError, ValueError) as exc:
+        raise _fail(exc) from None
+    failed = 0
+    with Progress(TextColumn("{task.description}"), BarColumn(), TimeRemainingColumn(),
+                  console=err, transient=True, disable=len(files) < 2) as bar:
+        job = bar.add_task("transcribing", total=len(files))
+        for path in files:
+            try:
+                audio = audio_io.load(path)
+                result = asr.transcribe(audio, options)
+                hyps = asr.nbest(audio, nbest, options) if nbest else []
+            except (SpeechLLMError, ValueError) as exc:
+                failed += 1
+                err.print(f"[bold red]error:[/] {exc}", highlight=False)
+                bar.advance(job)
+                continue
+            if as_json:
+                record = {"file": str(path), "text": result.text, "language": result.language,
+                          "language_probability": result.language_probability,
+                          "duration": result.duration,
+                          "segments": [dataclasses.asdict(s) for s in result.segments]}
+                if nbest:
+                    record["nbest"] = [dataclasses.asdict(h) for h in hyps]
+                out.print_json(json.dumps(record))
+            else:
+                out.print(f"[bold]{path}[/] ({result.language}): {result.text}", highlight=False)
+                for s in result.segments if words else ():
+                    for w in s.words:
+                        out.print(f"  {w.start:6.2f}-{w.end:6.2f}  {w.text}", highlight=False)
+                for i, h in enumerate(hyps, 1):
+                    out.print(f"  {i}. {h.score:7.3f}  {h.text}", highlight=False)
+            bar.advance(job)
+    if failed:
+        raise typer.Exit(3)
+
+
+@app.command()
+def speak(
+    text: Annotated[str, typer.Argument(help="What to say.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Audio file to write.")],
+    tts: Annotated[TTSName, typer.Option(help="TTS backend.")] = TTSName.piper,
+    voice: Annotated[str | None, typer.Option(help="Piper voice (.onnx path) or espeak "
+                                                   "voice name.")] = None,
+) -> None:
+    """Synthesise TEXT to an audio file."""
+    from speechllm.cascade.build import make_tts
+    from speechllm.tts.base import synthesize
+
+    if not text.strip():
+        raise _fail(ValueError("nothing to say: TEXT is empty"))
+    if tts is TTSName.none:
+        raise _fail(ValueError("speak needs a TTS backend: piper or espeak"))
+    try:
+        speech = synthesize(make_tts(tts.value, voice), text)
+        audio_io.save(speech, output)
+    except (SpeechLLMError, ValueError) as exc:
+        raise _fail(exc) from None
+    err.print(f"wrote {output} ({speech.duration:.2f} s)")
+
+
+@app.command()
+def chat(
+    files: Annotated[list[Path], typer.Argument(help="Spoken turns, in order (one conversation).")],
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Reply audio; with several "
+                                                "turns, -1, -2, ... are added.")] = None,
+    asr: Annotated[str, typer.Option(help="ASR model name or path.")] = "whisper-base",
+    llm: Annotated[str, typer.Option(help="Chat GGUF name/path, or the server's model name "
+                                          "with --llm-url.")] = "qwen2.5-0.5b-instruct",
+    llm_url: Annotated[str | None, typer.Option(help="OpenAI-compatible server, e.g. "
+                                                     "http://127.0.0.1:8000/v1")] = None,
+    tts: Annotated[TTSName, typer.Option(help="TTS backend.")] = TTSName.piper,
+    voice: Annotated[str | None, typer.Option(help="TTS voice.")] = None,
+    system: Annotated[str | None, typer.Option(help="System prompt.")] = None,
+    post: Annotated[Post, typer.Option(help="ASR post-processing.")] = Post.none,
+    stream: Annotated[bool, typer.Option(help="Speak each clause as soon as it is "
+                                              "written.")] = True,
+    max_tokens: Annotated[int, typer.Option(help="Longest answer in tokens.")] = 256,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
+) -> None:
+    """Ask spoken questions; print the transcript, the answer and a timing waterfall."""
+    from speechllm.cascade.build import CascadeSpec, build_cascade
+    from speechllm.cascade.pipeline import CascadeConfig
+    from speechllm.speechlm import Message, Request
+    from speechllm.waterfall import waterfall
+
+    try:
+        turns = [audio_io.load(f) for f in files]  # fail on bad input before loading models
+        spec = CascadeSpec(asr=asr, llm=llm, llm_url=llm_url,
+                           tts=None if tts is TTSName.none else tts.value, voice=voice,
+                           postprocess=post.value)
+        wanted = [n for n in (asr, None if llm_url else llm) if n in models.REGISTRY]
+        if post is Post.rescore:
+            wanted.append(spec.scorer)
+        _ensure_models(wanted)
+        with err.status("loading models"):
+            lm = build_cascade(spec, CascadeConfig(stream_tts=stream))
+    except (SpeechLLMError, ValueError) as exc:
+        raise _fail(exc) from None
+    history: tuple[Message, ...] = ()
+    for i, (path, speech) in enumerate(zip(files, turns, strict=True), 1):
+        request = Request(audio=speech, system=system, history=history,
+                          want_audio=tts is not TTSName.none and output is not None,
+                          max_tokens=max_tokens)
+        try:
+            response = asyncio.run(_stream_turn(lm, request, live=not as_json))
+        except (SpeechLLMError, ValueError) as exc:
+            raise _fail(exc) from None
+        history = response.history
+        target = None
+        if output is not None and response.audio is not None:
+            target = output if len(files) == 1 else output.with_stem(f"{output.stem}-{i}")
+            audio_io.save(response.audio, target)
+        if as_json:
+            t = response.timings
+            out.print_json(json.dumps({
+                "file": str(path), "transcript": response.transcript, "answer": response.text,
+                "audio": str(target) if target else None, "ttft": t.ttft, "ttfa": t.ttfa,
+                "total": t.total, "spans": [dataclasses.asdict(s) for s in t.spans]}))
+        else:
+            for line in waterfall(response.timings):
+                out.print(f"  {line}", highlight=False)
+            if target:
+                out.print(f"  [dim]reply audio: {target} ({response.audio.duration:.1f} s)[/]")
+
+
+async def _stream_turn(lm, request, live: bool):  # type: ignore[no-untyped-def]
+    """Print the transcript and the answer as they arrive; return the final Response."""
+    from speechllm.speechlm import Done, ErrorEvent, TextDelta, TranscriptEvent
+
+    async for event in lm.stream(request):
+        if isinstance(event, TranscriptEvent) and live:
+            out.print(f"[bold cyan]you:[/] {event.text}", highlight=False)
+            out.print("[bold green]assistant:[/] ", end="")
+        elif isinstance(event, TextDelta) and live:
+            out.print(event.text, end="", highlight=False, markup=False)
+        elif isinstance(event, ErrorEvent):
+            if live:
+                out.print()
+            kind = getattr(errors, event.kind, SpeechLLMError)
+            raise (kind if isinstance(kind, type) and issubclass(kind, SpeechLLMError)
+                   else SpeechLLMError)(event.message)
+        elif isinstance(event, Done):
+            if live:
+                out.print()
+            return event.response
+    raise SpeechLLMError("the turn ended without an answer")
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

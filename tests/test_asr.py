@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+import subprocess
+
+import jiwer
+import pytest
+
+from speechllm.asr.base import ASROptions
+from speechllm.audio import load
+
+from .conftest import FSDD, fsdd_items, heard_digit, say
+
+ENGLISH = ASROptions(language="en")
+
+
+def test_fsdd_digits_are_recognised(asr):
+    """Real speakers, one word each: Whisper base names the right digit for most of them."""
+    items = fsdd_items(every=10)  # 30 recordings, all digits and speakers
+    right = sum(heard_digit(asr.transcribe(load(FSDD / it["audio"]), ENGLISH).text) == it["digit"]
+                for it in items)
+    assert right / len(items) >= 0.5, f"only {right}/{len(items)} digits recognised"
+
+
+def test_wrapper_matches_faster_whisper_called_directly(asr):
+    """Same samples, same settings: the toolkit's transcript equals faster-whisper's own."""
+    import numpy as np
+    from faster_whisper import WhisperModel
+
+    from speechllm import models
+
+    direct = WhisperModel(str(models.ensure("whisper-base")), compute_type="int8")
+    for it in fsdd_items(every=37):
+        audio = load(FSDD / it["audio"])
+        segments, _ = direct.transcribe(np.asarray(audio.samples), beam_size=5)
+        expected = " ".join(s.text.strip() for s in segments).strip()
+        assert asr.transcribe(audio).text == expected
+
+
+def test_word_timestamps_are_ordered_and_inside_the_audio(asr, piper):
+    speech = say(piper, "Seven bright lanterns glow over the quiet harbor.")
+    result = asr.transcribe(speech, ASROptions(word_timestamps=True, language="en"))
+    words = [w for s in result.segments for w in s.words]
+    assert len(words) >= 7
+    assert all(0 <= w.start <= w.end <= speech.duration + 0.05 for w in words)
+    assert all(a.start <= b.start for a, b in zip(words, words[1:], strict=False))
+    assert "lanterns" in " ".join(w.text.lower() for w in words)
+
+
+def _espeak(text: str, voice: str):
+    wav = subprocess.run(["espeak-ng", "-v", voice, "--stdout", text], capture_output=True,
+                         check=True).stdout
+    return load(wav)
+
+
+def test_language_detection_and_translation(asr):
+    spanish = _espeak("Buenos días. ¿Dónde está la estación de tren? Necesito un billete.", "es")
+    lang, prob = asr.detect_language(spanish)
+    assert lang == "es" and prob > 0.5
+    native = asr.transcribe(spanish)
+    assert native.language == "es"
+    assert "estación" in native.text.lower()
+    english = asr.transcribe(spanish, ASROptions(task="translate"))
+    translated = english.text.lower()
+    assert "good morning" in translated and "train" in translated
+    assert "estación" not in translated
+
+
+def test_nbest_is_distinct_sorted_and_led_by_the_transcript(asr, piper):
+    speech = say(piper, "Please set a timer for ten minutes.")
+    hyps = asr.nbest(speech, 4, ENGLISH)
+    assert len(hyps) == 4
+    assert len({h.text for h in hyps}) == 4
+    assert [h.score for h in hyps] == sorted((h.score for h in hyps), reverse=True)
+    assert jiwer.wer("please set a timer for ten minutes",
+                     hyps[0].text.lower().strip(".").replace("10", "ten")) == 0
+
+
+def test_tiny_english_model_transcribes_and_refuses_translation(piper):
+    from speechllm.asr.faster_whisper import FasterWhisperASR
+
+    tiny = FasterWhisperASR("whisper-tiny.en")
+    speech = say(piper, "Call my sister at five.")
+    heard = tiny.transcribe(speech).text.lower()
+    assert "sister" in heard and heard_digit(heard) == 5
+    with pytest.raises(ValueError, match="English-only"):
+        tiny.transcribe(speech, ASROptions(task="translate"))

@@ -1,0 +1,124 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from speechllm.audio import Audio, load, save
+from speechllm.errors import AudioError
+
+from .conftest import FSDD
+
+
+def tone(seconds=1.0, rate=16000, freq=440.0) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    return (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+@pytest.mark.parametrize("ext", ["wav", "flac", "ogg", "mp3"])
+def test_loads_each_format_as_mono_16k(tmp_path, ext):
+    stereo = np.stack([tone(rate=44100), tone(rate=44100)], axis=1)
+    path = tmp_path / f"x.{ext}"
+    sf.write(path, stereo, 44100)
+    audio = load(path)
+    assert audio.sample_rate == 16000
+    assert audio.samples.ndim == 1
+    assert audio.duration == pytest.approx(1.0, abs=0.06)  # mp3 adds encoder padding
+    assert 0.15 < np.abs(audio.samples).max() < 0.4
+
+
+def test_downmix_averages_channels(tmp_path):
+    left, right = tone(), np.zeros(16000, np.float32)
+    sf.write(tmp_path / "s.wav", np.stack([left, right], axis=1), 16000)
+    audio = load(tmp_path / "s.wav")
+    assert np.allclose(audio.samples, left / 2, atol=1e-3)
+
+
+def test_resample_keeps_pitch_and_length():
+    audio = Audio(tone(rate=8000, freq=300.0), 8000).resample(16000)
+    assert len(audio) == 16000
+    spectrum = np.abs(np.fft.rfft(audio.samples))
+    assert abs(np.argmax(spectrum) * 16000 / len(audio) - 300.0) < 2
+
+
+def test_real_recording_loads_at_native_rate():
+    audio = load(FSDD / "recordings" / "3_jackson_0.wav", sample_rate=None)
+    assert audio.sample_rate == 8000 and audio.duration > 0.1
+
+
+def test_save_round_trip(tmp_path):
+    audio = Audio(tone(), 16000)
+    back = load(save(audio, tmp_path / "out" / "a.flac"))
+    assert np.allclose(back.samples, audio.samples, atol=1e-3)
+
+
+def test_pcm16_round_trip():
+    audio = Audio(tone(0.1), 16000)
+    back = Audio.from_pcm16(audio.to_pcm16(), 16000)
+    assert np.allclose(back.samples, audio.samples, atol=1e-4)
+    with pytest.raises(AudioError, match="even number"):
+        Audio.from_pcm16(b"\x00\x01\x02", 16000)
+
+
+# -- bad input: one clear AudioError each ---------------------------------------------------
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(AudioError, match="no such file"):
+        load(tmp_path / "nope.wav")
+
+
+def test_empty_file(tmp_path):
+    (tmp_path / "e.wav").write_bytes(b"")
+    with pytest.raises(AudioError, match="empty"):
+        load(tmp_path / "e.wav")
+
+
+def test_zero_length_audio(tmp_path):
+    sf.write(tmp_path / "z.wav", np.zeros(0, np.float32), 16000)
+    with pytest.raises(AudioError, match="zero length"):
+        load(tmp_path / "z.wav")
+
+
+def test_non_audio_file(tmp_path):
+    (tmp_path / "notes.wav").write_text("this is a text file, not audio\n" * 20)
+    with pytest.raises(AudioError, match="not a readable audio file"):
+        load(tmp_path / "notes.wav")
+
+
+def test_corrupt_file(tmp_path):
+    good = tmp_path / "good.wav"
+    sf.write(good, tone(), 16000)
+    data = bytearray(good.read_bytes())
+    data[8:16] = b"JUNKJUNK"  # break the RIFF/WAVE header
+    (tmp_path / "bad.wav").write_bytes(bytes(data))
+    with pytest.raises(AudioError, match="not a readable audio file"):
+        load(tmp_path / "bad.wav")
+
+
+def test_directory(tmp_path):
+    with pytest.raises(AudioError, match="directory"):
+        load(tmp_path)
+
+
+def test_too_long_is_refused_before_decoding(tmp_path, monkeypatch):
+    sf.write(tmp_path / "long.wav", np.zeros(16000 * 5, np.float32), 16000)
+    with pytest.raises(AudioError, match="cap is 2 s"):
+        load(tmp_path / "long.wav", max_seconds=2)
+    monkeypatch.setenv("SPEECHLLM_MAX_AUDIO_SECONDS", "3")
+    with pytest.raises(AudioError, match="SPEECHLLM_MAX_AUDIO_SECONDS"):
+        load(tmp_path / "long.wav")
+    monkeypatch.setenv("SPEECHLLM_MAX_AUDIO_SECONDS", "10")
+    assert load(tmp_path / "long.wav").duration == pytest.approx(5.0)
+
+
+def test_empty_bytes_and_garbage_bytes():
+    with pytest.raises(AudioError, match="empty"):
+        load(b"")
+    with pytest.raises(AudioError, match="not a readable audio file"):
+        load(b"\x89PNG\r\n\x1a\n" + b"\x00" * 100)
+
+
+def test_nan_samples_refused():
+    with pytest.raises(AudioError, match="NaN"):
+        Audio(np.array([0.0, np.nan], np.float32), 16000)

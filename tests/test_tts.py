@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+import jiwer
+import numpy as np
+
+from speechllm.asr.base import ASROptions
+from speechllm.tts.base import synthesize
+
+SENTENCE = "The quick brown fox jumps over the lazy dog."
+
+
+def _words(text: str) -> str:
+    return jiwer.RemovePunctuation()(text.lower()).strip()
+
+
+def test_piper_round_trip_through_whisper(piper, asr):
+    speech = synthesize(piper, SENTENCE)
+    assert speech.sample_rate == 22050 and 1.5 < speech.duration < 6
+    heard = asr.transcribe(speech, ASROptions(language="en")).text
+    assert jiwer.wer(_words(SENTENCE), _words(heard)) == 0
+
+
+def test_piper_streams_one_chunk_per_sentence(piper):
+    chunks = list(piper.stream("First sentence here. And a second one!"))
+    assert len(chunks) == 2
+    assert all(np.abs(c.samples).max() > 0.05 for c in chunks)
+
+
+def test_espeak_round_trip_through_whisper(asr):
+    from speechllm.tts.espeak import EspeakTTS
+
+    speech = synthesize(EspeakTTS(), SENTENCE)
+    heard = asr.transcribe(speech, ASROptions(language="en")).text
+    assert jiwer.wer(_words(SENTENCE), _words(heard)) <= 0.25
+
+
+def test_empty_text_gives_no_audio(piper):
+    assert list(piper.stream("   ")) == []

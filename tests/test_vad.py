@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from speechllm.audio import Audio
+from speechllm.errors import NoSpeechError
+from speechllm.vad.base import trim
+
+from .conftest import say
+
+
+def test_finds_speech_between_silences(vad, piper):
+    speech = say(piper, "Turn on the kitchen lights.", pad=0.0).resample(16000)
+    gap = Audio.silence(1.0)
+    audio = Audio.concat([gap, speech, gap])
+    regions = vad.regions(audio)
+    assert regions, "no speech found"
+    assert regions[0].start == pytest.approx(1.0, abs=0.25)
+    assert regions[-1].end == pytest.approx(1.0 + speech.duration, abs=0.35)
+    trimmed = trim(audio, vad)
+    assert trimmed.duration < audio.duration - 1.2
+
+
+def test_silence_and_noise_have_no_speech(vad):
+    rng = np.random.default_rng(0)
+    assert vad.regions(Audio.silence(2.0)) == []
+    noise = Audio((0.01 * rng.standard_normal(32000)).astype(np.float32), 16000)
+    with pytest.raises(NoSpeechError):
+        trim(noise, vad)
+
+
+def test_streaming_matches_whole_file(vad, piper):
+    audio = say(piper, "One two three.").resample(16000)
+    whole = vad.speech_probabilities(audio)
+    stream = vad.stream()
+    pieces: list[float] = []
+    for start in range(0, len(audio), 700):  # chunk size unrelated to the 512-sample window
+        pieces += stream.feed(audio.samples[start:start + 700])
+    pieces += stream.feed(np.zeros((-len(audio)) % 512, np.float32))
+    assert len(pieces) == len(whole)
+    assert np.allclose(pieces, whole, atol=0.05)
