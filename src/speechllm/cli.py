@@ -135,7 +135,7 @@ def transcribe(
                           "segments": [dataclasses.asdict(s) for s in result.segments]}
                 if nbest:
                     record["nbest"] = [dataclasses.asdict(h) for h in hyps]
-                out.print_json(json.dumps(record))
+                print(json.dumps(record), flush=True)  # JSON Lines: one object per file
             else:
                 out.print(f"[bold]{path}[/] ({result.language}): {result.text}", highlight=False)
                 for s in result.segments if words else ():
@@ -226,7 +226,7 @@ def chat(
             audio_io.save(response.audio, target)
         if as_json:
             t = response.timings
-            out.print_json(json.dumps({
+            print(json.dumps({
                 "file": str(path), "transcript": response.transcript, "answer": response.text,
                 "audio": str(target) if target else None, "ttft": t.ttft, "ttfa": t.ttfa,
                 "total": t.total, "spans": [dataclasses.asdict(s) for s in t.spans]}))

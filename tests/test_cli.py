@@ -1,0 +1,101 @@
+"""The `speechllm` command as a user runs it: a real process, real models, real files."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from speechllm.asr.base import ASROptions
+from speechllm.audio import load
+
+from .conftest import FSDD, ROOT, heard_digit
+
+EXE = Path(sys.executable).parent / "speechllm"
+
+
+def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(EXE), *args], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "COLUMNS": "120", **(env or {})})
+
+
+def test_models_lists_all_ready():
+    p = run("models", "--json")
+    assert p.returncode == 0, p.stderr
+    rows = json.loads(p.stdout)
+    assert {r["name"] for r in rows} >= {"whisper-base", "qwen2.5-0.5b-instruct", "piper-joe"}
+    assert all(r["status"] == "ready" and Path(r["path"]).exists() for r in rows)
+
+
+def test_transcribe_json_and_nbest():
+    files = [ROOT / "examples/question.wav", FSDD / "recordings/6_theo_1.wav"]
+    p = run("transcribe", *map(str, files), "--model", "whisper-tiny.en", "--nbest", "3",
+            "--json")
+    assert p.returncode == 0, p.stderr
+    records = [json.loads(line) for line in p.stdout.splitlines()]  # JSON Lines
+    assert [r["file"] for r in records] == list(map(str, files))
+    assert "capital of france" in records[0]["text"].lower()
+    assert records[0]["language"] == "en"
+    assert len(records[0]["nbest"]) == 3
+    assert records[0]["nbest"][0]["score"] >= records[0]["nbest"][2]["score"]
+
+
+def test_speak_then_transcribe(tmp_path, asr):
+    out = tmp_path / "hello.wav"
+    p = run("speak", "Good evening, the train leaves at nine.", "-o", str(out))
+    assert p.returncode == 0, p.stderr
+    heard = asr.transcribe(load(out), ASROptions(language="en")).text.lower()
+    assert "train" in heard and heard_digit(heard) == 9
+
+
+def test_chat_prints_transcript_answer_and_waterfall(tmp_path, asr):
+    reply = tmp_path / "reply.wav"
+    p = run("chat", str(ROOT / "examples/question.wav"), "-o", str(reply))
+    assert p.returncode == 0, p.stderr
+    assert "you: What is the capital of France?" in p.stdout
+    assert "paris" in p.stdout.lower()
+    for stage in ("asr", "prefill", "tts", "ttfa"):
+        assert stage in p.stdout
+    assert "paris" in asr.transcribe(load(reply), ASROptions(language="en")).text.lower()
+
+
+@pytest.mark.parametrize("content, code, message", [
+    (None, 3, "no such file"),
+    (b"", 3, "empty"),
+    (b"hello, I am a text file" * 10, 3, "not a readable audio file"),
+])
+def test_bad_input_gets_one_line_and_exit_code(tmp_path, content, code, message):
+    path = tmp_path / "input.wav"
+    if content is not None:
+        path.write_bytes(content)
+    for cmd in (["chat", str(path)], ["transcribe", str(path)]):
+        p = run(*cmd)
+        assert p.returncode == code, (cmd, p.stderr)
+        assert message in p.stderr
+        assert "Traceback" not in p.stderr
+
+
+def test_silence_exits_with_input_error(tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    sf.write(tmp_path / "quiet.wav", np.zeros(32000, np.float32), 16000)
+    p = run("chat", str(tmp_path / "quiet.wav"))
+    assert p.returncode == 3 and "no speech" in p.stderr
+
+
+def test_audio_over_the_cap_is_refused(tmp_path):
+    p = run("transcribe", str(ROOT / "examples/question.wav"),
+            env={"SPEECHLLM_MAX_AUDIO_SECONDS": "1"})
+    assert p.returncode == 3 and "cap is 1 s" in p.stderr
+
+
+def test_unknown_model_and_bad_option():
+    p = run("transcribe", str(ROOT / "examples/question.wav"), "--model", "whisper-huge")
+    assert p.returncode == 4 and "whisper-base" in p.stderr
+    p = run("transcribe", str(ROOT / "examples/question.wav"), "--task", "summarise")
+    assert p.returncode == 2
