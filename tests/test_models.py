@@ -40,7 +40,7 @@ def test_cache_dir_follows_environment(monkeypatch, tmp_path):
 def test_unknown_name_lists_choices():
     with pytest.raises(ModelError, match="whisper-base"):
         models.resolve("whisper-huge", "asr")
-    with pytest.raises(ModelError, match="not a asr model|is a chat model"):
+    with pytest.raises(ModelError, match=r"is a chat model"):
         models.resolve("qwen2.5-0.5b-instruct", "asr")
 
 

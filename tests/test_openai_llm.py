@@ -6,9 +6,9 @@ import socket
 import subprocess
 import sys
 import time
-
 import urllib.error
 import urllib.request
+
 import pytest
 
 from speechllm import models
@@ -73,5 +73,5 @@ def test_cascade_uses_the_server_as_its_llm(server, asr, piper, question):
 def test_unreachable_server_is_a_clear_error():
     llm = OpenAIChat(OpenAIConfig(base_url=f"http://127.0.0.1:{free_port()}/v1", model="x",
                                   timeout=3))
-    with pytest.raises(ModelError, match="LLM server at http://127.0.0.1"):
+    with pytest.raises(ModelError, match=r"LLM server at http://127\.0\.0\.1"):
         chat(llm, [Message("user", "hi")])

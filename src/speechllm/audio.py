@@ -70,8 +70,8 @@ class Audio:
 
     def slice(self, start: float, end: float | None = None) -> Audio:
         """The part between `start` and `end` seconds."""
-        a = max(0, int(round(start * self.sample_rate)))
-        b = len(self.samples) if end is None else int(round(end * self.sample_rate))
+        a = max(0, round(start * self.sample_rate))
+        b = len(self.samples) if end is None else round(end * self.sample_rate)
         return Audio(self.samples[a:b], self.sample_rate)
 
     def to_pcm16(self) -> bytes:
@@ -87,7 +87,7 @@ class Audio:
 
     @classmethod
     def silence(cls, seconds: float, sample_rate: int = 16000) -> Audio:
-        return cls(np.zeros(int(round(seconds * sample_rate)), np.float32), sample_rate)
+        return cls(np.zeros(round(seconds * sample_rate), np.float32), sample_rate)
 
     @classmethod
     def concat(cls, parts: list[Audio]) -> Audio:

@@ -6,18 +6,26 @@ import asyncio
 import dataclasses
 import json
 import sys
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from speechllm import audio as audio_io
 from speechllm import errors, models
 from speechllm.errors import SpeechLLMError
+from speechllm.speechlm import Request, Response, SpeechLM
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Speech + LLMs, offline on a CPU. Exit codes: 0 ok, 1 unexpected, "
@@ -26,18 +34,18 @@ out = Console()
 err = Console(stderr=True)
 
 
-class Task(str, Enum):
+class Task(StrEnum):
     transcribe = "transcribe"
-    translate = "translate"
+    to_english = "translate"  # not `translate`: that name is str.translate
 
 
-class Post(str, Enum):
+class Post(StrEnum):
     none = "none"
     rescore = "rescore"
     correct = "correct"
 
 
-class TTSName(str, Enum):
+class TTSName(StrEnum):
     piper = "piper"
     espeak = "espeak"
     none = "none"
@@ -57,8 +65,11 @@ def _ensure_models(names: list[str]) -> None:
                   TimeRemainingColumn(), console=err, transient=True) as bar:
         for name in todo:
             task = bar.add_task(f"assembling {name}", total=None)
-            models.ensure(name, lambda done, total, t=task: bar.update(t, completed=done,
-                                                                         total=total))
+
+            def show(done: int, total: int, task: TaskID = task) -> None:
+                bar.update(task, completed=done, total=total)
+
+            models.ensure(name, show)
 
 
 @app.command("models")
@@ -94,12 +105,13 @@ def transcribe(
     files: Annotated[list[Path], typer.Argument(help="Audio files (wav, flac, ogg, mp3).")],
     model: Annotated[str, typer.Option(help="whisper-base, whisper-tiny.en, or a CTranslate2 "
                                             "Whisper directory.")] = "whisper-base",
-    task: Annotated[Task, typer.Option(help="translate: any language -> English.")] = Task.transcribe,
+    task: Annotated[Task, typer.Option(help="translate: any language -> English.")] = (
+        Task.transcribe),
     language: Annotated[str | None, typer.Option(help="Language code; default detects.")] = None,
     beam: Annotated[int, typer.Option(help="Beam size.")] = 5,
     nbest: Annotated[int, typer.Option(help="Also list the N best hypotheses.")] = 0,
     words: Annotated[bool, typer.Option("--words", help="Word timestamps.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per file.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON Lines, one per file.")] = False,
 ) -> None:
     """Transcribe (or translate into English) audio files with Whisper."""
     from speechllm.asr.base import ASROptions
@@ -233,11 +245,11 @@ def chat(
         else:
             for line in waterfall(response.timings):
                 out.print(f"  {line}", highlight=False)
-            if target:
+            if target and response.audio is not None:
                 out.print(f"  [dim]reply audio: {target} ({response.audio.duration:.1f} s)[/]")
 
 
-async def _stream_turn(lm, request, live: bool):  # type: ignore[no-untyped-def]
+async def _stream_turn(lm: SpeechLM, request: Request, live: bool) -> Response:
     """Print the transcript and the answer as they arrive; return the final Response."""
     from speechllm.speechlm import Done, ErrorEvent, TextDelta, TranscriptEvent
 

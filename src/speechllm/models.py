@@ -66,7 +66,8 @@ def _gemma_parts() -> list[Path]:
     try:
         return [Path(p) for p in mod.chunk_paths()]
     except ImportError as exc:
-        raise ModelError(f"a Gemma part package is missing ({exc}); reinstall speechllm[llm]") from None
+        raise ModelError(f"a Gemma part package is missing ({exc}); "
+                         "reinstall speechllm[llm]") from None
 
 
 def _tiny_en_dir() -> Path:
@@ -190,7 +191,8 @@ def _write_stamp(path: Path, sha: str) -> None:
     stamp = _stamp_path(path)
     try:
         stamp.parent.mkdir(parents=True, exist_ok=True)
-        stamp.write_text(json.dumps({"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha}))
+        record = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha}
+        stamp.write_text(json.dumps(record))
     except OSError:
         pass  # a read-only cache only costs a re-hash next time
 
@@ -260,7 +262,8 @@ def ensure(name: str, progress: Callable[[int, int], None] | None = None) -> Pat
             raise ModelError(f"{s.name}: {path} is missing; reinstall {' '.join(s.packages)}")
         if not verify(path, s.sha256):
             raise ModelError(f"{s.name}: {path} is damaged (sha256 mismatch); "
-                             f"reinstall with: pip install --force-reinstall {' '.join(s.packages)}")
+                             "reinstall with: pip install --force-reinstall "
+                             + " ".join(s.packages))
     return path.parent if s.is_dir else path
 
 

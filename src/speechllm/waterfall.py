@@ -11,8 +11,8 @@ def waterfall(timings: Timings, width: int = 40) -> list[str]:
     total = max(timings.total, 1e-9)
     lines = []
     for s in timings.spans:
-        a = int(round(s.start / total * width))
-        b = max(a + 1, int(round(s.end / total * width)))
+        a = round(s.start / total * width)
+        b = max(a + 1, round(s.end / total * width))
         bar = " " * a + "█" * (b - a)
         lines.append(f"{s.name:<12}{s.start:7.2f}-{s.end:5.2f}s |{bar:<{width}}|")
     marks = []

@@ -28,7 +28,7 @@ TTS_BACKENDS: dict[str, Callable[[str | None], TTS]] = {"piper": _piper, "espeak
 
 
 def make_tts(backend: str = "piper", voice: str | None = None) -> TTS:
-    """`backend` is "piper" (voice: embedded name or .onnx path) or "espeak" (voice: espeak name)."""
+    """`backend` "piper" (voice: embedded name or .onnx path) or "espeak" (voice: espeak name)."""
     try:
         factory = TTS_BACKENDS[backend]
     except KeyError:

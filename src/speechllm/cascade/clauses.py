@@ -7,8 +7,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 # A sentence ends at . ! ? (or their CJK forms) followed by whitespace; "3.5" and "e.g.x" do not.
-_SENTENCE_END = re.compile(r"[.!?…。！？]+[\"')\]]*\s")
-_CLAUSE_END = re.compile(r"[,;:—–]\s")
+_SENTENCE_END = re.compile(r"[.!?…。！？]+[\"')\]]*\s")  # noqa: RUF001
+_CLAUSE_END = re.compile(r"[,;:—–]\s")  # noqa: RUF001
 _MARKDOWN = re.compile(r"[*_#`>|~]+|^\s*[-+]\s+|^\s*\d+\.\s+", re.MULTILINE)
 
 

@@ -40,6 +40,7 @@ class ScoringLM(Protocol):
         ...
 
 
-def chat(llm: ChatLLM, messages: Sequence[Message], options: GenerationOptions | None = None) -> str:
+def chat(llm: ChatLLM, messages: Sequence[Message],
+         options: GenerationOptions | None = None) -> str:
     """The whole reply of a streaming chat model."""
     return "".join(llm.stream_chat(messages, options))

@@ -37,7 +37,7 @@ class OpenAIChat:
         try:
             stream = self._client.chat.completions.create(
                 model=self.config.model,
-                messages=[{"role": m.role, "content": m.content} for m in messages],  # type: ignore[misc]
+                messages=[{"role": m.role, "content": m.content} for m in messages],
                 stream=True, max_tokens=o.max_tokens, temperature=o.temperature, top_p=o.top_p,
                 stop=list(o.stop) or None, seed=o.seed,
             )
