@@ -85,3 +85,21 @@ def test_tiny_english_model_transcribes_and_refuses_translation(piper):
     assert "sister" in heard and heard_digit(heard) == 5
     with pytest.raises(ValueError, match="English-only"):
         tiny.transcribe(speech, ASROptions(task="translate"))
+
+
+def test_short_encoder_window_transcribes_short_utterances(asr, piper):
+    speech = say(piper, "Please open the window in the bedroom.")
+    short = asr.transcribe(speech, ASROptions(language="en", window_seconds=10))
+    assert jiwer.wer("please open the window in the bedroom",
+                     short.text.lower().strip(".")) == 0
+    with pytest.raises(ValueError, match="word timestamps"):
+        asr.transcribe(speech, ASROptions(window_seconds=10, word_timestamps=True))
+    with pytest.raises(ValueError, match="window_seconds"):
+        ASROptions(window_seconds=45)
+
+
+def test_audio_longer_than_the_window_uses_the_full_decoder(asr, piper):
+    speech = say(piper, "One. Two. Three. Four. Five. Six.", pad=1.0)
+    result = asr.transcribe(speech, ASROptions(language="en", window_seconds=2))
+    assert len(result.segments) >= 1 and heard_digit(result.text) == 1
+    assert result.segments[-1].end > 2.0  # timestamps from faster-whisper's own path

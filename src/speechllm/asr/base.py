@@ -19,8 +19,14 @@ class ASROptions:
     initial_prompt: str | None = None  # biases vocabulary and style
     # Whisper's fallback schedule: decode at 0, retry hotter when the output looks wrong.
     temperature: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+    # Encoder window for short utterances, in seconds. Whisper pads every input to 30 s, so a
+    # 3 s question costs a 30 s encoder pass; a shorter window (utterances that fit it only)
+    # is faster. None keeps Whisper's 30 s. Decodes once, without timestamps or fallback.
+    window_seconds: float | None = None
 
     def __post_init__(self) -> None:
+        if self.window_seconds is not None and not 1.0 <= self.window_seconds <= 30.0:
+            raise ValueError(f"window_seconds must be in [1, 30], got {self.window_seconds}")
         if self.task not in ("transcribe", "translate"):
             raise ValueError(f"task must be 'transcribe' or 'translate', got {self.task!r}")
         if self.beam_size < 1:

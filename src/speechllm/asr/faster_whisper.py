@@ -64,9 +64,12 @@ class FasterWhisperASR:
     def transcribe(self, audio: Audio, options: ASROptions | None = None) -> Transcript:
         o = options or ASROptions()
         self._check(o)
+        samples = self._samples(audio)
+        if o.window_seconds is not None and len(samples) <= o.window_seconds * RATE:
+            return self._transcribe_window(samples, o)
         with self._lock:
             segments, info = self._model.transcribe(
-                self._samples(audio), task=o.task, language=o.language, beam_size=o.beam_size,
+                samples, task=o.task, language=o.language, beam_size=o.beam_size,
                 word_timestamps=o.word_timestamps, initial_prompt=o.initial_prompt,
                 temperature=list(o.temperature), vad_filter=False,
             )
@@ -99,9 +102,16 @@ class FasterWhisperASR:
         if len(samples) > WINDOW_SECONDS * RATE:
             raise AudioError(f"N-best lists cover one utterance of at most 30 s; this audio is "
                              f"{len(samples) / RATE:.1f} s (split it with VAD first)")
+        return self._beam(samples, n, o)[1]
+
+    def _beam(self, samples: np.ndarray, n: int, o: ASROptions
+              ) -> tuple[str, list[Hypothesis]]:
+        """(language, n-best) from one encoder pass over a window of `o.window_seconds`
+        (30 s when unset) and one beam search without timestamps."""
         m = self._model
+        frames = round((o.window_seconds or WINDOW_SECONDS) * 100)  # 100 mel frames per second
         with self._lock:
-            features = self._pad(m.feature_extractor(samples))
+            features = self._pad(m.feature_extractor(samples), frames)
             encoded = m.encode(features)
             language = o.language
             if language is None:
@@ -119,4 +129,12 @@ class FasterWhisperASR:
             )[0]
         hyps = [Hypothesis(tokenizer.decode(ids).strip(), float(score), len(ids))
                 for ids, score in zip(result.sequences_ids, result.scores, strict=True)]
-        return sorted(hyps, key=lambda h: h.score, reverse=True)
+        return language, sorted(hyps, key=lambda h: h.score, reverse=True)
+
+    def _transcribe_window(self, samples: np.ndarray, o: ASROptions) -> Transcript:
+        if o.word_timestamps:
+            raise ValueError("word timestamps need the full 30 s window (window_seconds=None)")
+        language, (best,) = self._beam(samples, 1, o)
+        duration = len(samples) / RATE
+        segment = Segment(0.0, duration, best.text, best.score, 0.0)
+        return Transcript(best.text, language, 1.0, duration, (segment,) if best.text else ())

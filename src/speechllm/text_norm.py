@@ -1,0 +1,53 @@
+"""English text normalisation for scoring ASR output.
+
+Lower-cases, drops punctuation, spells out integers 0-999 ("9" == "nine", "42" == "forty two")
+and collapses whitespace, so WER counts recognition errors, not formatting choices.
+"""
+
+from __future__ import annotations
+
+import re
+
+import jiwer
+
+_ONES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+         "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen",
+         "eighteen", "nineteen"]
+_TENS = ["", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
+
+
+def spell_number(n: int) -> str:
+    """0 <= n < 1000 in words, without "and"."""
+    if not 0 <= n < 1000:
+        raise ValueError(f"only 0-999 are spelled, got {n}")
+    if n < 20:
+        return _ONES[n]
+    if n < 100:
+        return _TENS[n // 10] + ("" if n % 10 == 0 else " " + _ONES[n % 10])
+    rest = n % 100
+    return _ONES[n // 100] + " hundred" + ("" if rest == 0 else " " + spell_number(rest))
+
+
+def normalize(text: str) -> str:
+    text = text.lower().replace("-", " ")
+    text = re.sub(r"\b\d{1,3}\b", lambda m: spell_number(int(m.group())), text)
+    text = re.sub(r"[^\w\s']", " ", text).replace("'", "")
+    return " ".join(text.split())
+
+
+def wer(references: list[str], hypotheses: list[str]) -> float:
+    """Corpus WER after normalisation; an empty reference counts its hypothesis as insertions."""
+    pairs = [(normalize(r), normalize(h)) for r, h in zip(references, hypotheses, strict=True)]
+    errors = words = 0
+    for ref, hyp in pairs:
+        n = len(ref.split())
+        if n == 0:
+            errors += len(hyp.split())
+            continue
+        words += n
+        if not hyp:
+            errors += n
+            continue
+        out = jiwer.process_words(ref, hyp)
+        errors += out.substitutions + out.deletions + out.insertions
+    return errors / max(1, words)
