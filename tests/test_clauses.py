@@ -29,5 +29,10 @@ def test_long_clauses_cut_at_commas():
         "The Eiffel Tower, which was finished in 1889,", "stands in Paris.", "Visit it."]
 
 
+def test_list_items_are_released_line_by_line():
+    text = "Pack these:\n- sunscreen\n- a towel\n- water"
+    assert feed_all(text) == ["Pack these:", "sunscreen", "a towel", "water"]
+
+
 def test_markdown_is_not_read_aloud():
     assert speakable("**Bold** and `code`\n- item one\n1. first") == "Bold and code item one first"

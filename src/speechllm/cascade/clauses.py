@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 # A sentence ends at . ! ? (or their CJK forms) followed by whitespace; "3.5" and "e.g.x" do not.
 _SENTENCE_END = re.compile(r"[.!?…。！？]+[\"')\]]*\s")  # noqa: RUF001
+_LINE_END = re.compile(r"\S[^\n]*\n")  # a finished line: list items, headings, paragraphs
 _CLAUSE_END = re.compile(r"[,;:—–]\s")  # noqa: RUF001
 _MARKDOWN = re.compile(r"[*_#`>|~]+|^\s*[-+]\s+|^\s*\d+\.\s+", re.MULTILINE)
 
@@ -21,8 +22,9 @@ def speakable(text: str) -> str:
 class ClauseSplitter:
     """Feed deltas; get back every clause that is finished.
 
-    A sentence end always closes a clause. A comma-like break closes one only when the clause
-    has `min_chars` already, so TTS is not called on fragments like "Well,".
+    A sentence end or a line break (LLMs write lists one item per line) always closes a clause.
+    A comma-like break closes one only when the clause has `min_chars` already, so TTS is not
+    called on fragments like "Well,".
     """
 
     min_chars: int = 24
@@ -40,6 +42,9 @@ class ClauseSplitter:
 
     def _next_cut(self) -> int | None:
         sentence = _SENTENCE_END.search(self._buffer)
+        line = _LINE_END.search(self._buffer)
+        if line is not None and (sentence is None or line.end() < sentence.end()):
+            sentence = line
         for m in _CLAUSE_END.finditer(self._buffer):
             if sentence is not None and m.start() > sentence.start():
                 break

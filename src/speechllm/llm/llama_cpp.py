@@ -25,6 +25,10 @@ class LlamaConfig:
     n_ctx: int = 4096  # context window in tokens
     n_threads: int = 0  # 0: one per core
     n_batch: int = 512
+    # Reuse the KV cache of the longest prompt prefix shared with the previous call (system
+    # prompt, earlier turns): faster turns, but greedy output may then differ in the last bits
+    # from a cold start. False resets the cache each call for bit-reproducible runs.
+    prefix_cache: bool = True
 
 
 def _load(model: str | os.PathLike[str], role: str, config: LlamaConfig,
@@ -55,7 +59,8 @@ class LlamaCppChat:
 
     def __init__(self, model: str | os.PathLike[str] = "qwen2.5-0.5b-instruct",
                  config: LlamaConfig | None = None) -> None:
-        self._llm, path = _load(model, "chat", config or LlamaConfig())
+        self.config = config or LlamaConfig()
+        self._llm, path = _load(model, "chat", self.config)
         self.name = str(model) if str(model) in models.REGISTRY else path.stem
         self._lock = threading.Lock()  # a llama.cpp context serves one generation at a time
 
@@ -63,6 +68,8 @@ class LlamaCppChat:
                     options: GenerationOptions | None = None) -> Iterator[str]:
         o = options or GenerationOptions()
         with self._lock:
+            if not self.config.prefix_cache:
+                self._llm.reset()
             chunks = self._llm.create_chat_completion(
                 messages=[{"role": m.role, "content": m.content} for m in messages],
                 stream=True, max_tokens=o.max_tokens, temperature=o.temperature, top_p=o.top_p,
