@@ -50,6 +50,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="whisper-base")
     ap.add_argument("--every", type=int, default=2)
+    ap.add_argument("--sets", default="FSDD (real),synthetic sentences")
     args = ap.parse_args()
     asr = FasterWhisperASR(args.model)
     items = [json.loads(x) for x in (FSDD / "manifest.jsonl").read_text().splitlines()]
@@ -59,6 +60,7 @@ def main() -> None:
         "FSDD (real)": [(load(FSDD / it["audio"]), it["text"]) for it in items[:: args.every]],
         "synthetic sentences": [(synthesize(v, s), s) for v in voices for s in SENTENCES],
     }
+    sets = {k: v for k, v in sets.items() if k in args.sets.split(",")}
     print(f"\n{args.model}, beam 5, language=en\n")
     print("| set | config | WER | seconds/utt | speed vs 30 s transcribe |")
     print("|---|---|---|---|---|")

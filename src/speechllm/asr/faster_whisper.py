@@ -3,6 +3,7 @@ word timestamps, and N-best lists read straight from CTranslate2's beam search."
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from dataclasses import dataclass
@@ -122,9 +123,12 @@ class FasterWhisperASR:
                                             task=o.task, language=language)
             prompt = m.get_prompt(tokenizer, [], without_timestamps=True,
                                   hotwords=o.initial_prompt)
+            # Cap output tokens by duration (speech rarely exceeds ~8 tokens/s): on short or
+            # unclear audio Whisper can loop on one phrase until the 448-token limit.
+            budget = min(m.max_length - len(prompt), math.ceil(16 + 12 * len(samples) / RATE))
             result = m.model.generate(
                 encoded, [prompt], beam_size=max(n, o.beam_size), num_hypotheses=n,
-                return_scores=True, length_penalty=1.0, max_length=m.max_length,
+                return_scores=True, length_penalty=1.0, max_length=len(prompt) + budget,
                 suppress_blank=True, suppress_tokens=[-1],
             )[0]
         hyps = [Hypothesis(tokenizer.decode(ids).strip(), float(score), len(ids))
