@@ -12,10 +12,9 @@ fallback). Language is fixed to English; beam 5.
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from pathlib import Path
 
+from common import FSDD, fsdd_items, test_voices  # bench/ is on sys.path when run
 from rich.progress import track
 
 from speechllm.asr.base import ASROptions
@@ -23,10 +22,7 @@ from speechllm.asr.faster_whisper import FasterWhisperASR
 from speechllm.audio import load
 from speechllm.text_norm import wer
 from speechllm.tts.base import synthesize
-from speechllm.tts.espeak import EspeakOptions, EspeakTTS
-from speechllm.tts.piper import PiperTTS
 
-FSDD = Path(__file__).resolve().parents[2] / "shared" / "data" / "fsdd-test"
 SENTENCES = [
     "What is the capital of France?",
     "Set a timer for fifteen minutes.",
@@ -53,9 +49,8 @@ def main() -> None:
     ap.add_argument("--sets", default="FSDD (real),synthetic sentences")
     args = ap.parse_args()
     asr = FasterWhisperASR(args.model)
-    items = [json.loads(x) for x in (FSDD / "manifest.jsonl").read_text().splitlines()]
-    voices = [PiperTTS(), EspeakTTS(EspeakOptions("en-us", speed=165)),
-              EspeakTTS(EspeakOptions("en-gb+f3", speed=150))]
+    items = fsdd_items()
+    voices = test_voices()
     sets = {
         "FSDD (real)": [(load(FSDD / it["audio"]), it["text"]) for it in items[:: args.every]],
         "synthetic sentences": [(synthesize(v, s), s) for v in voices for s in SENTENCES],

@@ -13,12 +13,11 @@ and prints WER/digit accuracy for each, plus how often the outputs are identical
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
-from pathlib import Path
 
 import numpy as np
+from common import FSDD, fsdd_items  # bench/ is on sys.path when run
 from faster_whisper import WhisperModel
 from rich.progress import track
 
@@ -27,16 +26,13 @@ from speechllm.asr.faster_whisper import FasterWhisperASR
 from speechllm.audio import load
 from speechllm.text_norm import normalize, wer
 
-FSDD = Path(__file__).resolve().parents[2] / "shared" / "data" / "fsdd-test"
-
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="whisper-base")
     ap.add_argument("--every", type=int, default=1)
     args = ap.parse_args()
-    items = [json.loads(x) for x in (FSDD / "manifest.jsonl").read_text().splitlines()]
-    items = items[:: args.every]
+    items = fsdd_items(args.every)
     toolkit = FasterWhisperASR(args.model)
     # Same thread count as the toolkit: int8 sums can differ in the last bits with it.
     direct = WhisperModel(str(models.ensure(args.model)), compute_type="int8",

@@ -14,10 +14,9 @@ method then picks or writes a transcript from that same list:
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
 import numpy as np
+from common import FSDD, fsdd_items, test_voices  # bench/ is on sys.path when run
 from rich.progress import track
 
 from speechllm.asr.base import ASROptions, Hypothesis
@@ -26,11 +25,8 @@ from speechllm.audio import Audio, load
 from speechllm.cascade.postprocess import GenerativeCorrector, NBestRescorer
 from speechllm.llm.llama_cpp import LlamaCppChat, LlamaCppScorer
 from speechllm.text_norm import wer
-from speechllm.tts.base import TTS, synthesize
-from speechllm.tts.espeak import EspeakOptions, EspeakTTS
-from speechllm.tts.piper import PiperTTS
+from speechllm.tts.base import synthesize
 
-FSDD = Path(__file__).resolve().parents[2] / "shared" / "data" / "fsdd-test"
 SENTENCES = [
     "Set a timer for fifteen minutes.",
     "What is the weather like in Boston tomorrow?",
@@ -60,8 +56,7 @@ def add_noise(audio: Audio, snr_db: float, seed: int) -> Audio:
 
 
 def synthetic() -> dict[str, list[tuple[Audio, str]]]:
-    voices: list[TTS] = [PiperTTS(), EspeakTTS(EspeakOptions("en-us", speed=165)),
-                         EspeakTTS(EspeakOptions("en-gb+f3", speed=150))]
+    voices = test_voices()
     clean = [(synthesize(v, s).resample(16000), s) for v in voices for s in SENTENCES]
     return {
         "synthetic clean": clean,
@@ -80,7 +75,7 @@ def main() -> None:
     methods = {"rescore w=0.3": NBestRescorer(scorer, 0.3),
                "rescore w=1.0": NBestRescorer(scorer, 1.0),
                "correct": GenerativeCorrector(LlamaCppChat())}
-    items = [json.loads(x) for x in (FSDD / "manifest.jsonl").read_text().splitlines()]
+    items = fsdd_items()
     sets = {"FSDD (real)": [(load(FSDD / it["audio"]), it["text"])
                             for it in items[:: args.every]]}
     sets.update(synthetic())
