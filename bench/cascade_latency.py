@@ -42,6 +42,10 @@ QUESTIONS = [
     "What should I pack for a beach trip?",
     "Explain how a bicycle works.",
     "Give me some tips for sleeping better.",
+    "Describe how rain forms.",
+    "What are the benefits of regular exercise?",
+    "How does a refrigerator keep food cold?",
+    "Tell me about the city of Rome.",
 ]
 SYSTEM = "You are a helpful voice assistant. Answer in three short sentences of plain text."
 

@@ -48,10 +48,14 @@ class PiperTTS:
         self.name = Path(path).stem
 
     def stream(self, text: str) -> Iterator[Audio]:
-        """One Audio per sentence that Piper finds in `text`."""
+        """One Audio per sentence that Piper finds in `text`, each as soon as it is ready."""
         if not text.strip():
             return
-        with self._lock:
-            chunks = list(self._voice.synthesize(text, self._syn))
-        for chunk in chunks:
+        sentences = iter(self._voice.synthesize(text, self._syn))
+        while True:
+            # Hold the lock per sentence, not across yields: other sessions interleave.
+            with self._lock:
+                chunk = next(sentences, None)
+            if chunk is None:
+                return
             yield Audio(chunk.audio_float_array, chunk.sample_rate)
