@@ -50,6 +50,9 @@ class CascadeConfig:
     nbest: int = 5  # hypotheses handed to the post-processor (when one is set)
     stream_tts: bool = True  # False: TTS waits for the whole answer (the classic cascade)
     min_clause_chars: int = 24  # shortest clause cut at a comma
+    # Pause the LLM while the first clause is synthesised, so TTS has every core for the one
+    # step that sets ttfa; later clauses overlap with generation (which outruns playback).
+    first_clause_priority: bool = True
     vad_pad: float = 0.2  # seconds kept around the speech VAD finds
 
 
@@ -143,20 +146,27 @@ class CascadeSpeechLM:
         audio_parts: list[Audio] = []
         speak = self.tts is not None and request.want_audio
         splitter = ClauseSplitter(self.config.min_clause_chars)
+        llm_may_run = threading.Event()
+        llm_may_run.set()
 
         def say(clause: str) -> None:
             assert self.tts is not None
             start = clock.elapsed()
-            for part in self.tts.stream(clause):
-                if cancel.is_set():
-                    raise Cancelled
-                clock.mark_audio()
-                audio_parts.append(part)
-                emit(AudioChunk(part, clause))
+            if not audio_parts and self.config.first_clause_priority:
+                llm_may_run.clear()
+            try:
+                for part in self.tts.stream(clause):
+                    if cancel.is_set():
+                        raise Cancelled
+                    clock.mark_audio()
+                    audio_parts.append(part)
+                    emit(AudioChunk(part, clause))
+            finally:
+                llm_may_run.set()
             emit(SpanEvent(clock.add("tts", start, clock.elapsed())))
 
         llm_start = clock.elapsed()
-        for delta in self._generate(messages, gen, cancel):
+        for delta in self._generate(messages, gen, cancel, llm_may_run):
             if not pieces:
                 clock.mark_text()
                 emit(SpanEvent(clock.add("prefill", llm_start, clock.elapsed())))
@@ -179,7 +189,7 @@ class CascadeSpeechLM:
         emit(Done(Response(answer, transcript, audio, timings, history)))
 
     def _generate(self, messages: list[Message], gen: GenerationOptions,
-                  cancel: threading.Event) -> Iterator[str]:
+                  cancel: threading.Event, may_run: threading.Event) -> Iterator[str]:
         """LLM deltas, produced in a worker thread so TTS can run while the LLM generates."""
         if not (self.tts is not None and self.config.stream_tts):
             for delta in self.llm.stream_chat(messages, gen):
@@ -196,6 +206,7 @@ class CascadeSpeechLM:
                     if stop.is_set() or cancel.is_set():
                         break
                     deltas.put(delta)
+                    may_run.wait()  # held while the first clause is being synthesised
             except BaseException as exc:
                 deltas.put(exc)
             finally:
@@ -212,4 +223,5 @@ class CascadeSpeechLM:
                 yield item
         finally:
             stop.set()
+            may_run.set()
             worker.join()
