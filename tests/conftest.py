@@ -60,6 +60,14 @@ def piper():
 
 
 @pytest.fixture(scope="session")
+def voice():
+    """The Piper voice with its sampling noise off: the same text gives the same audio on every
+    run, so test inputs are reproducible (the default voice varies a little each time)."""
+    from speechllm.tts.piper import PiperOptions, PiperTTS
+    return PiperTTS(options=PiperOptions(noise_scale=0.0, noise_w_scale=0.0))
+
+
+@pytest.fixture(scope="session")
 def vad():
     from speechllm.vad.silero import SileroVAD
     return SileroVAD()

@@ -72,11 +72,11 @@ def test_non_streaming_mode_waits_for_the_whole_answer(cascade):
     assert kinds.index(AudioChunk) > last_text
 
 
-def test_conversation_is_kept_across_turns(cascade, piper):
-    first = cascade.respond(Request(audio=say(piper, "Hello, my name is Alice."),
+def test_conversation_is_kept_across_turns(cascade, voice):
+    first = cascade.respond(Request(audio=say(voice, "Hello, my name is Alice."),
                                     want_audio=False))
     assert "alice" in first.transcript.lower()
-    second = cascade.respond(Request(audio=say(piper, "What is my name?"),
+    second = cascade.respond(Request(audio=say(voice, "What is my name?"),
                                      history=first.history, want_audio=False))
     assert "alice" in second.text.lower()
     assert [m.role for m in second.history] == ["user", "assistant", "user", "assistant"]

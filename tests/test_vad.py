@@ -10,8 +10,8 @@ from speechllm.vad.base import trim
 from .conftest import say
 
 
-def test_finds_speech_between_silences(vad, piper):
-    speech = say(piper, "Turn on the kitchen lights.", pad=0.0).resample(16000)
+def test_finds_speech_between_silences(vad, voice):
+    speech = say(voice, "Turn on the kitchen lights.", pad=0.0).resample(16000)
     gap = Audio.silence(1.0)
     audio = Audio.concat([gap, speech, gap])
     regions = vad.regions(audio)
@@ -30,8 +30,8 @@ def test_silence_and_noise_have_no_speech(vad):
         trim(noise, vad)
 
 
-def test_streaming_matches_whole_file(vad, piper):
-    audio = say(piper, "One two three.").resample(16000)
+def test_streaming_matches_whole_file(vad, voice):
+    audio = say(voice, "One two three.").resample(16000)
     whole = vad.speech_probabilities(audio)
     stream = vad.stream()
     pieces: list[float] = []
