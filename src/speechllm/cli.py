@@ -249,6 +249,41 @@ def chat(
                 out.print(f"  [dim]reply audio: {target} ({response.audio.duration:.1f} s)[/]")
 
 
+@app.command()
+def synth(
+    texts: Annotated[Path, typer.Argument(help="Texts: one per line, or JSONL with \"text\" "
+                                                "and task fields.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Dataset folder.")],
+    voices: Annotated[str, typer.Option(help="Comma-separated backend[:voice].")] = (
+        "piper,espeak:en-us,espeak:en-gb+f3"),
+    rates: Annotated[str, typer.Option(help="Comma-separated speed factors.")] = "1.0",
+    snr: Annotated[str, typer.Option(help="Comma-separated SNRs in dB; 'clean' for none.")] = (
+        "clean"),
+    seed: Annotated[int, typer.Option(help="Noise seed.")] = 0,
+) -> None:
+    """Synthesise a speech dataset (WAVs + manifest.jsonl) from text with the local voices."""
+    from speechllm.eval.synth import SynthSpec, read_texts, synthesize_dataset
+
+    try:
+        spec = SynthSpec(
+            voices=tuple(v.strip() for v in voices.split(",") if v.strip()),
+            rates=tuple(float(r) for r in rates.split(",")),
+            snrs=tuple(None if x.strip() == "clean" else float(x) for x in snr.split(",")),
+            seed=seed,
+        )
+        rows = read_texts(texts)
+        with Progress(TextColumn("synthesising"), BarColumn(), TextColumn("{task.completed}/"
+                      "{task.total}"), TimeRemainingColumn(), console=err) as bar:
+            job = bar.add_task("synth", total=None)
+            manifest = synthesize_dataset(
+                rows, output, spec, lambda done, total: bar.update(job, completed=done,
+                                                                   total=total))
+    except (SpeechLLMError, ValueError) as exc:
+        raise _fail(exc) from None
+    count = sum(1 for _ in manifest.open())
+    out.print(f"wrote {count} utterances: {manifest}", highlight=False)
+
+
 async def _stream_turn(lm: SpeechLM, request: Request, live: bool) -> Response:
     """Print the transcript and the answer as they arrive; return the final Response."""
     from speechllm.speechlm import Done, ErrorEvent, TextDelta, TranscriptEvent
