@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import json
 import sys
+import time
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -282,6 +283,60 @@ def synth(
         raise _fail(exc) from None
     count = sum(1 for _ in manifest.open())
     out.print(f"wrote {count} utterances: {manifest}", highlight=False)
+
+
+@app.command("eval")
+def eval_cmd(
+    manifest: Annotated[Path, typer.Argument(help="JSONL manifest of the dataset.")],
+    task: Annotated[str, typer.Option(help="asr, digit or qa.")] = "asr",
+    run_name: Annotated[str | None, typer.Option("--run", help="Run name (resumes if it "
+                                                 "exists); default from the settings.")] = None,
+    journal: Annotated[Path, typer.Option(help="SQLite journal.")] = Path("runs.sqlite"),
+    asr: Annotated[str, typer.Option(help="ASR model name or path.")] = "whisper-base",
+    llm: Annotated[str, typer.Option(help="Chat GGUF name or path.")] = "qwen2.5-0.5b-instruct",
+    post: Annotated[Post, typer.Option(help="ASR post-processing.")] = Post.none,
+    perturb: Annotated[str | None, typer.Option(help="e.g. noise:snr=10, speed:factor=1.1, "
+                                                     "reverb:rt60=0.5, telephone")] = None,
+    limit: Annotated[int | None, typer.Option(help="Only the first N items.")] = None,
+    seed: Annotated[int, typer.Option(help="Perturbation seed.")] = 0,
+) -> None:
+    """Run the cascade on a dataset for a task; every item is journaled as it finishes."""
+    from speechllm.cascade.build import CascadeSpec, build_cascade
+    from speechllm.eval import runner
+    from speechllm.eval.journal import Journal
+    from speechllm.eval.manifest import read_manifest
+    from speechllm.eval.perturb import parse
+    from speechllm.eval.tasks import make_task
+
+    try:
+        the_task = make_task(task)
+        items = read_manifest(manifest)[:limit]
+        perturbation = parse(perturb) if perturb else None
+        config = {"approach": "cascade", "asr": asr, "llm": llm, "post": post.value,
+                  "task": task, "manifest": str(manifest.resolve()), "perturb": perturb,
+                  "seed": seed}
+        name = run_name or f"cascade-{Path(asr).name}-{post.value}-{task}-{perturb or 'clean'}"
+        _ensure_models([n for n in (asr, llm) if n in models.REGISTRY])
+        with err.status("loading models"):
+            lm = build_cascade(CascadeSpec(asr=asr, llm=llm, tts=None, postprocess=post.value))
+        store = Journal(journal)
+        with Progress(TextColumn(name), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                      TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
+                      console=err) as bar:
+            job = bar.add_task("eval", total=len(items), rate="")
+            start, resumed_at = time.perf_counter(), len(store.done(name))
+
+            def show(done: int, total: int) -> None:
+                rate = (done - resumed_at) / max(1e-9, time.perf_counter() - start)
+                bar.update(job, completed=done, rate=f"{rate:.2f} items/s")
+
+            summary = runner.run(lm, the_task, items, store, name, config, perturbation, seed,
+                                 show)
+    except (SpeechLLMError, ValueError) as exc:
+        raise _fail(exc) from None
+    metrics = "  ".join(f"{k} {v:.4f}" for k, v in summary.metrics.items())
+    out.print(f"{summary.run}: {summary.items} items, {summary.errors} errors  {metrics}",
+              highlight=False)
 
 
 async def _stream_turn(lm: SpeechLM, request: Request, live: bool) -> Response:
