@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
 from common import FSDD, fsdd_items, test_voices  # bench/ is on sys.path when run
 from rich.progress import track
 
@@ -23,6 +22,7 @@ from speechllm.asr.base import ASROptions, Hypothesis
 from speechllm.asr.faster_whisper import FasterWhisperASR
 from speechllm.audio import Audio, load
 from speechllm.cascade.postprocess import GenerativeCorrector, NBestRescorer
+from speechllm.eval.perturb import WhiteNoise
 from speechllm.llm.llama_cpp import LlamaCppChat, LlamaCppScorer
 from speechllm.text_norm import wer
 from speechllm.tts.base import synthesize
@@ -47,21 +47,13 @@ SENTENCES = [
 ]
 
 
-def add_noise(audio: Audio, snr_db: float, seed: int) -> Audio:
-    rng = np.random.default_rng(seed)
-    power = float(np.mean(audio.samples ** 2))
-    noise = rng.standard_normal(len(audio)).astype(np.float32)
-    noise *= np.sqrt(power / (10 ** (snr_db / 10))) / max(1e-9, float(np.std(noise)))
-    return Audio(np.clip(audio.samples + noise, -1, 1), audio.sample_rate)
-
-
 def synthetic() -> dict[str, list[tuple[Audio, str]]]:
     voices = test_voices()
     clean = [(synthesize(v, s).resample(16000), s) for v in voices for s in SENTENCES]
     return {
         "synthetic clean": clean,
-        "synthetic 10 dB": [(add_noise(a, 10, i), t) for i, (a, t) in enumerate(clean)],
-        "synthetic 0 dB": [(add_noise(a, 0, i), t) for i, (a, t) in enumerate(clean)],
+        "synthetic 10 dB": [(WhiteNoise(10).apply(a, seed=i), t) for i, (a, t) in enumerate(clean)],
+        "synthetic 0 dB": [(WhiteNoise(0).apply(a, seed=i), t) for i, (a, t) in enumerate(clean)],
     }
 
 

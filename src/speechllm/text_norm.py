@@ -35,19 +35,20 @@ def normalize(text: str) -> str:
     return " ".join(text.split())
 
 
+def word_errors(reference: str, hypothesis: str) -> tuple[int, int]:
+    """(substitutions + deletions + insertions, reference words) after normalisation; an empty
+    reference counts every hypothesis word as an insertion."""
+    ref, hyp = normalize(reference), normalize(hypothesis)
+    n = len(ref.split())
+    if n == 0:
+        return len(hyp.split()), 0
+    if not hyp:
+        return n, n
+    out = jiwer.process_words(ref, hyp)
+    return out.substitutions + out.deletions + out.insertions, n
+
+
 def wer(references: list[str], hypotheses: list[str]) -> float:
-    """Corpus WER after normalisation; an empty reference counts its hypothesis as insertions."""
-    pairs = [(normalize(r), normalize(h)) for r, h in zip(references, hypotheses, strict=True)]
-    errors = words = 0
-    for ref, hyp in pairs:
-        n = len(ref.split())
-        if n == 0:
-            errors += len(hyp.split())
-            continue
-        words += n
-        if not hyp:
-            errors += n
-            continue
-        out = jiwer.process_words(ref, hyp)
-        errors += out.substitutions + out.deletions + out.insertions
-    return errors / max(1, words)
+    """Corpus WER: all word errors over all reference words."""
+    counts = [word_errors(r, h) for r, h in zip(references, hypotheses, strict=True)]
+    return sum(e for e, _ in counts) / max(1, sum(n for _, n in counts))

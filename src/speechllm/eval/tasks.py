@@ -9,10 +9,12 @@ import re
 from dataclasses import dataclass
 from typing import Protocol
 
+import jiwer
+
 from speechllm.audio import Audio
 from speechllm.eval.manifest import Item
 from speechllm.speechlm import Request, Response
-from speechllm.text_norm import normalize
+from speechllm.text_norm import normalize, word_errors
 
 
 class Task(Protocol):
@@ -30,18 +32,6 @@ def _heard(response: Response) -> str:
     return response.transcript if response.transcript is not None else response.text
 
 
-def _errors(ref: str, hyp: str) -> tuple[int, int]:
-    import jiwer
-
-    r, h = normalize(ref), normalize(hyp)
-    if not r:
-        return len(h.split()), 0
-    if not h:
-        return len(r.split()), len(r.split())
-    out = jiwer.process_words(r, h)
-    return out.substitutions + out.deletions + out.insertions, len(r.split())
-
-
 @dataclass(frozen=True)
 class ASRTask:
     """Speech recognition: WER from word errors and reference words, summed over the set."""
@@ -54,11 +44,9 @@ class ASRTask:
 
     def score(self, item: Item, response: Response) -> tuple[str, dict[str, float]]:
         hyp = _heard(response)
-        errors, words = _errors(item.text or "", hyp)
+        errors, words = word_errors(item.text or "", hyp)
         chars_ref = normalize(item.text or "").replace(" ", "")
         chars_hyp = normalize(hyp).replace(" ", "")
-        import jiwer
-
         cer = jiwer.cer(chars_ref, chars_hyp) if chars_ref and chars_hyp else float(
             bool(chars_ref) or bool(chars_hyp))
         return hyp, {"word_errors": errors, "ref_words": words, "cer": cer}
