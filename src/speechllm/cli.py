@@ -30,7 +30,8 @@ from speechllm.speechlm import Request, Response, SpeechLM
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Speech + LLMs, offline on a CPU. Exit codes: 0 ok, 1 unexpected, "
-                       "2 usage, 3 unusable input, 4 model problem, 5 missing dependency.")
+                       "2 usage, 3 unusable input, 4 model problem, 5 missing dependency, "
+                       "6 regression flagged by report --compare.")
 out = Console()
 err = Console(stderr=True)
 
@@ -285,24 +286,79 @@ def synth(
     out.print(f"wrote {count} utterances: {manifest}", highlight=False)
 
 
+@app.command("import")
+def import_cmd(
+    source: Annotated[Path, typer.Argument(help="A folder of audio with .txt transcripts, a "
+                                                ".csv/.tsv table, or a Hugging Face dataset "
+                                                "folder saved with save_to_disk.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Manifest to write (.jsonl); "
+                                         "a dataset's audio goes in clips/ beside it.")],
+    split: Annotated[str | None, typer.Option(help="Split of a saved DatasetDict.")] = None,
+    audio_column: Annotated[str, typer.Option(help="Audio column (tables, datasets).")] = (
+        "audio"),
+    text_column: Annotated[str, typer.Option(help="Transcript column.")] = "text",
+) -> None:
+    """Turn a folder, a CSV/TSV or a saved Hugging Face dataset into a JSONL manifest."""
+    from speechllm.eval import manifest as mf
+
+    try:
+        saved = ("dataset_dict.json", "dataset_info.json")
+        if source.is_dir() and any((source / name).is_file() for name in saved):
+            with err.status("reading the dataset"):
+                items = mf.from_hf_disk(source, output.parent, split, audio_column, text_column)
+        elif source.suffix.lower() in (".csv", ".tsv"):
+            items = mf.from_table(source, audio_column, text_column)
+        else:
+            items = mf.from_folder(source)
+        mf.write_manifest(items, output)
+    except (SpeechLLMError, ValueError) as exc:
+        raise _fail(exc) from None
+    out.print(f"wrote {len(items)} items: {output}", highlight=False)
+
+
+def _approach_config(config_file: Path | None, asr: str, llm: str, post: Post) -> dict[str, object]:
+    if config_file is None:
+        return {"approach": "cascade", "asr": asr, "llm": llm, "postprocess": post.value,
+                "tts": None}
+    try:
+        loaded = json.loads(config_file.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise SpeechLLMError(f"{config_file}: cannot read ({exc.strerror})") from None
+    except json.JSONDecodeError as exc:
+        raise SpeechLLMError(f"{config_file}: not valid JSON ({exc.msg}, line {exc.lineno})"
+                             ) from None
+    if not isinstance(loaded, dict):
+        raise SpeechLLMError(f"{config_file}: expected a JSON object of approach settings")
+    return loaded
+
+
 @app.command("eval")
 def eval_cmd(
     manifest: Annotated[Path, typer.Argument(help="JSONL manifest of the dataset.")],
-    task: Annotated[str, typer.Option(help="asr, digit or qa.")] = "asr",
+    task: Annotated[str, typer.Option(help="asr, digit, qa, translate or dialogue.")] = "asr",
     run_name: Annotated[str | None, typer.Option("--run", help="Run name (resumes if it "
                                                  "exists); default from the settings.")] = None,
     journal: Annotated[Path, typer.Option(help="SQLite journal.")] = Path("runs.sqlite"),
+    config_file: Annotated[Path | None, typer.Option(
+        "--config", help="JSON approach settings, e.g. {\"approach\": \"cascade\", "
+                         "\"asr\": \"whisper-tiny.en\"}; replaces --asr/--llm/--post.")] = None,
     asr: Annotated[str, typer.Option(help="ASR model name or path.")] = "whisper-base",
     llm: Annotated[str, typer.Option(help="Chat GGUF name or path.")] = "qwen2.5-0.5b-instruct",
     post: Annotated[Post, typer.Option(help="ASR post-processing.")] = Post.none,
-    perturb: Annotated[str | None, typer.Option(help="e.g. noise:snr=10, speed:factor=1.1, "
-                                                     "reverb:rt60=0.5, telephone")] = None,
+    perturb: Annotated[str | None, typer.Option(help="e.g. noise:snr=10, babble:snr=5, "
+                                                     "speed:factor=1.1, reverb:rt60=0.5, "
+                                                     "telephone")] = None,
     limit: Annotated[int | None, typer.Option(help="Only the first N items.")] = None,
     seed: Annotated[int, typer.Option(help="Perturbation seed.")] = 0,
+    workers: Annotated[int, typer.Option(help="Parallel workers, each with its own models.")] = 1,
+    ray: Annotated[str | None, typer.Option(help="Run on Ray: a cluster address "
+                                                  "(ray://host:10001, auto) or 'local'.")] = None,
 ) -> None:
-    """Run the cascade on a dataset for a task; every item is journaled as it finishes."""
-    from speechllm.cascade.build import CascadeSpec, build_cascade
+    """Run any approach on a dataset for a task; every item is journaled as it finishes, and
+    a killed run resumes where it stopped."""
+    from speechllm import approach
     from speechllm.eval import runner
+    from speechllm.eval.backends import Job, RayActors, Serial, Threads
     from speechllm.eval.journal import Journal
     from speechllm.eval.manifest import read_manifest
     from speechllm.eval.perturb import parse
@@ -310,33 +366,83 @@ def eval_cmd(
 
     try:
         the_task = make_task(task)
+        settings = _approach_config(config_file, asr, llm, post)
+        approach.check(settings)
+        if workers < 1:
+            raise ValueError(f"--workers must be >= 1, got {workers}")
         items = read_manifest(manifest)[:limit]
-        perturbation = parse(perturb) if perturb else None
-        config = {"approach": "cascade", "asr": asr, "llm": llm, "post": post.value,
-                  "task": task, "manifest": str(manifest.resolve()), "perturb": perturb,
-                  "seed": seed}
-        name = run_name or f"cascade-{Path(asr).name}-{post.value}-{task}-{perturb or 'clean'}"
-        _ensure_models([n for n in (asr, llm) if n in models.REGISTRY])
-        with err.status("loading models"):
-            lm = build_cascade(CascadeSpec(asr=asr, llm=llm, tts=None, postprocess=post.value))
+        others = []
+        if perturb and perturb.startswith("babble"):
+            # Babble talkers come from the set itself: up to 64 utterances spread across it.
+            step = max(1, len(items) // 64)
+            others = [audio_io.load(it.audio) for it in items[::step][:64]]
+        perturbation = parse(perturb, others) if perturb else None
+        config = {**settings, "task": task, "manifest": str(manifest.resolve()),
+                  "perturb": perturb, "seed": seed}
+        label = Path(str(settings.get("asr", settings.get("approach", "run")))).name
+        name = run_name or (f"{settings.get('approach', 'cascade')}-{label}-"
+                            f"{settings.get('postprocess', 'none')}-{task}-{perturb or 'clean'}")
+        _ensure_models([str(v) for v in settings.values() if str(v) in models.REGISTRY])
+        job = Job(approach.Factory.of(settings), the_task, perturbation, seed)
+        backend: runner.Backend
+        if ray:
+            backend = RayActors(None if ray == "local" else ray, workers)
+        elif workers > 1:
+            backend = Threads(workers)
+        else:
+            with err.status("loading models"):
+                backend = Serial(job.make_lm())
         store = Journal(journal)
         with Progress(TextColumn(name), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                       TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
                       console=err) as bar:
-            job = bar.add_task("eval", total=len(items), rate="")
-            start, resumed_at = time.perf_counter(), len(store.done(name))
+            progress = bar.add_task("eval", total=len(items), rate="")
+            start, first = time.perf_counter(), None
 
             def show(done: int, total: int) -> None:
-                rate = (done - resumed_at) / max(1e-9, time.perf_counter() - start)
-                bar.update(job, completed=done, rate=f"{rate:.2f} items/s")
+                nonlocal first
+                first = done if first is None else first
+                rate = (done - first) / max(1e-9, time.perf_counter() - start)
+                bar.update(progress, completed=done, rate=f"{rate:.2f} items/s")
 
-            summary = runner.run(lm, the_task, items, store, name, config, perturbation, seed,
-                                 show)
+            summary = runner.run(job, items, store, name, config, backend, show)
     except (SpeechLLMError, ValueError) as exc:
         raise _fail(exc) from None
     metrics = "  ".join(f"{k} {v:.4f}" for k, v in summary.metrics.items())
     out.print(f"{summary.run}: {summary.items} items, {summary.errors} errors  {metrics}",
               highlight=False)
+    for sample in summary.error_samples:
+        err.print(f"  [yellow]failed[/] {sample}", highlight=False)
+
+
+@app.command()
+def report(
+    runs: Annotated[list[str] | None, typer.Argument(help="Run names (default: all runs in "
+                                                          "the journal).")] = None,
+    journal: Annotated[Path, typer.Option(help="SQLite journal.")] = Path("runs.sqlite"),
+    output: Annotated[Path, typer.Option("-o", "--output", help="Report folder.")] = Path(
+        "report"),
+    compare: Annotated[bool, typer.Option(help="Compare two runs (baseline first) and flag "
+                                               "regressions.")] = False,
+    resamples: Annotated[int, typer.Option(help="Bootstrap resamples.")] = 1000,
+) -> None:
+    """Markdown report with PNG plots: metrics with CIs, metric vs SNR, latency, waterfall."""
+    from speechllm.eval.journal import Journal
+    from speechllm.eval.report import write_report
+
+    if not journal.is_file():
+        raise _fail(SpeechLLMError(f"{journal}: no such journal (speechllm eval writes one)"))
+    try:
+        with err.status("writing the report"):
+            path = write_report(Journal(journal), runs or [], output, compare, resamples)
+    except KeyError as exc:
+        raise _fail(SpeechLLMError(str(exc.args[0]))) from None
+    except (SpeechLLMError, ValueError) as exc:
+        raise _fail(exc) from None
+    out.print(f"wrote {path}", highlight=False)
+    if compare and "**REGRESSION**" in path.read_text(encoding="utf-8"):
+        err.print("[bold red]regression flagged[/] (see the report)")
+        raise typer.Exit(6)
 
 
 async def _stream_turn(lm: SpeechLM, request: Request, live: bool) -> Response:

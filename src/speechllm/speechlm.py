@@ -14,6 +14,7 @@ from speechllm.audio import Audio
 from speechllm.timing import Span, Timings
 
 Role = Literal["system", "user", "assistant"]
+Intent = Literal["respond", "transcribe"]
 
 
 @dataclass(frozen=True)
@@ -32,10 +33,17 @@ class Request:
     history: tuple[Message, ...] = ()  # earlier turns, oldest first, without the system prompt
     want_audio: bool = True  # synthesise the answer as speech
     max_tokens: int = 256
+    # "transcribe": the answer is what was said. A cascade returns its ASR transcript without
+    # running the LLM; end-to-end approaches follow `system` as their transcription instruction.
+    intent: Intent = "respond"
 
     def __post_init__(self) -> None:
         if self.audio is None and not (self.text and self.text.strip()):
             raise ValueError("a Request needs audio or non-empty text")
+        if self.intent not in ("respond", "transcribe"):
+            raise ValueError(f"intent must be 'respond' or 'transcribe', got {self.intent!r}")
+        if self.intent == "transcribe" and self.audio is None:
+            raise ValueError("a transcribe Request needs audio")
         if self.max_tokens < 1:
             raise ValueError(f"max_tokens must be >= 1, got {self.max_tokens}")
 

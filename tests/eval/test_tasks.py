@@ -4,10 +4,18 @@ from pathlib import Path
 
 import pytest
 
+from speechllm.audio import Audio
 from speechllm.eval.journal import Journal, Row
 from speechllm.eval.manifest import Item
 from speechllm.eval.runner import summarize
-from speechllm.eval.tasks import ASRTask, DigitLabelTask, SpokenQATask, make_task
+from speechllm.eval.tasks import (
+    ASRTask,
+    DialogueTask,
+    DigitLabelTask,
+    SpokenQATask,
+    TranslationTask,
+    make_task,
+)
 from speechllm.speechlm import Response
 from speechllm.timing import Timings
 
@@ -45,7 +53,7 @@ def test_digit_label_and_qa():
 
 def test_summary_wer_is_corpus_level(tmp_path):
     j = Journal(tmp_path / "j.sqlite")
-    j.start("r", {"a": 1})
+    j.start("r", {"task": "asr"})
     j.record("r", Row("1", "x", {"word_errors": 1, "ref_words": 10, "cer": 0.1}, {}, None))
     j.record("r", Row("2", "y", {"word_errors": 3, "ref_words": 2, "cer": 0.5}, {}, None))
     j.record("r", Row("3", None, {}, {}, "NoSpeechError: silence"))
@@ -53,4 +61,38 @@ def test_summary_wer_is_corpus_level(tmp_path):
     assert s.items == 3 and s.errors == 1
     assert s.metrics["wer"] == pytest.approx(4 / 12)  # not the mean of 0.1 and 1.5
     with pytest.raises(ValueError, match="another configuration"):
-        j.start("r", {"a": 2})
+        j.start("r", {"task": "asr", "seed": 2})
+
+
+def rows(task, pairs) -> list[Row]:
+    out = []
+    for n, (ref, hyp) in enumerate(pairs):
+        it = item(None, translation=ref)
+        pred, scores = task.score(it, reply(hyp))
+        out.append(Row(str(n), pred, scores, {}, None, task.reference(it)))
+    return out
+
+
+def test_translation_is_scored_with_corpus_bleu_and_chrf():
+    task = TranslationTask()
+    refs = ["the cat sits on the mat", "it is raining in paris today"]
+    assert task.metrics(rows(task, zip(refs, refs, strict=True))) == {
+        "bleu": pytest.approx(100.0), "chrf": pytest.approx(100.0)}
+    partly = task.metrics(rows(task, zip(refs, ["the cat sat on a mat", "rain in paris"],
+                                        strict=True)))
+    assert 0 < partly["bleu"] < 60 and 0 < partly["chrf"] < 80
+    wrong = task.metrics(rows(task, zip(refs, ["hello", "good night"], strict=True)))
+    assert wrong["bleu"] < 5 and wrong["chrf"] < partly["chrf"]
+    with pytest.raises(ValueError, match="translation"):
+        task.reference(item("hola"))
+    request = task.request(item(None, translation="bonjour", target="French"),
+                           Audio.silence(1.0))
+    assert "French" in (request.system or "") and not request.want_audio
+
+
+def test_dialogue_keeps_the_answer_and_asks_for_audio():
+    task = DialogueTask()
+    assert task.keep_audio
+    pred, scores = task.score(item("hi"), reply("Hello there, how can I help?"))
+    assert pred == "Hello there, how can I help?"
+    assert scores["answered"] == 1.0 and scores["answer_words"] == 6

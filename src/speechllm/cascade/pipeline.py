@@ -135,6 +135,11 @@ class CascadeSpeechLM:
         if request.audio is not None:
             transcript = self._hear(request.audio, clock, emit)
             emit(TranscriptEvent(transcript))
+            if request.intent == "transcribe":
+                clock.mark_text()
+                emit(Done(Response(transcript, transcript, None, clock.freeze(),
+                                   request.history)))
+                return
         user = transcript if transcript is not None else (request.text or "").strip()
         messages = [Message("system", request.system or self.config.system),
                     *request.history, Message("user", user)]

@@ -21,6 +21,8 @@ CREATE TABLE IF NOT EXISTS items (
     scores TEXT,
     timings TEXT,
     error TEXT,
+    reference TEXT,
+    audio TEXT,
     PRIMARY KEY (run, item)
 );
 """
@@ -33,6 +35,8 @@ class Row:
     scores: dict[str, float]
     timings: dict[str, Any]
     error: str | None
+    reference: str | None = None  # what the prediction is scored against (corpus metrics)
+    audio: str | None = None  # path of the spoken answer, for tasks that keep it
 
 
 class Journal:
@@ -62,15 +66,29 @@ class Journal:
     def record(self, run: str, row: Row) -> None:
         with self._db:  # one transaction per item: committed before the next one starts
             self._db.execute(
-                "INSERT INTO items VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO items VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (run, row.item, row.prediction, json.dumps(row.scores),
-                 json.dumps(row.timings), row.error))
+                 json.dumps(row.timings), row.error, row.reference, row.audio))
 
     def rows(self, run: str) -> list[Row]:
         cur = self._db.execute(
-            "SELECT item, prediction, scores, timings, error FROM items WHERE run = ? "
-            "ORDER BY rowid", (run,))
-        return [Row(i, p, json.loads(s), json.loads(t), e) for i, p, s, t, e in cur]
+            "SELECT item, prediction, scores, timings, error, reference, audio FROM items "
+            "WHERE run = ? ORDER BY rowid", (run,))
+        return [Row(i, p, json.loads(s), json.loads(t), e, r, a)
+                for i, p, s, t, e, r, a in cur]
+
+    def runs(self) -> dict[str, dict[str, Any]]:
+        """Every run's configuration, oldest first."""
+        cur = self._db.execute("SELECT run, config FROM runs ORDER BY created")
+        return {r: json.loads(c) for r, c in cur}
+
+    def config(self, run: str) -> dict[str, Any]:
+        found = self._db.execute("SELECT config FROM runs WHERE run = ?", (run,)).fetchone()
+        if found is None:
+            known = ", ".join(self.runs()) or "none"
+            raise KeyError(f"no run {run!r} in {self.path} (runs: {known})")
+        config: dict[str, Any] = json.loads(found[0])
+        return config
 
     def close(self) -> None:
         self._db.close()

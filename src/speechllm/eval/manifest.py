@@ -123,3 +123,66 @@ def from_table(path: str | os.PathLike[str], audio_column: str = "audio",
                 raise ManifestError(f"{source}:{n}: audio file {audio} not found")
             items.append(Item(resolved, text, {k: v for k, v in row.items() if k}, n))
     return items
+
+
+def from_hf_disk(path: str | os.PathLike[str], out_dir: str | os.PathLike[str],
+                 split: str | None = None, audio_column: str = "audio",
+                 text_column: str = "text") -> list[Item]:
+    """A Hugging Face `datasets` directory written by `save_to_disk`, its audio written out as
+    files under `out_dir/clips/` (encoded bytes are copied as they are; decoded arrays become
+    WAV), other scalar columns kept as task fields. A DatasetDict needs `split` unless it has
+    only one. Audio is never decoded by `datasets`, so no extra decoder package is needed."""
+    from speechllm._optional import require
+
+    datasets = require("datasets", "eval")
+    source = Path(path)
+    if not source.is_dir():
+        raise ManifestError(f"{source}: not a folder saved with datasets' save_to_disk")
+    try:
+        loaded = datasets.load_from_disk(str(source))
+    except (FileNotFoundError, ValueError, OSError) as exc:
+        raise ManifestError(f"{source}: not a saved Hugging Face dataset ({exc})") from None
+    if isinstance(loaded, datasets.DatasetDict):
+        names = list(loaded)
+        if split is None and len(names) == 1:
+            split = names[0]
+        if split not in loaded:
+            raise ManifestError(f"{source}: choose a split with --split: {', '.join(names)}")
+        loaded = loaded[split]
+    columns = loaded.column_names
+    if audio_column not in columns:
+        raise ManifestError(f"{source}: no {audio_column!r} column (columns: {columns})")
+    if isinstance(loaded.features[audio_column], datasets.Audio):
+        loaded = loaded.cast_column(audio_column, datasets.Audio(decode=False))
+    clips = Path(out_dir) / "clips"
+    clips.mkdir(parents=True, exist_ok=True)
+    items = []
+    for n, row in enumerate(loaded, 1):
+        target = _write_hf_audio(row.pop(audio_column), clips, n, f"{source} row {n}")
+        text = row.pop(text_column, None)
+        fields = {k: v for k, v in row.items() if isinstance(v, str | int | float | bool)}
+        items.append(Item(target.resolve(), None if text is None else str(text), fields, n))
+    if not items:
+        raise ManifestError(f"{source}: the dataset has no rows")
+    return items
+
+
+def _write_hf_audio(cell: Any, clips: Path, n: int, where: str) -> Path:
+    """One audio cell -> a file: {"bytes", "path"} (undecoded) or {"array", "sampling_rate"}."""
+    if isinstance(cell, dict) and cell.get("bytes"):
+        suffix = Path(cell.get("path") or "x.wav").suffix or ".wav"
+        target = clips / f"{n:06d}{suffix}"
+        target.write_bytes(cell["bytes"])
+        return target
+    if isinstance(cell, dict) and cell.get("path") and Path(cell["path"]).is_file():
+        return Path(cell["path"])
+    if isinstance(cell, dict) and cell.get("array") is not None and cell.get("sampling_rate"):
+        import numpy as np
+
+        from speechllm.audio import Audio, save
+
+        target = clips / f"{n:06d}.wav"
+        save(Audio(np.asarray(cell["array"], np.float32), int(cell["sampling_rate"])), target)
+        return target
+    raise ManifestError(f"{where}: the audio cell has neither bytes, a file path that exists, "
+                        "nor an array with its sampling_rate")

@@ -135,9 +135,9 @@ class Telephone:
         return Audio(decoded.astype(np.float32), 8000).resample(audio.sample_rate)
 
 
-def parse(spec: str) -> Perturbation:
-    """A perturbation from its short form: "noise:snr=10", "speed:factor=1.1",
-    "reverb:rt60=0.5", "telephone"."""
+def parse(spec: str, others: Sequence[Audio] = ()) -> Perturbation:
+    """A perturbation from its short form: "noise:snr=10", "babble:snr=5,talkers=4",
+    "speed:factor=1.1", "reverb:rt60=0.5", "telephone". Babble mixes from `others`."""
     name, _, params = spec.partition(":")
     kwargs: dict[str, float] = {}
     for part in filter(None, params.split(",")):
@@ -148,13 +148,18 @@ def parse(spec: str) -> Perturbation:
             kwargs[key.strip()] = float(value)
         except ValueError:
             raise ValueError(f"{spec!r}: {key} must be a number, got {value!r}") from None
-    kinds: dict[str, type] = {"noise": WhiteNoise, "speed": Speed, "reverb": Reverb,
-                              "telephone": Telephone}
+    kinds: dict[str, type] = {"noise": WhiteNoise, "babble": Babble, "speed": Speed,
+                              "reverb": Reverb, "telephone": Telephone}
     if name not in kinds:
         raise ValueError(f"unknown perturbation {name!r}; choose one of: {', '.join(kinds)}")
+    args: dict[str, object] = {("snr_db" if k == "snr" else k): v for k, v in kwargs.items()}
+    if name == "babble":
+        if not others:
+            raise ValueError(f"{spec!r}: babble needs other utterances to mix from")
+        args["others"] = tuple(others)
+        args["talkers"] = int(kwargs.get("talkers", 4))
     try:
-        made: Perturbation = kinds[name](**{("snr_db" if k == "snr" else k): v
-                                            for k, v in kwargs.items()})
+        made: Perturbation = kinds[name](**args)
     except TypeError as exc:
         raise ValueError(f"{spec!r}: {exc}") from None
     return made

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from speechllm.audio import load
+from speechllm.audio import save
+from speechllm.eval.backends import Backend, Job, Outcome, Serial, item_key
 from speechllm.eval.journal import Journal, Row
 from speechllm.eval.manifest import Item
-from speechllm.eval.perturb import Perturbation
-from speechllm.eval.tasks import Task
-from speechllm.speechlm import SpeechLM
+from speechllm.eval.tasks import Task, make_task
+
+__all__ = ["Backend", "Summary", "answers_dir", "item_key", "run", "summarize"]
 
 
 @dataclass(frozen=True)
@@ -21,52 +22,61 @@ class Summary:
     items: int
     errors: int
     metrics: dict[str, float]
+    model_seconds: float = 0.0  # time inside SpeechLM.respond in this invocation
+    wall_seconds: float = 0.0  # wall time of this invocation's item loop
+    error_samples: list[str] = field(default_factory=list)
 
 
-def item_key(item: Item) -> str:
-    return f"{item.line}:{item.audio.name}"
+def answers_dir(journal: Journal, run: str) -> Path:
+    """Where a run's spoken answers are written (for tasks that keep them)."""
+    return journal.path.parent / f"{journal.path.stem}-audio" / run
 
 
-def run(lm: SpeechLM, task: Task, items: list[Item], journal: Journal, name: str,
-        config: dict[str, Any], perturbation: Perturbation | None = None, seed: int = 0,
+def run(job: Job, items: Sequence[Item], journal: Journal, name: str, config: dict[str, Any],
+        backend: Backend | None = None,
         progress: Callable[[int, int], None] | None = None) -> Summary:
-    """Score every item not yet in the journal for run `name`; returns the whole run's summary.
+    """Evaluate every item not yet journaled for run `name`; return the whole run's summary.
 
-    A failing item (bad audio, no speech) is journaled with its error and the run goes on.
+    `config` must describe the run completely (approach, task, data, perturbation, seed):
+    resuming with a different one is refused.
     """
+    import time
+
     journal.start(name, config)
     done = journal.done(name)
     todo = [it for it in items if item_key(it) not in done]
-    for n, item in enumerate(todo, 1):
-        try:
-            audio = load(item.audio)
-            if perturbation is not None:
-                audio = perturbation.apply(audio, seed=seed + item.line)
-            response = lm.respond(task.request(item, audio))
-            prediction, scores = task.score(item, response)
-            t = response.timings
-            timings = {"ttft": t.ttft, "ttfa": t.ttfa, "total": t.total,
-                       "audio_seconds": audio.duration,
-                       "rtf": t.total / audio.duration if audio.duration else None,
-                       "spans": [dataclasses.asdict(s) for s in t.spans]}
-            journal.record(name, Row(item_key(item), prediction, scores, timings, None))
-        except Exception as exc:  # journaled as data; the run goes on
-            journal.record(name, Row(item_key(item), None, {}, {}, f"{type(exc).__name__}: {exc}"))
+    model_seconds, start = 0.0, time.perf_counter()
+    finished = len(done & {item_key(it) for it in items})
+    if progress:
+        progress(finished, len(items))
+    for outcome in (backend or Serial()).map(job, todo):
+        journal.record(name, _keep_audio(journal, name, outcome))
+        model_seconds += outcome.model_seconds
+        finished += 1
         if progress:
-            progress(len(done) + n, len(items))
-    return summarize(journal, name)
+            progress(finished, len(items))
+    summary = summarize(journal, name, job.task)
+    return Summary(summary.run, summary.items, summary.errors, summary.metrics, model_seconds,
+                   time.perf_counter() - start, summary.error_samples)
 
 
-def summarize(journal: Journal, name: str) -> Summary:
+def _keep_audio(journal: Journal, name: str, outcome: Outcome) -> Row:
+    row = outcome.row
+    if outcome.audio is None:
+        return row
+    folder = answers_dir(journal, name)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / (row.item.replace(":", "-").rsplit(".", 1)[0] + ".wav")
+    save(outcome.audio, path)
+    return Row(row.item, row.prediction, row.scores, row.timings, row.error, row.reference,
+               str(path))
+
+
+def summarize(journal: Journal, name: str, task: Task | None = None) -> Summary:
+    """A run's figures from its journal (the task is read from the run's config if not given)."""
     rows = journal.rows(name)
+    task = task or make_task(journal.config(name)["task"])
     ok = [r for r in rows if r.error is None]
-    metrics: dict[str, float] = {}
-    if ok and "word_errors" in ok[0].scores:
-        metrics["wer"] = sum(r.scores["word_errors"] for r in ok) / max(
-            1, sum(r.scores["ref_words"] for r in ok))
-        metrics["cer"] = sum(r.scores["cer"] for r in ok) / len(ok)
-    for key in ("correct", "exact", "contains"):
-        if ok and key in ok[0].scores:
-            metrics["accuracy" if key == "correct" else key] = sum(
-                r.scores[key] for r in ok) / len(ok)
-    return Summary(name, len(rows), len(rows) - len(ok), metrics)
+    errors = [f"{r.item}: {r.error}" for r in rows if r.error is not None]
+    metrics = task.metrics(ok) if ok else {}
+    return Summary(name, len(rows), len(errors), metrics, error_samples=errors[:3])
