@@ -170,8 +170,8 @@ def plot_latency(runs: Sequence[RunData], path: Path) -> bool:
     labels = [f"{r.approach}\n{r.perturbation}" for r in runs]
     for ax, key in zip(axes[0], keys, strict=True):
         data = [latencies(r.rows, key) for r in runs]
-        ax.boxplot([d if len(d) else [np.nan] for d in data], orientation="horizontal", whis=(10, 90),
-                   showfliers=False)
+        ax.boxplot([d if len(d) else [np.nan] for d in data], orientation="horizontal",
+                   whis=(10, 90), showfliers=False)
         ax.set_yticks(range(1, len(runs) + 1), labels if ax is axes[0][0] else [""] * len(runs),
                       fontsize=7)
         ax.set_xlabel(f"{key} (s)")
