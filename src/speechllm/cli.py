@@ -316,10 +316,11 @@ def import_cmd(
     out.print(f"wrote {len(items)} items: {output}", highlight=False)
 
 
-def _approach_config(config_file: Path | None, asr: str, llm: str, post: Post) -> dict[str, object]:
-    if config_file is None:
+def _approach_config(config_file: Path | None, asr: str, llm: str, post: Post,
+                     speak: bool) -> dict[str, object]:
+    if config_file is None:  # TTS only loads for tasks that keep spoken answers
         return {"approach": "cascade", "asr": asr, "llm": llm, "postprocess": post.value,
-                "tts": None}
+                "tts": "piper" if speak else None}
     try:
         loaded = json.loads(config_file.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -366,7 +367,7 @@ def eval_cmd(
 
     try:
         the_task = make_task(task)
-        settings = _approach_config(config_file, asr, llm, post)
+        settings = _approach_config(config_file, asr, llm, post, the_task.keep_audio)
         approach.check(settings)
         if workers < 1:
             raise ValueError(f"--workers must be >= 1, got {workers}")
