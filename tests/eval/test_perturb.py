@@ -68,6 +68,17 @@ def test_parse_short_forms():
         parse("chorus")
     with pytest.raises(ValueError, match="must be a number"):
         parse("noise:snr=loud")
+    with pytest.raises(ValueError, match="babble needs other utterances"):
+        parse("babble:snr=5")
+    others = [Audio(np.random.default_rng(n).standard_normal(8000).astype(np.float32) * 0.1,
+                    16000) for n in range(3)]
+    babble = parse("babble:snr=5,talkers=2", others)
+    assert isinstance(babble, Babble) and babble.talkers == 2 and babble.snr_db == 5.0
+    speech = Audio(np.sin(np.arange(16000) / 10).astype(np.float32) * 0.3, 16000)
+    mixed = babble.apply(speech, seed=1)
+    noise = mixed.samples - speech.samples
+    measured = 10 * np.log10(np.mean(speech.samples ** 2) / np.mean(noise ** 2))
+    assert measured == pytest.approx(5.0, abs=0.1)
 
 
 def test_whisper_still_hears_mildly_perturbed_speech(asr, voice):
