@@ -1,0 +1,1 @@
+"""Latent-representation integration: speech encoder -> trainable adapter -> LLM embeddings."""
