@@ -26,9 +26,15 @@ def _cascade_fields() -> set[str]:
     return {f.name for f in dataclasses.fields(CascadeSpec)}
 
 
+def _latent(fields: dict[str, Any]) -> SpeechLM:
+    from speechllm.latent.model import LatentSpeechLM
+    return LatentSpeechLM.from_pretrained(fields["path"])
+
+
 # name -> (builder, names of the fields it accepts)
 APPROACHES: dict[str, tuple[Callable[[dict[str, Any]], SpeechLM], Callable[[], set[str]]]] = {
     "cascade": (_cascade, _cascade_fields),
+    "latent": (_latent, lambda: {"path"}),  # a folder written by LatentSpeechLM.save_pretrained
 }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import os
 import sys
 import time
 from enum import StrEnum
@@ -261,9 +262,13 @@ def synth(
     rates: Annotated[str, typer.Option(help="Comma-separated speed factors.")] = "1.0",
     snr: Annotated[str, typer.Option(help="Comma-separated SNRs in dB; 'clean' for none.")] = (
         "clean"),
+    effects: Annotated[str, typer.Option(help="Comma-separated 'clean' or perturbations "
+                                               "without commas (telephone, reverb:rt60=0.4, "
+                                               "speed:factor=0.9).")] = "clean",
     seed: Annotated[int, typer.Option(help="Noise seed.")] = 0,
 ) -> None:
-    """Synthesise a speech dataset (WAVs + manifest.jsonl) from text with the local voices."""
+    """Synthesise a speech dataset (WAVs + manifest.jsonl) from text with the local voices:
+    every text x voice x rate x SNR x effect."""
     from speechllm.eval.synth import SynthSpec, read_texts, synthesize_dataset
 
     try:
@@ -271,6 +276,8 @@ def synth(
             voices=tuple(v.strip() for v in voices.split(",") if v.strip()),
             rates=tuple(float(r) for r in rates.split(",")),
             snrs=tuple(None if x.strip() == "clean" else float(x) for x in snr.split(",")),
+            effects=tuple(None if x.strip() == "clean" else x.strip()
+                          for x in effects.split(",")),
             seed=seed,
         )
         rows = read_texts(texts)
@@ -333,6 +340,18 @@ def _approach_config(config_file: Path | None, asr: str, llm: str, post: Post,
     return loaded
 
 
+def _run_name(settings: dict[str, object], task: str, perturb: str | None) -> str:
+    """A default run name from what ran: approach, model, post-processing, task, perturbation."""
+    kind = str(settings.get("approach", "cascade"))
+    if kind == "cascade":
+        label = f"{Path(str(settings.get('asr', 'whisper-base'))).name}-" \
+                f"{settings.get('postprocess', 'none')}"
+    else:
+        where = Path(str(settings.get("path", kind)))
+        label = where.parent.name if where.name == "final" else where.name
+    return f"{kind}-{label}-{task}-{perturb or 'clean'}"
+
+
 @app.command("eval")
 def eval_cmd(
     manifest: Annotated[Path, typer.Argument(help="JSONL manifest of the dataset.")],
@@ -380,9 +399,7 @@ def eval_cmd(
         perturbation = parse(perturb, others) if perturb else None
         config = {**settings, "task": task, "manifest": str(manifest.resolve()),
                   "perturb": perturb, "seed": seed}
-        label = Path(str(settings.get("asr", settings.get("approach", "run")))).name
-        name = run_name or (f"{settings.get('approach', 'cascade')}-{label}-"
-                            f"{settings.get('postprocess', 'none')}-{task}-{perturb or 'clean'}")
+        name = run_name or _run_name(settings, task, perturb)
         _ensure_models([str(v) for v in settings.values() if str(v) in models.REGISTRY])
         job = Job(approach.Factory.of(settings), the_task, perturbation, seed)
         backend: runner.Backend
@@ -444,6 +461,40 @@ def report(
     if compare and "**REGRESSION**" in path.read_text(encoding="utf-8"):
         err.print("[bold red]regression flagged[/] (see the report)")
         raise typer.Exit(6)
+
+
+train_app = typer.Typer(no_args_is_help=True, help="Train models.")
+app.add_typer(train_app, name="train")
+
+
+@train_app.command("latent")
+def train_latent(
+    config: Annotated[Path, typer.Argument(help="JSON training config (model, data, train).")],
+) -> None:
+    """Train a latent speech LLM (encoder -> adapter -> LLM); resumes from the output folder's
+    latest checkpoint. Several processes: torchrun --nproc_per_node N -m speechllm.cli train
+    latent CONFIG (or accelerate launch with a multi-process config)."""
+    from speechllm.latent.train import load_config, train
+
+    try:
+        settings = load_config(config)  # every field checked before any model loads
+        _ensure_models([n for n in (settings.model.encoder, settings.model.llm)
+                        if n in models.REGISTRY])
+        main_process = os.environ.get("RANK", "0") == "0"  # torchrun / accelerate launch
+        with Progress(TextColumn("training"), BarColumn(), TextColumn("step {task.completed}/"
+                      "{task.total}"), TextColumn("loss {task.fields[loss]}"),
+                      TimeRemainingColumn(), console=err, disable=not main_process) as bar:
+            job = bar.add_task("train", total=settings.train.steps, loss="-")
+            result = train(settings, lambda step, total, loss: bar.update(
+                job, completed=step, loss=f"{loss:.4f}"))
+    except (SpeechLLMError, ValueError) as exc:
+        raise _fail(exc) from None
+    if not main_process:
+        return
+    out.print(f"saved {result.output} after {result.steps} steps on {result.processes} "
+              f"process(es) (final loss "
+              f"{result.final_loss:.4f}; {result.seconds_per_step:.2f} s/step; peak RSS "
+              f"{result.peak_rss_mb:.0f} MB); loss curve {result.loss_curve}", highlight=False)
 
 
 async def _stream_turn(lm: SpeechLM, request: Request, live: bool) -> Response:

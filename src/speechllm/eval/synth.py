@@ -18,7 +18,7 @@ from typing import Any
 
 from speechllm.audio import save
 from speechllm.eval.manifest import Item, ManifestError, write_manifest
-from speechllm.eval.perturb import Speed, WhiteNoise
+from speechllm.eval.perturb import Speed, WhiteNoise, parse
 from speechllm.tts.base import TTS, synthesize
 
 
@@ -27,6 +27,7 @@ class SynthSpec:
     voices: tuple[str, ...] = ("piper", "espeak:en-us", "espeak:en-gb+f3")  # backend[:voice]
     rates: tuple[float, ...] = (1.0,)  # speed factors applied to the synthesised audio
     snrs: tuple[float | None, ...] = (None,)  # None: clean; a number: white noise at that SNR
+    effects: tuple[str | None, ...] = (None,)  # None: none; else a perturbation ("telephone")
     sample_rate: int = 16000
     seed: int = 0
 
@@ -73,17 +74,21 @@ def synthesize_dataset(texts: list[tuple[str, dict[str, Any]]], out_dir: str | o
     root = Path(out_dir)
     (root / "audio").mkdir(parents=True, exist_ok=True)
     voices = {name: _voice(name) for name in s.voices}
-    jobs = [(t, f, v, r, snr) for t, f in texts for v in s.voices for r in s.rates
-            for snr in s.snrs]
+    effects = {e: parse(e) for e in s.effects if e is not None}  # bad specs fail before work
+    jobs = [(t, f, v, r, snr, e) for t, f in texts for v in s.voices for r in s.rates
+            for snr in s.snrs for e in s.effects]
     def run() -> Iterator[Item]:
-        for i, (text, fields, voice, rate, snr) in enumerate(jobs):
-            key = json.dumps([text, voice, rate, snr, s.sample_rate, s.seed])
+        for i, (text, fields, voice, rate, snr, effect) in enumerate(jobs):
+            key = json.dumps([text, voice, rate, snr, s.sample_rate, s.seed]
+                             + ([effect] if effect else []))
             name = hashlib.sha1(key.encode()).hexdigest()[:16] + ".wav"
             path = root / "audio" / name
             if not path.is_file():
                 audio = synthesize(voices[voice], text).resample(s.sample_rate)
                 if rate != 1.0:
                     audio = Speed(rate).apply(audio)
+                if effect is not None:
+                    audio = effects[effect].apply(audio, seed=s.seed + i)
                 if snr is not None:
                     audio = WhiteNoise(snr).apply(audio, seed=s.seed + i)
                 tmp = path.with_suffix(".partial.wav")
@@ -92,6 +97,7 @@ def synthesize_dataset(texts: list[tuple[str, dict[str, Any]]], out_dir: str | o
             if progress:
                 progress(i + 1, len(jobs))
             yield Item(path, text, {**fields, "voice": voice, "rate": rate,
-                                    "snr": "clean" if snr is None else snr})
+                                    "snr": "clean" if snr is None else snr,
+                                    **({"effect": effect} if effect else {})})
 
     return write_manifest(list(run()), root / "manifest.jsonl")

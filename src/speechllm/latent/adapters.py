@@ -14,11 +14,14 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from speechllm._optional import require
+from speechllm.errors import MissingDependency
 
-torch = require("torch", "latent")
-nn = torch.nn
-Tensor = torch.Tensor
+try:
+    import torch
+    from torch import Tensor, nn
+except ImportError as exc:  # this module is PyTorch through and through
+    raise MissingDependency(f"torch is not installed ({exc}); install it with: "
+                            "pip install 'speechllm[latent]'") from exc
 
 
 @dataclass(frozen=True)

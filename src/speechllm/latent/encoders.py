@@ -108,8 +108,7 @@ class HFWhisperEncoder:
 
     trainable = True
 
-    def __init__(self, model: str | os.PathLike[str] | None = None, config: Any = None,
-                 window_seconds: float = 30.0) -> None:
+    def __init__(self, model: str | os.PathLike[str] | None = None, config: Any = None) -> None:
         transformers = require("transformers", "latent")
         if (model is None) == (config is None):
             raise ValueError("give either a local Whisper directory or a WhisperConfig")
@@ -123,8 +122,9 @@ class HFWhisperEncoder:
         cfg = self.module.config
         self.dim = int(cfg.d_model)
         self.n_mels = int(cfg.num_mel_bins)
-        # The position table fixes the window: max_source_positions states = 2x mel frames.
-        self.window_seconds = min(window_seconds, cfg.max_source_positions / STATE_RATE)
+        # transformers' Whisper encoder takes exactly max_source_positions * 2 mel frames, so
+        # the window is fixed by the config (30 s for released checkpoints).
+        self.window_seconds = cfg.max_source_positions / STATE_RATE
         self.name = str(model) if model is not None else "random-whisper-encoder"
 
     def encode(self, audios: Sequence[Audio]) -> tuple[Any, np.ndarray]:

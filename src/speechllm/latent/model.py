@@ -1,0 +1,275 @@
+"""`LatentSpeechLM`: speech encoder -> adapter -> spliced into the LLM's input embeddings.
+
+The prompt holds an `<audio>` placeholder; its token embeddings are replaced by the adapter's
+output. Any instruction works ("Transcribe the audio.", "Is the number even?"): it is the
+`Request.system` text, placed in the user turn after the audio. Saved in the Hugging Face
+shape: `config.json` + `adapter.safetensors` (+ `lora/` when the LLM was LoRA-tuned).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import threading
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from speechllm._optional import require
+from speechllm.audio import Audio
+from speechllm.errors import ModelError
+from speechllm.latent.adapters import AdapterConfig, make_adapter
+from speechllm.latent.encoders import CT2WhisperEncoder, SpeechEncoder
+from speechllm.latent.llm import load_causal_lm
+from speechllm.speechlm import (
+    Done,
+    ErrorEvent,
+    Event,
+    Message,
+    Request,
+    Response,
+    SpanEvent,
+    TextDelta,
+)
+from speechllm.timing import Stopwatch
+
+torch = require("torch", "latent")
+
+PLACEHOLDER = "<audio>"
+DEFAULT_INSTRUCTION = "Answer the question in the audio."
+
+
+@dataclass(frozen=True)
+class LatentConfig:
+    encoder: str = "whisper-base"  # CTranslate2 Whisper: embedded name or directory
+    window_seconds: float = 30.0  # encoder window; the model is trained and run with it
+    llm: str = "qwen2.5-0.5b-instruct"  # embedded GGUF name, .gguf path or HF directory
+    adapter: AdapterConfig = field(default_factory=AdapterConfig)
+    system: str = "You listen to audio and follow the instruction."
+    lora_rank: int = 0  # > 0: the LLM carries LoRA weights (saved in lora/)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str = "model") -> LatentConfig:
+        known = {f.name for f in fields(cls)}
+        for key in data:
+            if key not in known:
+                raise ValueError(f"{where}.{key}: unknown field; known: {', '.join(sorted(known))}")
+        adapter = data.get("adapter", {})
+        if not isinstance(adapter, dict):
+            raise ValueError(f"{where}.adapter: expected an object")
+        known_adapter = {f.name for f in fields(AdapterConfig)}
+        for key in adapter:
+            if key not in known_adapter:
+                raise ValueError(f"{where}.adapter.{key}: unknown field; known: "
+                                 f"{', '.join(sorted(known_adapter))}")
+        return cls(**{**data, "adapter": AdapterConfig(**adapter)})
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _prompt_text(tok: Any, system: str, instruction: str) -> str:
+    user = f"{PLACEHOLDER}\n{instruction}"
+    if getattr(tok, "chat_template", None):
+        text: str = tok.apply_chat_template(
+            [{"role": "system", "content": system}, {"role": "user", "content": user}],
+            tokenize=False, add_generation_prompt=True)
+        return text
+    return f"{system}\n\nUser: {user}\nAssistant:"  # base models (no chat template)
+
+
+class LatentSpeechLM:
+    """A `SpeechLM` whose LLM reads adapted encoder states in place of `<audio>`."""
+
+    def __init__(self, config: LatentConfig, encoder: SpeechEncoder | None = None,
+                 llm: tuple[Any, Any] | None = None) -> None:
+        self.config = config
+        self.encoder = encoder or CT2WhisperEncoder(config.encoder, config.window_seconds)
+        self.lm, self.tok = llm or load_causal_lm(config.llm)
+        dims = replace(config.adapter, enc_dim=self.encoder.dim,
+                       llm_dim=self.lm.get_input_embeddings().embedding_dim)
+        if dims != config.adapter:
+            self.config = config = replace(config, adapter=dims)
+        self.adapter = make_adapter(config.adapter)
+        self.end_ids = {i for i in (self.tok.eos_token_id,
+                                    self.tok.convert_tokens_to_ids("<|im_end|>"),
+                                    self.tok.convert_tokens_to_ids("<end_of_turn>"))
+                        if isinstance(i, int) and i >= 0 and i != self.tok.unk_token_id}
+        self._lock = threading.Lock()  # one generation at a time per model
+
+    # -- building inputs ------------------------------------------------------------------
+
+    def prompt_ids(self, instruction: str) -> tuple[list[int], list[int]]:
+        """Token ids before and after the audio placeholder."""
+        before, _, after = _prompt_text(self.tok, self.config.system, instruction).partition(
+            PLACEHOLDER)
+        encode = self.tok
+        return (encode(before, add_special_tokens=True)["input_ids"],
+                encode(after, add_special_tokens=False)["input_ids"])
+
+    def encode_audio(self, audios: Sequence[Audio]) -> tuple[Any, Any]:
+        """Encoder states as a float tensor (B, T, D) and their lengths (B,)."""
+        states, lengths = self.encoder.encode(audios)
+        if isinstance(states, np.ndarray):
+            states = torch.from_numpy(states)
+        return states, torch.as_tensor(lengths)
+
+    def embed(self, states: Any, lengths: Any, instructions: Sequence[str],
+              answers: Sequence[list[int]] | None = None) -> dict[str, Any]:
+        """Spliced input embeddings, right-padded: inputs_embeds (B, L, D), attention_mask
+        (B, L) and, with `answers` (token ids), labels (B, L) that score only the answers."""
+        audio, audio_len = self.adapter(states, lengths)
+        table = self.lm.get_input_embeddings()
+        rows, labels = [], []
+        for b, instruction in enumerate(instructions):
+            before, after = self.prompt_ids(instruction)
+            target = list(answers[b]) if answers is not None else []
+            ids_after = after + target
+            parts = [table(torch.tensor(before)), audio[b, : int(audio_len[b])],
+                     table(torch.tensor(ids_after, dtype=torch.long))]
+            rows.append(torch.cat(parts))
+            prompt_len = len(before) + int(audio_len[b]) + len(after)
+            labels.append([-100] * prompt_len + target)
+        width = max(r.shape[0] for r in rows)
+        dim = rows[0].shape[1]
+        embeds = torch.zeros(len(rows), width, dim, dtype=rows[0].dtype)
+        mask = torch.zeros(len(rows), width, dtype=torch.long)
+        label_t = torch.full((len(rows), width), -100, dtype=torch.long)
+        for b, r in enumerate(rows):
+            embeds[b, : r.shape[0]] = r
+            mask[b, : r.shape[0]] = 1
+            label_t[b, : len(labels[b])] = torch.tensor(labels[b])
+        out = {"inputs_embeds": embeds, "attention_mask": mask}
+        if answers is not None:
+            out["labels"] = label_t
+        return out
+
+    def answer_ids(self, text: str) -> list[int]:
+        """Target ids for training: the answer, then the turn's end token."""
+        ids: list[int] = self.tok(text, add_special_tokens=False)["input_ids"]
+        end = self.tok.convert_tokens_to_ids("<|im_end|>")
+        if not isinstance(end, int) or end < 0 or end == self.tok.unk_token_id:
+            end = self.tok.eos_token_id
+        return [*ids, end]
+
+    def loss(self, states: Any, lengths: Any, instructions: Sequence[str],
+             answers: Sequence[str]) -> Any:
+        """Mean cross-entropy over answer tokens. Logits are computed only where a label is,
+        sparing the vocabulary projection for the prompt and audio positions."""
+        batch = self.embed(states, lengths, instructions, [self.answer_ids(a) for a in answers])
+        causal = self.lm.get_base_model() if hasattr(self.lm, "get_base_model") else self.lm
+        hidden = causal.model(inputs_embeds=batch["inputs_embeds"],
+                               attention_mask=batch["attention_mask"]).last_hidden_state
+        labels = batch["labels"][:, 1:]
+        picked = hidden[:, :-1][labels != -100]
+        logits = causal.lm_head(picked).float()
+        if getattr(causal.config, "final_logit_softcapping", None):
+            cap = causal.config.final_logit_softcapping
+            logits = torch.tanh(logits / cap) * cap
+        return torch.nn.functional.cross_entropy(logits, labels[labels != -100])
+
+    # -- the SpeechLM interface -----------------------------------------------------------
+
+    def _generate(self, request: Request, on_text: Any = None) -> Response:
+        if request.audio is None:
+            raise ValueError("a latent speech model needs audio in the request")
+        clock = Stopwatch()
+        instruction = request.system or DEFAULT_INSTRUCTION
+        with self._lock, torch.inference_mode():
+            with clock.span("encode"):
+                states, lengths = self.encode_audio([request.audio])
+            with clock.span("adapt"):
+                batch = self.embed(states, lengths, [instruction])
+            start = clock.elapsed()
+            past, ids = None, []
+            embeds, mask = batch["inputs_embeds"], batch["attention_mask"]
+            for step in range(request.max_tokens):
+                out = self.lm(inputs_embeds=embeds, attention_mask=mask, cache=past,
+                              use_cache=True, logits_to_keep=1)
+                past = out.cache
+                token = int(out.logits[0, -1].argmax())
+                if step == 0:
+                    clock.add("prefill", start, clock.elapsed())
+                    clock.mark_text()
+                if token in self.end_ids:
+                    break
+                ids.append(token)
+                if on_text is not None:
+                    on_text(self.tok.decode(ids, skip_special_tokens=True))
+                embeds = self.lm.get_input_embeddings()(torch.tensor([[token]]))
+                mask = torch.cat([mask, torch.ones(1, 1, dtype=mask.dtype)], dim=1)
+            first = clock.freeze().ttft or start
+            clock.add("decode", first, clock.elapsed())
+        text = self.tok.decode(ids, skip_special_tokens=True).strip()
+        history = (*request.history, Message("user", PLACEHOLDER),
+                   Message("assistant", text))
+        return Response(text, None, None, clock.freeze(), history)
+
+    def respond(self, request: Request) -> Response:
+        return self._generate(request)
+
+    async def stream(self, request: Request) -> AsyncIterator[Event]:
+        loop = asyncio.get_running_loop()
+        events: asyncio.Queue[Event | None] = asyncio.Queue()
+        shown = [""]
+
+        def on_text(text: str) -> None:
+            if text.startswith(shown[0]) and len(text) > len(shown[0]):
+                loop.call_soon_threadsafe(events.put_nowait, TextDelta(text[len(shown[0]):]))
+                shown[0] = text
+
+        def work() -> None:
+            try:
+                response = self._generate(request, on_text)
+                for span in response.timings.spans:
+                    loop.call_soon_threadsafe(events.put_nowait, SpanEvent(span))
+                loop.call_soon_threadsafe(events.put_nowait, Done(response))
+            except Exception as exc:  # reported as data so the session can go on
+                loop.call_soon_threadsafe(events.put_nowait,
+                                          ErrorEvent(str(exc) or type(exc).__name__,
+                                                     type(exc).__name__))
+            finally:
+                loop.call_soon_threadsafe(events.put_nowait, None)
+
+        task = loop.run_in_executor(None, work)
+        while (event := await events.get()) is not None:
+            yield event
+        await task
+
+    # -- saving and loading ---------------------------------------------------------------
+
+    def save_pretrained(self, directory: str | os.PathLike[str]) -> Path:
+        st = require("safetensors.torch", "latent")
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps(self.config.to_dict(), indent=2) + "\n")
+        state = {k: v.detach().contiguous() for k, v in self.adapter.state_dict().items()}
+        st.save_file(state, str(out / "adapter.safetensors"))
+        if self.config.lora_rank and hasattr(self.lm, "save_pretrained") and hasattr(
+                self.lm, "peft_config"):
+            self.lm.save_pretrained(str(out / "lora"))
+        return out
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike[str]) -> LatentSpeechLM:
+        st = require("safetensors.torch", "latent")
+        folder = Path(directory)
+        try:
+            config = LatentConfig.from_dict(json.loads((folder / "config.json").read_text()))
+            weights = st.load_file(str(folder / "adapter.safetensors"))
+        except FileNotFoundError as exc:
+            raise ModelError(f"{folder}: not a saved latent model ({exc.filename} missing)"
+                             ) from None
+        except (json.JSONDecodeError, ValueError, OSError) as exc:
+            raise ModelError(f"{folder}: damaged latent model ({exc})") from None
+        model = cls(config)
+        if config.lora_rank:
+            peft = require("peft", "latent")
+            model.lm = peft.PeftModel.from_pretrained(model.lm, str(folder / "lora"))
+        model.adapter.load_state_dict(weights)
+        model.adapter.eval()
+        return model

@@ -1,0 +1,294 @@
+"""Training a latent model (`speechllm train latent CONFIG.json`), built on accelerate.
+
+    {"model": {"encoder": "whisper-tiny.en", "window_seconds": 4, "llm": "gemma-3-270m",
+               "adapter": {"kind": "stack", "stack": 4}, "lora_rank": 0},
+     "data": {"manifest": "data/digits/manifest.jsonl"},
+     "train": {"output": "runs/digits", "steps": 400, "batch_size": 8, "lr": 0.001}}
+
+Each manifest item brings its instructions in a `tasks` field, a list of
+`{"instruction": ..., "answer": ...}` (or, without one, "Transcribe the audio exactly." ->
+`text`). Batches draw (item, instruction) pairs at random, so instructions mix in a batch.
+
+What trains: the adapter; LoRA on the LLM when `model.lora_rank` > 0 (peft). The encoder is
+the frozen CTranslate2 Whisper, so its states are computed once, before the first step.
+Scale-out: run under `accelerate launch --num_processes N` (or torchrun); each process takes
+its share of every global batch and gradients are averaged across processes (gloo on CPU,
+NCCL on GPUs) before each optimiser step. Checkpoints hold the trainable weights, the
+optimiser and the step; a rerun with the same output folder resumes from the latest one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from speechllm._optional import require
+from speechllm.errors import SpeechLLMError
+from speechllm.eval.manifest import Item, read_manifest
+from speechllm.latent.model import LatentConfig
+
+DEFAULT_TASK = {"instruction": "Transcribe the audio exactly."}
+
+
+class ConfigError(SpeechLLMError, ValueError):
+    """A training config that cannot be used; the message names the field."""
+
+    exit_code = 2
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    output: str = "runs/latent"
+    steps: int = 300
+    batch_size: int = 8  # per process
+    lr: float = 1e-3
+    warmup: int = 20
+    weight_decay: float = 0.0
+    checkpoint_every: int = 100
+    log_every: int = 10
+    seed: int = 0
+    lora_lr: float = 2e-4
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model: LatentConfig
+    manifest: Path
+    train: TrainSettings
+    source: Path | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model.to_dict(), "data": {"manifest": str(self.manifest)},
+                "train": asdict(self.train)}
+
+
+def _settings(data: Any) -> TrainSettings:
+    if not isinstance(data, dict):
+        raise ConfigError("train: expected an object")
+    types = {f.name: f.type for f in fields(TrainSettings)}
+    for key, value in data.items():
+        if key not in types:
+            raise ConfigError(f"train.{key}: unknown field; known: {', '.join(sorted(types))}")
+        kinds: dict[str, type | tuple[type, ...]] = {"str": str, "int": int,
+                                                      "float": (int, float)}
+        want = kinds[str(types[key])]
+        if not isinstance(value, want) or isinstance(value, bool):
+            raise ConfigError(f"train.{key}: expected {types[key]}, got {value!r}")
+    s = TrainSettings(**data)
+    for name in ("steps", "batch_size", "checkpoint_every", "log_every"):
+        if getattr(s, name) < 1:
+            raise ConfigError(f"train.{name}: must be >= 1, got {getattr(s, name)}")
+    if not s.lr > 0:
+        raise ConfigError(f"train.lr: must be > 0, got {s.lr}")
+    return s
+
+
+def load_config(path: str | os.PathLike[str]) -> TrainConfig:
+    """Read and check a training config without loading any model; ConfigError names the
+    offending field."""
+    source = Path(path)
+    try:
+        raw = json.loads(source.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{source}: no such config file") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{source}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a JSON object with model, data and train")
+    for key in raw:
+        if key not in ("model", "data", "train"):
+            raise ConfigError(f"{key}: unknown section; expected model, data, train")
+    try:
+        model = LatentConfig.from_dict(raw.get("model", {}))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(str(exc)) from None
+    if model.lora_rank < 0:
+        raise ConfigError(f"model.lora_rank: must be >= 0, got {model.lora_rank}")
+    data = raw.get("data")
+    if not isinstance(data, dict) or not isinstance(data.get("manifest"), str):
+        raise ConfigError("data.manifest: required, the training manifest's path")
+    manifest = (source.parent / data["manifest"]).resolve()
+    if not manifest.is_file():
+        raise ConfigError(f"data.manifest: {manifest} not found")
+    settings = _settings(raw.get("train", {}))
+    # Paths in a config are relative to the config file, wherever it is run from.
+    settings = replace(settings, output=str((source.parent / settings.output).resolve()))
+    return TrainConfig(model, manifest, settings, source)
+
+
+def examples(items: list[Item]) -> list[tuple[int, str, str]]:
+    """(item index, instruction, answer) for every instruction of every item."""
+    out = []
+    for n, item in enumerate(items):
+        tasks = item.fields.get("tasks") or [DEFAULT_TASK]
+        for t in tasks:
+            answer = t.get("answer", item.text)
+            if not isinstance(t.get("instruction"), str) or answer is None:
+                raise ConfigError(f"{item.audio}: each task needs an instruction and an "
+                                  "answer (or the item's text)")
+            out.append((n, t["instruction"], str(answer)))
+    return out
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    output: Path
+    steps: int
+    final_loss: float
+    seconds_per_step: float
+    peak_rss_mb: float
+    loss_curve: Path
+    processes: int = 1
+    losses: tuple[float, ...] = ()
+
+
+def train(config: TrainConfig, progress: Callable[[int, int, float], None] | None = None
+          ) -> TrainResult:
+    """Train (or resume) and save the model to `<output>/final`."""
+    torch = require("torch", "latent")
+    accelerate = require("accelerate", "latent")
+    from speechllm.audio import load
+    from speechllm.latent.model import LatentSpeechLM
+
+    acc = accelerate.Accelerator(cpu=not torch.cuda.is_available())
+    s = config.train
+    out = Path(s.output)
+    torch.manual_seed(s.seed)
+    items = read_manifest(config.manifest)
+    pairs = examples(items)
+    model = LatentSpeechLM(config.model)
+    if config.model.lora_rank:
+        peft = require("peft", "latent")
+        lora = peft.LoraConfig(r=config.model.lora_rank, lora_alpha=2 * config.model.lora_rank,
+                               target_modules=["q_proj", "v_proj"], lora_dropout=0.0)
+        model.lm = peft.get_peft_model(model.lm, lora)
+    model.adapter.train()
+    groups: list[dict[str, Any]] = [{"params": list(model.adapter.parameters()), "lr": s.lr}]
+    lora_params = [p for p in model.lm.parameters() if p.requires_grad]
+    if lora_params:
+        groups.append({"params": lora_params, "lr": s.lora_lr})
+    trainable = [p for g in groups for p in g["params"]]
+    optim = torch.optim.AdamW(groups, weight_decay=s.weight_decay)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optim, lambda k: min(1.0, (k + 1) / max(
+        1, s.warmup)) * 0.5 * (1 + math.cos(math.pi * min(1.0, k / s.steps))))
+
+    step, losses = 0, []
+    latest = _latest_checkpoint(out)
+    if latest is not None:
+        state = torch.load(latest / "trainer_state.pt", weights_only=False)
+        model.adapter.load_state_dict(state["adapter"])
+        for p, saved in zip(lora_params, state.get("lora", []), strict=False):
+            p.data.copy_(saved)
+        optim.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        step, losses = state["step"], state["losses"]
+
+    # The encoder is frozen: its states are computed once for the whole set.
+    audios = [load(it.audio) for it in items]
+    cache: list[Any] = []
+    for start in range(0, len(audios), 16):
+        states, lengths = model.encode_audio(audios[start:start + 16])
+        cache += [states[b, : int(lengths[b])].clone() for b in range(len(lengths))]
+
+    rng = random.Random(s.seed * 1000 + step)  # resumed runs draw fresh, reproducible batches
+    world, rank = acc.num_processes, acc.process_index
+    began = time.perf_counter()
+    first_step = step
+    while step < s.steps:
+        global_batch = [rng.choice(pairs) for _ in range(s.batch_size * world)]
+        mine = global_batch[rank::world]
+        width = max(cache[i].shape[0] for i, _, _ in mine)
+        states = torch.zeros(len(mine), width, cache[0].shape[1])
+        for b, (i, _, _) in enumerate(mine):
+            states[b, : cache[i].shape[0]] = cache[i]
+        lengths = torch.tensor([cache[i].shape[0] for i, _, _ in mine])
+        loss = model.loss(states, lengths, [q for _, q, _ in mine], [a for _, _, a in mine])
+        optim.zero_grad()
+        loss.backward()
+        if world > 1:  # average gradients across processes, as DDP would
+            for p in trainable:
+                if p.grad is not None:
+                    p.grad = acc.reduce(p.grad, reduction="mean")
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+        optim.step()
+        schedule.step()
+        step += 1
+        value = float(acc.reduce(loss.detach(), reduction="mean"))
+        losses.append(value)
+        if progress and acc.is_main_process:
+            progress(step, s.steps, value)
+        if acc.is_main_process and (step % s.checkpoint_every == 0 or step == s.steps):
+            _checkpoint(out, step, model, lora_params, optim, schedule, losses, config)
+        acc.wait_for_everyone()
+    elapsed = time.perf_counter() - began
+    curve = out / "loss.png"
+    if acc.is_main_process:
+        model.adapter.eval()
+        final = model.save_pretrained(out / "final")
+        _plot(losses, curve)
+        (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+    else:
+        final = out / "final"
+    acc.wait_for_everyone()
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    per_step = elapsed / max(1, step - first_step)
+    return TrainResult(final, step, losses[-1] if losses else float("nan"), per_step, peak,
+                       curve, world, tuple(losses))
+
+
+def _latest_checkpoint(out: Path) -> Path | None:
+    found = sorted((p for p in out.glob("checkpoint-*") if (p / "trainer_state.pt").is_file()),
+                   key=lambda p: int(p.name.split("-")[1]))
+    return found[-1] if found else None
+
+
+def _checkpoint(out: Path, step: int, model: Any, lora_params: list[Any], optim: Any,
+                schedule: Any, losses: list[float], config: TrainConfig) -> None:
+    torch = require("torch", "latent")
+    folder = out / f"checkpoint-{step}"
+    tmp = out / f".checkpoint-{step}.partial"
+    tmp.mkdir(parents=True, exist_ok=True)
+    torch.save({"step": step, "adapter": model.adapter.state_dict(),
+                "lora": [p.detach().clone() for p in lora_params],
+                "optimizer": optim.state_dict(), "schedule": schedule.state_dict(),
+                "losses": losses, "config": config.to_dict()}, tmp / "trainer_state.pt")
+    tmp.rename(folder)  # a checkpoint exists whole or not at all
+    for old in out.glob("checkpoint-*"):
+        if old != folder and (old / "trainer_state.pt").is_file():
+            for f in old.iterdir():
+                f.unlink()
+            old.rmdir()
+
+
+def _plot(losses: list[float], path: Path) -> None:
+    import numpy as np
+
+    matplotlib = require("matplotlib", "eval")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
+    steps = np.arange(1, len(losses) + 1)
+    ax.plot(steps, losses, alpha=0.35, label="loss per step")
+    if len(losses) >= 10:
+        k = max(5, len(losses) // 30)
+        smooth = np.convolve(losses, np.ones(k) / k, mode="valid")
+        ax.plot(steps[k - 1:], smooth, label=f"mean of {k} steps")
+    ax.set_xlabel("step")
+    ax.set_ylabel("cross-entropy (answer tokens)")
+    ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title("latent adapter training loss")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

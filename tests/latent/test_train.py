@@ -1,0 +1,106 @@
+"""Training a latent model for real: Whisper tiny.en states -> adapter -> Gemma 3 270M (the
+embedded GGUF, converted once to safetensors), on speech synthesised with espeak-ng."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from speechllm.audio import load
+from speechllm.latent.model import LatentSpeechLM
+from speechllm.latent.train import ConfigError, load_config, train
+from speechllm.speechlm import Request
+
+EXE = Path(sys.executable).parent / "speechllm"
+TRANSCRIBE = "Transcribe the audio exactly."
+PARITY = "Is the number even? Answer yes or no."
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("latent")
+    texts = root / "texts.jsonl"
+    rows = [{"text": w, "tasks": [{"instruction": TRANSCRIBE, "answer": w},
+                                  {"instruction": PARITY, "answer": p}]}
+            for w, p in (("two", "yes"), ("seven", "no"))]
+    texts.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    done = subprocess.run([str(EXE), "synth", str(texts), "-o", str(root / "d"), "--voices",
+                           "espeak:en-us,espeak:en-gb", "--rates", "1.0"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return root
+
+
+def config(root: Path, steps: int, output: str = "out", **train_fields) -> Path:
+    path = root / f"config-{output}-{steps}.json"
+    path.write_text(json.dumps({
+        "model": {"encoder": "whisper-tiny.en", "window_seconds": 4, "llm": "gemma-3-270m",
+                  "adapter": {"kind": "stack", "stack": 4, "hidden": 256}},
+        "data": {"manifest": "d/manifest.jsonl"},
+        "train": {"output": output, "steps": steps, "batch_size": 4, "lr": 0.003, "warmup": 5,
+                  "checkpoint_every": 10, **train_fields}}))
+    return path
+
+
+def test_bad_configs_fail_before_any_model_loads_naming_the_field(tmp_path, data):
+    good = json.loads(config(data, 1).read_text())
+    cases = [({"model": {**good["model"], "encodr": "x"}}, "model.encodr"),
+             ({"model": {**good["model"], "adapter": {"kind": "lstm"}}}, "adapter.kind"),
+             ({"train": {**good["train"], "steps": 0}}, "train.steps"),
+             ({"train": {**good["train"], "lr": "fast"}}, "train.lr"),
+             ({"data": {"manifest": "nope.jsonl"}}, "data.manifest"),
+             ({"extra": {}}, "extra: unknown section")]
+    for change, field in cases:
+        path = data / "bad.json"
+        path.write_text(json.dumps({**good, **change}))
+        with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
+            load_config(path)
+    (data / "broken.json").write_text("{model: ")
+    done = subprocess.run([str(EXE), "train", "latent", str(data / "broken.json")],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "not valid JSON" in done.stderr
+
+
+def test_adapter_learns_resumes_and_reloads_with_the_same_answers(data):
+    first = train(load_config(config(data, 20)))
+    assert first.steps == 20 and (data / "out" / "checkpoint-20").is_dir()
+    resumed = train(load_config(config(data, 40)))  # same output: continues from step 20
+    assert resumed.steps == 40 and len(resumed.losses) == 40
+    assert resumed.losses[:20] == first.losses  # the first 20 steps were not redone
+    early, late = sum(resumed.losses[:5]) / 5, sum(resumed.losses[-5:]) / 5
+    assert late < early / 4, (early, late)
+    assert resumed.loss_curve.is_file()
+
+    model = LatentSpeechLM.from_pretrained(resumed.output)
+    clip = load(next((data / "d" / "audio").glob("*.wav")))
+    manifest = [json.loads(x) for x in (data / "d" / "manifest.jsonl").read_text().splitlines()]
+    answers = {}
+    for row in manifest:
+        audio = load(data / "d" / row["audio"])
+        said = model.respond(Request(audio=audio, system=TRANSCRIBE, max_tokens=6)).text
+        answers[row["audio"]] = said
+    right = sum(a.strip(" .").lower() == r["text"] for a, r in
+                zip(answers.values(), manifest, strict=True))
+    assert right >= 3, answers  # it learned to say what it heard (training clips)
+    again = LatentSpeechLM.from_pretrained(resumed.output)
+    for a, b in zip(model.adapter.state_dict().values(), again.adapter.state_dict().values(),
+                    strict=True):
+        assert torch.equal(a, b)
+    request = Request(audio=clip, system=PARITY, max_tokens=4)
+    assert model.respond(request).text == again.respond(request).text
+
+
+def test_two_cpu_processes_train_together(data):
+    torchrun = Path(sys.executable).parent / "torchrun"
+    cfg = config(data, 3, output="ddp")
+    done = subprocess.run([str(torchrun), "--nproc_per_node", "2", "-m", "speechllm.cli",
+                           "train", "latent", str(cfg)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("on 2 process(es)") == 1  # two ranks, one report (rank 0)
+    assert (data / "ddp" / "final" / "adapter.safetensors").is_file()
