@@ -45,6 +45,8 @@ class RunData:
         """A short label of what ran, from the config minus the run's data settings."""
         c = {k: v for k, v in self.config.items() if k not in RUN_KEYS}
         head = str(c.pop("approach", "cascade"))
+        if self.task.name == "asr":
+            c.pop("llm", None)  # a transcript-only run never uses the chat LLM
         parts = [str(v) if k in ("asr", "llm") else f"{k}={v}" for k, v in sorted(c.items())
                  if v not in (None, "none", False) and k not in ("tts", "vad")]
         return " ".join([head, *parts])
@@ -207,7 +209,7 @@ def plot_waterfall(runs: Sequence[RunData], path: Path) -> bool:
     if not rows:
         return False
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(8, 0.7 * len(rows) + 1.6), dpi=120)
+    fig, ax = plt.subplots(figsize=(8, 0.7 * len(rows) + 2.0), dpi=120)
     used: set[str] = set()
     for y, (_, spans, r) in enumerate(rows):
         for name, start, end in spans:
@@ -222,13 +224,15 @@ def plot_waterfall(runs: Sequence[RunData], path: Path) -> bool:
                         label=f"mean {key}" if f"mean {key}" not in used else None)
                 used.add(f"mean {key}")
     ax.set_yticks(range(len(rows)), [a for a, _, _ in rows], fontsize=8)
-    ax.invert_yaxis()
+    ax.set_ylim(len(rows) - 0.5, -0.5)
+    ax.set_xlim(left=0)
     ax.set_xlabel("seconds after the end of the user's speech (means over items)")
     ax.set_title("stage waterfall per approach")
     ax.grid(axis="x", alpha=0.3)
-    ax.legend(fontsize=7, ncol=4, loc="lower right")
+    ax.legend(fontsize=7, ncol=8, loc="upper center", bbox_to_anchor=(0.5, -0.35 - 0.1 / len(rows)),
+              frameon=False)
     fig.tight_layout()
-    fig.savefig(path)
+    fig.savefig(path, bbox_inches="tight")
     plt.close(fig)
     return True
 
