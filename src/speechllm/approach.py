@@ -28,13 +28,14 @@ def _cascade_fields() -> set[str]:
 
 def _latent(fields: dict[str, Any]) -> SpeechLM:
     from speechllm.latent.model import LatentSpeechLM
-    return LatentSpeechLM.from_pretrained(fields["path"])
+    return LatentSpeechLM.from_pretrained(fields["path"], fields.get("engine", "torch"))
 
 
 # name -> (builder, names of the fields it accepts)
 APPROACHES: dict[str, tuple[Callable[[dict[str, Any]], SpeechLM], Callable[[], set[str]]]] = {
     "cascade": (_cascade, _cascade_fields),
-    "latent": (_latent, lambda: {"path"}),  # a folder written by LatentSpeechLM.save_pretrained
+    # path: a folder written by LatentSpeechLM.save_pretrained; engine: "torch" or "llama.cpp"
+    "latent": (_latent, lambda: {"path", "engine"}),
 }
 
 

@@ -86,8 +86,12 @@ class LatentSpeechLM:
     """A `SpeechLM` whose LLM reads adapted encoder states in place of `<audio>`."""
 
     def __init__(self, config: LatentConfig, encoder: SpeechEncoder | None = None,
-                 llm: tuple[Any, Any] | None = None) -> None:
+                 llm: tuple[Any, Any] | None = None, engine: str = "torch") -> None:
+        if engine not in ("torch", "llama.cpp"):
+            raise ValueError(f"engine must be 'torch' or 'llama.cpp', got {engine!r}")
         self.config = config
+        self.engine = engine
+        self._fast: Any = None  # the llama.cpp decoder, loaded on first use
         self.encoder = encoder or CT2WhisperEncoder(config.encoder, config.window_seconds)
         self.lm, self.tok = llm or load_causal_lm(config.llm)
         dims = replace(config.adapter, enc_dim=self.encoder.dim,
@@ -185,29 +189,62 @@ class LatentSpeechLM:
             with clock.span("adapt"):
                 batch = self.embed(states, lengths, [instruction])
             start = clock.elapsed()
-            past, ids = None, []
-            embeds, mask = batch["inputs_embeds"], batch["attention_mask"]
-            for step in range(request.max_tokens):
-                out = self.lm(inputs_embeds=embeds, attention_mask=mask, cache=past,
-                              use_cache=True, logits_to_keep=1)
-                past = out.cache
-                token = int(out.logits[0, -1].argmax())
-                if step == 0:
-                    clock.add("prefill", start, clock.elapsed())
-                    clock.mark_text()
-                if token in self.end_ids:
-                    break
-                ids.append(token)
-                if on_text is not None:
-                    on_text(self.tok.decode(ids, skip_special_tokens=True))
-                embeds = self.lm.get_input_embeddings()(torch.tensor([[token]]))
-                mask = torch.cat([mask, torch.ones(1, 1, dtype=mask.dtype)], dim=1)
+            if self.engine == "llama.cpp":
+                ids = self._generate_llama_cpp(instruction, batch, request.max_tokens, clock,
+                                               start, on_text)
+            else:
+                ids = self._generate_torch(batch, request.max_tokens, clock, start, on_text)
             first = clock.freeze().ttft or start
             clock.add("decode", first, clock.elapsed())
         text = self.tok.decode(ids, skip_special_tokens=True).strip()
         history = (*request.history, Message("user", PLACEHOLDER),
                    Message("assistant", text))
         return Response(text, None, None, clock.freeze(), history)
+
+    def _generate_llama_cpp(self, instruction: str, batch: dict[str, Any], max_tokens: int,
+                            clock: Stopwatch, start: float, on_text: Any) -> list[int]:
+        from speechllm.latent.llama_cpp_decode import LlamaCppLatentDecoder
+
+        if self._fast is None:
+            self._fast = LlamaCppLatentDecoder(self.config.llm)
+        before, after = self.prompt_ids(instruction)
+        embeds = batch["inputs_embeds"][0, len(before): batch["inputs_embeds"].shape[1]
+                                        - len(after)].float().numpy()
+        marked: list[bool] = []
+
+        def on_token(ids: list[int]) -> None:
+            if not marked:
+                clock.add("prefill", start, clock.elapsed())
+                clock.mark_text()
+                marked.append(True)
+            if on_text is not None:
+                on_text(self.tok.decode(ids, skip_special_tokens=True))
+
+        ids: list[int] = self._fast.generate(before, embeds, after, max_tokens, self.end_ids,
+                                             on_token)
+        return ids
+
+    def _generate_torch(self, batch: dict[str, Any], max_tokens: int, clock: Stopwatch,
+                        start: float, on_text: Any) -> list[int]:
+        past: Any = None
+        ids: list[int] = []
+        embeds, mask = batch["inputs_embeds"], batch["attention_mask"]
+        for step in range(max_tokens):
+            out = self.lm(inputs_embeds=embeds, attention_mask=mask, cache=past,
+                          use_cache=True, logits_to_keep=1)
+            past = out.cache
+            token = int(out.logits[0, -1].argmax())
+            if step == 0:
+                clock.add("prefill", start, clock.elapsed())
+                clock.mark_text()
+            if token in self.end_ids:
+                break
+            ids.append(token)
+            if on_text is not None:
+                on_text(self.tok.decode(ids, skip_special_tokens=True))
+            embeds = self.lm.get_input_embeddings()(torch.tensor([[token]]))
+            mask = torch.cat([mask, torch.ones(1, 1, dtype=mask.dtype)], dim=1)
+        return ids
 
     def respond(self, request: Request) -> Response:
         return self._generate(request)
@@ -255,7 +292,9 @@ class LatentSpeechLM:
         return out
 
     @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike[str]) -> LatentSpeechLM:
+    def from_pretrained(cls, directory: str | os.PathLike[str],
+                        engine: str = "torch") -> LatentSpeechLM:
+        """Load a saved model; `engine="llama.cpp"` decodes with the quantized GGUF."""
         st = require("safetensors.torch", "latent")
         folder = Path(directory)
         try:
@@ -266,7 +305,7 @@ class LatentSpeechLM:
                              ) from None
         except (json.JSONDecodeError, ValueError, OSError) as exc:
             raise ModelError(f"{folder}: damaged latent model ({exc})") from None
-        model = cls(config)
+        model = cls(config, engine=engine)
         if config.lora_rank:
             peft = require("peft", "latent")
             model.lm = peft.PeftModel.from_pretrained(model.lm, str(folder / "lora"))
