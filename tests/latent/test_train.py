@@ -66,10 +66,17 @@ def test_bad_configs_fail_before_any_model_loads_naming_the_field(tmp_path, data
     assert done.returncode == 2 and "not valid JSON" in done.stderr
 
 
-def test_adapter_learns_resumes_and_reloads_with_the_same_answers(data):
+@pytest.fixture(scope="module")
+def trained(data):
+    """20 steps, then a rerun to 40 that resumes from the step-20 checkpoint."""
     first = train(load_config(config(data, 20)))
     assert first.steps == 20 and (data / "out" / "checkpoint-20").is_dir()
     resumed = train(load_config(config(data, 40)))  # same output: continues from step 20
+    return first, resumed
+
+
+def test_adapter_learns_resumes_and_reloads_with_the_same_answers(data, trained):
+    first, resumed = trained
     assert resumed.steps == 40 and len(resumed.losses) == 40
     assert resumed.losses[:20] == first.losses  # the first 20 steps were not redone
     early, late = sum(resumed.losses[:5]) / 5, sum(resumed.losses[-5:]) / 5
@@ -77,22 +84,34 @@ def test_adapter_learns_resumes_and_reloads_with_the_same_answers(data):
     assert resumed.loss_curve.is_file()
 
     model = LatentSpeechLM.from_pretrained(resumed.output)
-    clip = load(next((data / "d" / "audio").glob("*.wav")))
     manifest = [json.loads(x) for x in (data / "d" / "manifest.jsonl").read_text().splitlines()]
-    answers = {}
-    for row in manifest:
-        audio = load(data / "d" / row["audio"])
-        said = model.respond(Request(audio=audio, system=TRANSCRIBE, max_tokens=6)).text
-        answers[row["audio"]] = said
-    right = sum(a.strip(" .").lower() == r["text"] for a, r in
-                zip(answers.values(), manifest, strict=True))
+    answers = [model.respond(Request(audio=load(data / "d" / row["audio"]), system=TRANSCRIBE,
+                                     max_tokens=6)).text for row in manifest]
+    right = sum(a.strip(" .").lower() == r["text"] for a, r in zip(answers, manifest,
+                                                                   strict=True))
     assert right >= 3, answers  # it learned to say what it heard (training clips)
     again = LatentSpeechLM.from_pretrained(resumed.output)
     for a, b in zip(model.adapter.state_dict().values(), again.adapter.state_dict().values(),
                     strict=True):
         assert torch.equal(a, b)
+    clip = load(data / "d" / manifest[0]["audio"])
     request = Request(audio=clip, system=PARITY, max_tokens=4)
     assert model.respond(request).text == again.respond(request).text
+
+
+def test_llama_cpp_engine_gives_the_same_greedy_answers(data, trained):
+    _, resumed = trained
+    torch_lm = LatentSpeechLM.from_pretrained(resumed.output)
+    fast = LatentSpeechLM.from_pretrained(resumed.output, engine="llama.cpp")
+    manifest = [json.loads(x) for x in (data / "d" / "manifest.jsonl").read_text().splitlines()]
+    for row in manifest:
+        audio = load(data / "d" / row["audio"])
+        for instruction in (TRANSCRIBE, PARITY):
+            request = Request(audio=audio, system=instruction, max_tokens=6)
+            slow, quick = torch_lm.respond(request), fast.respond(request)
+            assert quick.text == slow.text, (row["text"], instruction)
+            assert [s.name for s in quick.timings.spans] == ["encode", "adapt", "prefill",
+                                                             "decode"]
 
 
 def test_two_cpu_processes_train_together(data):
