@@ -12,6 +12,7 @@ bare loop wall time - 1.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import tempfile
 import time
 from pathlib import Path
@@ -45,11 +46,10 @@ def main() -> None:
     audios = [load(it.audio) for it in items]
     if perturbation is not None:
         audios = [perturbation.apply(a, seed=it.line) for a, it in zip(audios, items, strict=True)]
+
     def bare(it, audio) -> None:  # the loop a user would write, minding clips with no speech
-        try:
+        with contextlib.suppress(NoSpeechError):
             task.score(it, lm.respond(task.request(it, audio)))
-        except NoSpeechError:
-            pass
 
     bare(items[1], audios[1])  # warm-up
 
