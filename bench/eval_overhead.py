@@ -47,18 +47,18 @@ def main() -> None:
     if perturbation is not None:
         audios = [perturbation.apply(a, seed=it.line) for a, it in zip(audios, items, strict=True)]
 
-    def bare(it, audio) -> None:  # the loop a user would write, minding clips with no speech
+    def plain(it, audio) -> None:  # the loop a user would write, minding clips with no speech
         with contextlib.suppress(NoSpeechError):
             task.score(it, lm.respond(task.request(it, audio)))
 
-    bare(items[1], audios[1])  # warm-up
+    plain(items[1], audios[1])  # warm-up
 
     bare, harness, inside = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         for rep in range(2):
             start = time.perf_counter()
             for it, audio in zip(items, audios, strict=True):
-                bare(it, audio)
+                plain(it, audio)
             bare.append(time.perf_counter() - start)
 
             journal = Journal(Path(tmp) / f"runs{rep}.sqlite")
