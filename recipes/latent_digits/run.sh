@@ -20,8 +20,15 @@ journal=runs/latent_digits/eval.sqlite
 
 # 3. Evaluate on real FSDD recordings, latent and cascade on the same items.
 echo '{"approach": "latent", "path": "runs/latent_digits/final"}' > runs/latent_digits/approach.json
-./dev speechllm eval "$fsdd" --task digit --config runs/latent_digits/approach.json --journal "$journal"
+echo '{"approach": "latent", "path": "runs/latent_digits/final", "engine": "llama.cpp"}' \
+  > runs/latent_digits/approach-llama-cpp.json
+./dev speechllm eval "$fsdd" --task digit --config runs/latent_digits/approach.json \
+  --journal "$journal" --run latent-digits-torch-digit-clean
+./dev speechllm eval "$fsdd" --task digit --config runs/latent_digits/approach-llama-cpp.json \
+  --journal "$journal" --run latent-digits-llama.cpp-digit-clean
 ./dev speechllm eval "$fsdd" --task digit --asr whisper-base --journal "$journal"
 ./dev speechllm eval "$fsdd" --task digit --asr whisper-tiny.en --journal "$journal"
 ./dev speechllm report --journal "$journal" -o docs/latent_digits
 cp runs/latent_digits/loss.png docs/latent_digits/loss.png
+# 4. Speed of the two latent engines, measured in one run.
+./dev setup && .venv/bin/python bench/latent_engines.py runs/latent_digits/final --items 10 --tokens 32
