@@ -39,11 +39,9 @@ class LlamaCppLatentDecoder:
             raise ModelError(f"cannot load {path}: {exc}") from None
         self.n_embd = int(self.llm.n_embd())
         self.n_vocab = int(self.llm.n_vocab())
-        arch = str(self.llm.metadata.get("general.architecture", ""))
-        # Gemma multiplies token embeddings by sqrt(n_embd) inside its graph, after the table
-        # lookup, and llama.cpp applies that to embedding input too; HF applies it inside the
-        # embedding module, so HF-space embeddings are divided back here.
-        self.input_scale = 1.0 / float(np.sqrt(self.n_embd)) if arch.startswith("gemma") else 1.0
+        # Embeddings go in as the HF model takes `inputs_embeds`: Gemma's sqrt(n_embd) factor
+        # lives in HF's embedding module and in llama.cpp's token lookup, so neither applies
+        # it to embedding input (checked by the parity test).
 
     def _logits(self) -> np.ndarray:
         ptr = self._lib.llama_get_logits_ith(self.llm._ctx.ctx, -1)
@@ -55,7 +53,7 @@ class LlamaCppLatentDecoder:
             raise ValueError(f"embeddings have {dim} dims; the model takes {self.n_embd}")
         batch = self._lib.llama_batch_init(n, dim, 1)
         try:
-            flat = np.ascontiguousarray(embeds, dtype=np.float32).reshape(-1) * self.input_scale
+            flat = np.ascontiguousarray(embeds, dtype=np.float32).reshape(-1)
             ctypes.memmove(batch.embd, flat.ctypes.data, flat.nbytes)
             start = self.llm.n_tokens
             for i in range(n):
