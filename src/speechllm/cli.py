@@ -494,7 +494,8 @@ def train_latent(
     out.print(f"saved {result.output} after {result.steps} steps on {result.processes} "
               f"process(es) (final loss "
               f"{result.final_loss:.4f}; {result.seconds_per_step:.2f} s/step; peak RSS "
-              f"{result.peak_rss_mb:.0f} MB); loss curve {result.loss_curve}", highlight=False)
+              f"{result.peak_rss_mb:.0f} MB); loss curve {result.loss_curve}", highlight=False,
+              soft_wrap=True)  # one line: scripts read it
 
 
 async def _stream_turn(lm: SpeechLM, request: Request, live: bool) -> Response:
