@@ -105,7 +105,7 @@ class Threads:
     def map(self, job: Job, items: Sequence[Item]) -> Iterator[Outcome]:
         if self.workers < 1:
             raise ValueError(f"workers must be >= 1, got {self.workers}")
-        todo: queue.Queue[Item | None] = queue.Queue()
+        todo: queue.Queue[Item] = queue.Queue()
         for item in items:
             todo.put(item)
         done: queue.Queue[Outcome | BaseException | None] = queue.Queue()
@@ -119,8 +119,7 @@ class Threads:
                         item = todo.get_nowait()
                     except queue.Empty:
                         break
-                    if item is not None:
-                        done.put(evaluate(lm, job, item))
+                    done.put(evaluate(lm, job, item))
             except BaseException as exc:  # a model that fails to load stops the run
                 done.put(exc)
             finally:

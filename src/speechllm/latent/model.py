@@ -111,9 +111,8 @@ class LatentSpeechLM:
         """Token ids before and after the audio placeholder."""
         before, _, after = _prompt_text(self.tok, self.config.system, instruction).partition(
             PLACEHOLDER)
-        encode = self.tok
-        return (encode(before, add_special_tokens=True)["input_ids"],
-                encode(after, add_special_tokens=False)["input_ids"])
+        return (self.tok(before, add_special_tokens=True)["input_ids"],
+                self.tok(after, add_special_tokens=False)["input_ids"])
 
     def encode_audio(self, audios: Sequence[Audio]) -> tuple[Any, Any]:
         """Encoder states as a float tensor (B, T, D) and their lengths (B,)."""
