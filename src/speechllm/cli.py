@@ -33,8 +33,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Speech + LLMs, offline on a CPU. Exit codes: 0 ok, 1 unexpected, "
                        "2 usage, 3 unusable input, 4 model problem, 5 missing dependency, "
                        "6 regression flagged by report --compare.")
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)  # no hard line breaks: scripts and tests grep this
+err = Console(stderr=True, soft_wrap=True)
 
 
 class Task(StrEnum):
