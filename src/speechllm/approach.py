@@ -27,15 +27,19 @@ def _cascade_fields() -> set[str]:
 
 
 def _latent(fields: dict[str, Any]) -> SpeechLM:
-    from speechllm.latent.model import LatentSpeechLM
-    return LatentSpeechLM.from_pretrained(fields["path"], fields.get("engine", "torch"))
+    from speechllm.latent.pretrained import load
+    model: SpeechLM = load(fields["path"], fields.get("engine", "torch"),
+                           **{k: v for k, v in fields.items() if k.endswith("_model")})
+    return model
 
 
 # name -> (builder, names of the fields it accepts)
 APPROACHES: dict[str, tuple[Callable[[dict[str, Any]], SpeechLM], Callable[[], set[str]]]] = {
     "cascade": (_cascade, _cascade_fields),
-    # path: a folder written by LatentSpeechLM.save_pretrained; engine: "torch" or "llama.cpp"
-    "latent": (_latent, lambda: {"path", "engine"}),
+    # path: a folder written by LatentSpeechLM.save_pretrained, an Ultravox or a Qwen2-Audio
+    # checkpoint; engine: "torch" or "llama.cpp" (speechllm's own models); audio_model /
+    # text_model: local base models for an Ultravox checkpoint that saved only its projector
+    "latent": (_latent, lambda: {"path", "engine", "audio_model", "text_model"}),
 }
 
 

@@ -10,11 +10,12 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
+from speechllm.asr.base import Segment
 from speechllm.audio import Audio
 from speechllm.timing import Span, Timings
 
 Role = Literal["system", "user", "assistant"]
-Intent = Literal["respond", "transcribe"]
+Intent = Literal["respond", "transcribe", "translate"]
 
 
 @dataclass(frozen=True)
@@ -33,17 +34,19 @@ class Request:
     history: tuple[Message, ...] = ()  # earlier turns, oldest first, without the system prompt
     want_audio: bool = True  # synthesise the answer as speech
     max_tokens: int = 256
-    # "transcribe": the answer is what was said. A cascade returns its ASR transcript without
-    # running the LLM; end-to-end approaches follow `system` as their transcription instruction.
+    # "transcribe": the answer is what was said; "translate": what was said, in English. A
+    # cascade answers both from its ASR without running the LLM; end-to-end approaches follow
+    # `system` as their instruction.
     intent: Intent = "respond"
 
     def __post_init__(self) -> None:
         if self.audio is None and not (self.text and self.text.strip()):
             raise ValueError("a Request needs audio or non-empty text")
-        if self.intent not in ("respond", "transcribe"):
-            raise ValueError(f"intent must be 'respond' or 'transcribe', got {self.intent!r}")
-        if self.intent == "transcribe" and self.audio is None:
-            raise ValueError("a transcribe Request needs audio")
+        if self.intent not in ("respond", "transcribe", "translate"):
+            raise ValueError("intent must be 'respond', 'transcribe' or 'translate', got "
+                             f"{self.intent!r}")
+        if self.intent != "respond" and self.audio is None:
+            raise ValueError(f"a {self.intent} Request needs audio")
         if self.max_tokens < 1:
             raise ValueError(f"max_tokens must be >= 1, got {self.max_tokens}")
 
@@ -55,6 +58,9 @@ class Response:
     audio: Audio | None  # the spoken answer, when asked for
     timings: Timings
     history: tuple[Message, ...] = ()  # the conversation including this turn, for the next Request
+    # timed pieces of the transcript, in seconds of the request's audio, when the approach
+    # knows them (a cascade's ASR does); empty otherwise
+    segments: tuple[Segment, ...] = ()
 
 
 # --- stream events -------------------------------------------------------------------------

@@ -123,3 +123,36 @@ def test_two_cpu_processes_train_together(data):
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("on 2 process(es)") == 1  # two ranks, one report (rank 0)
     assert (data / "ddp" / "final" / "adapter.safetensors").is_file()
+
+
+def test_unfreezing_a_transformers_encoder_trains_saves_and_reloads_it(data, tmp_path):
+    """A small randomly initialised Whisper (no HF Whisper weights here) saved as a Hugging
+    Face folder: with train.unfreeze_encoder its weights move, are saved beside the adapter and
+    come back on load; a CTranslate2 encoder is refused before any model loads."""
+    from transformers import WhisperConfig, WhisperModel
+
+    torch.manual_seed(0)
+    whisper = tmp_path / "whisper-random"
+    WhisperModel(WhisperConfig(d_model=64, encoder_layers=1, encoder_attention_heads=2,
+                               encoder_ffn_dim=128, decoder_layers=1, decoder_attention_heads=2,
+                               decoder_ffn_dim=128, num_mel_bins=80,
+                               max_source_positions=200)).save_pretrained(str(whisper))
+    cfg = json.loads(config(data, 4, output="unfrozen").read_text())
+    cfg["model"]["encoder"] = str(whisper)
+    cfg["train"] |= {"unfreeze_encoder": True, "encoder_lr": 1e-3}
+    path = data / "unfrozen.json"
+    path.write_text(json.dumps(cfg))
+    before = WhisperModel.from_pretrained(str(whisper)).get_encoder().state_dict()
+
+    result = train(load_config(path))
+    assert (result.output / "encoder.safetensors").is_file()
+    model = LatentSpeechLM.from_pretrained(result.output)
+    after = model.encoder.module.state_dict()
+    moved = [k for k in before if not torch.equal(before[k], after[k])]
+    assert len(moved) > len(before) // 2, moved  # most encoder weights trained
+    assert model.config.window_seconds == 4.0  # the transformers encoder's own window
+
+    cfg["model"]["encoder"] = "whisper-tiny.en"
+    path.write_text(json.dumps(cfg))
+    with pytest.raises(ConfigError, match=r"train\.unfreeze_encoder: .*CTranslate2"):
+        load_config(path)

@@ -12,7 +12,7 @@ import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field, replace
 
-from speechllm.asr.base import ASR, ASROptions
+from speechllm.asr.base import ASR, ASROptions, Segment
 from speechllm.audio import Audio
 from speechllm.cascade.clauses import ClauseSplitter, speakable
 from speechllm.cascade.postprocess import PostProcessor
@@ -32,7 +32,7 @@ from speechllm.speechlm import (
 )
 from speechllm.timing import Stopwatch
 from speechllm.tts.base import TTS
-from speechllm.vad.base import VAD, trim
+from speechllm.vad.base import VAD, speech_span
 
 DEFAULT_SYSTEM = (
     "You are a helpful voice assistant. Your reply is spoken aloud, so answer in one to three "
@@ -110,35 +110,47 @@ class CascadeSpeechLM:
 
     # -- the work ------------------------------------------------------------------------
 
-    def _hear(self, audio: Audio, clock: Stopwatch, emit: Callable[[Event], None]) -> str:
+    def _hear(self, request: Request, clock: Stopwatch,
+              emit: Callable[[Event], None]) -> tuple[str, tuple[Segment, ...]]:
+        """(transcript, its timed segments in seconds of the request's audio)."""
+        assert request.audio is not None
+        audio, offset = request.audio, 0.0
         if self.vad is not None:
             with clock.span("vad"):
-                audio = trim(audio, self.vad, self.config.vad_pad)
+                offset, end = speech_span(audio, self.vad, self.config.vad_pad)
+                audio = audio.slice(offset, end)
+        options = self.config.asr
+        if request.intent == "translate":
+            options = replace(options, task="translate")
+        segments: tuple[Segment, ...] = ()
         with clock.span("asr"):
-            if self.postprocess is not None:
-                hyps = self.asr.nbest(audio, self.config.nbest, self.config.asr)
+            if self.postprocess is not None and request.intent != "translate":
+                hyps = self.asr.nbest(audio, self.config.nbest, options)
             else:
-                text = self.asr.transcribe(audio, self.config.asr).text
-        if self.postprocess is not None:
+                heard = self.asr.transcribe(audio, options)
+                text = heard.text
+                segments = tuple(replace(s, start=s.start + offset, end=s.end + offset)
+                                 for s in heard.segments)
+        if self.postprocess is not None and request.intent != "translate":
             with clock.span("postprocess"):
                 text = self.postprocess.select(hyps)
         for s in clock.freeze().spans:
             emit(SpanEvent(s))
         if not text.strip():
             raise NoSpeechError("the speech recogniser heard no words")
-        return text.strip()
+        return text.strip(), segments
 
     def _run(self, request: Request, emit: Callable[[Event], None],
              cancel: threading.Event) -> None:
         clock = Stopwatch()
         transcript = None
         if request.audio is not None:
-            transcript = self._hear(request.audio, clock, emit)
+            transcript, segments = self._hear(request, clock, emit)
             emit(TranscriptEvent(transcript))
-            if request.intent == "transcribe":
+            if request.intent != "respond":
                 clock.mark_text()
                 emit(Done(Response(transcript, transcript, None, clock.freeze(),
-                                   request.history)))
+                                   request.history, segments)))
                 return
         user = transcript if transcript is not None else (request.text or "").strip()
         messages = [Message("system", request.system or self.config.system),

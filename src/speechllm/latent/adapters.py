@@ -6,6 +6,10 @@ Each adapter also maps the valid lengths, so padding never leaks into the prompt
 - `ConvDownsampler`: two stride-2 1-D convolutions then a linear projection. T' = ceil(T / 4).
 - `WindowQFormer`: a few learned queries cross-attend to each window of w frames (SALMONN's
   window-level Q-Former). T' = ceil(T / w) * queries.
+- `UltravoxProjector`: Ultravox's own layout (stack k, RMSNorm, Linear, SwiGLU, RMSNorm,
+  Linear), so released Ultravox projector weights load by name. T' = ceil(T / k). Kind
+  "ultravox" puts the middle norm after the activation (Ultravox v0.5 and later);
+  "ultravox-ln-post" puts it after the output (v0.4 and earlier).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ except ImportError as exc:  # this module is PyTorch through and through
 
 @dataclass(frozen=True)
 class AdapterConfig:
-    kind: str = "stack"  # "stack", "conv" or "qformer"
+    kind: str = "stack"  # "stack", "conv", "qformer", "ultravox" or "ultravox-ln-post"
     enc_dim: int = 512
     llm_dim: int = 896
     hidden: int = 1024
@@ -122,8 +126,36 @@ class WindowQFormer(nn.Module):
         return out, windows * self.n_queries
 
 
+class UltravoxProjector(nn.Module):
+    def __init__(self, c: AdapterConfig) -> None:
+        super().__init__()
+        self.k = c.stack
+        if c.hidden % 2:
+            raise ValueError(f"adapter.hidden must be even for SwiGLU, got {c.hidden}")
+        wide = c.enc_dim * c.stack
+        self.ln_pre = nn.RMSNorm(wide, eps=1e-6)
+        self.linear_1 = nn.Linear(wide, c.hidden, bias=False)
+        self.linear_2 = nn.Linear(c.hidden // 2, c.llm_dim, bias=False)
+        self.post = c.kind == "ultravox-ln-post"
+        self.ln_mid = nn.Identity() if self.post else nn.RMSNorm(c.hidden // 2, eps=1e-6)
+        self.ln_post = nn.RMSNorm(c.llm_dim, eps=1e-6) if self.post else nn.Identity()
+
+    def forward(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """x (B, T, D_enc), lengths (B,) -> (B, ceil(T/k), D_llm), ceil(lengths/k)."""
+        b, t, d = x.shape
+        pad = (-t) % self.k
+        if pad:
+            x = nn.functional.pad(x, (0, 0, 0, pad))
+        h = self.linear_1(self.ln_pre(x.reshape(b, (t + pad) // self.k, d * self.k)))
+        value, gate = h.chunk(2, dim=-1)  # SwiGLU: the second half gates the first
+        h = self.ln_mid(nn.functional.silu(gate) * value)
+        out = self.ln_post(self.linear_2(h))
+        return out, torch.div(lengths + self.k - 1, self.k, rounding_mode="floor")
+
+
 ADAPTERS: dict[str, type] = {"stack": FrameStackProjector, "conv": ConvDownsampler,
-                             "qformer": WindowQFormer}
+                             "qformer": WindowQFormer, "ultravox": UltravoxProjector,
+                             "ultravox-ln-post": UltravoxProjector}
 
 
 def make_adapter(config: AdapterConfig) -> nn.Module:
@@ -133,7 +165,7 @@ def make_adapter(config: AdapterConfig) -> nn.Module:
 
 def output_length(config: AdapterConfig, states: int) -> int:
     """T' for T encoder states (without running the adapter)."""
-    if config.kind == "stack":
+    if config.kind in ("stack", "ultravox", "ultravox-ln-post"):
         return math.ceil(states / config.stack)
     if config.kind == "conv":
         return math.ceil(math.ceil(states / 2) / 2)

@@ -11,6 +11,7 @@ was trained); states come at 50 frames/s and are cut to the audio's own length.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Sequence
@@ -32,6 +33,7 @@ STATE_RATE = 50  # encoder states per second (the encoder's stride-2 conv halves
 class SpeechEncoder(Protocol):
     dim: int  # D, the size of one state
     trainable: bool  # whether `encode` can carry gradients (PyTorch) for unfreezing
+    module: Any  # the PyTorch module whose weights train when unfrozen (None if frozen)
 
     def encode(self, audios: Sequence[Audio]) -> tuple[Any, np.ndarray]:
         """(states (B, T, D), lengths (B,)): states past an item's length are padding."""
@@ -70,6 +72,7 @@ class CT2WhisperEncoder:
     """The Whisper encoder through CTranslate2: frozen, quantised, numpy out."""
 
     trainable = False
+    module = None  # no PyTorch weights
 
     def __init__(self, model: str | os.PathLike[str] = "whisper-base",
                  window_seconds: float = 30.0, compute_type: str = "int8",
@@ -133,3 +136,23 @@ class HFWhisperEncoder:
         param = next(self.module.parameters())
         states = self.module(torch.from_numpy(mel).to(param.device, param.dtype)).last_hidden_state
         return states[:, : int(lengths.max())], lengths
+
+
+def is_hf_whisper(model: str | os.PathLike[str]) -> bool:
+    """Whether `model` is a local Hugging Face Whisper folder (not a CTranslate2 one)."""
+    folder = Path(model).expanduser()
+    if not (folder / "config.json").is_file() or (folder / "model.bin").is_file():
+        return False
+    try:
+        return bool(json.loads((folder / "config.json").read_text()).get("model_type")
+                    == "whisper")
+    except (OSError, json.JSONDecodeError):
+        return False
+
+
+def make_encoder(model: str | os.PathLike[str], window_seconds: float) -> SpeechEncoder:
+    """The transformers encoder for a Hugging Face Whisper folder (trainable; its window is
+    fixed by its config), else CTranslate2 (an embedded name or a CTranslate2 folder)."""
+    if is_hf_whisper(model):
+        return HFWhisperEncoder(model=model)
+    return CT2WhisperEncoder(model, window_seconds)

@@ -3,12 +3,12 @@
 The prompt holds an `<audio>` placeholder; its token embeddings are replaced by the adapter's
 output. Any instruction works ("Transcribe the audio.", "Is the number even?"): it is the
 `Request.system` text, placed in the user turn after the audio. Saved in the Hugging Face
-shape: `config.json` + `adapter.safetensors` (+ `lora/` when the LLM was LoRA-tuned).
+shape: `config.json` + `adapter.safetensors` (+ `lora/` when the LLM was LoRA-tuned, +
+`encoder.safetensors` when a transformers Whisper encoder was fine-tuned).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import threading
@@ -23,18 +23,10 @@ from speechllm._optional import require
 from speechllm.audio import Audio
 from speechllm.errors import ModelError
 from speechllm.latent.adapters import AdapterConfig, make_adapter
-from speechllm.latent.encoders import CT2WhisperEncoder, SpeechEncoder
+from speechllm.latent.encoders import SpeechEncoder, make_encoder
 from speechllm.latent.llm import load_causal_lm
-from speechllm.speechlm import (
-    Done,
-    ErrorEvent,
-    Event,
-    Message,
-    Request,
-    Response,
-    SpanEvent,
-    TextDelta,
-)
+from speechllm.speechlm import Event, Message, Request, Response
+from speechllm.threaded_stream import threaded_stream
 from speechllm.timing import Stopwatch
 
 torch = require("torch", "latent")
@@ -45,7 +37,8 @@ DEFAULT_INSTRUCTION = "Answer the question in the audio."
 
 @dataclass(frozen=True)
 class LatentConfig:
-    encoder: str = "whisper-base"  # CTranslate2 Whisper: embedded name or directory
+    # embedded name or CTranslate2 folder (frozen), or a Hugging Face Whisper folder (trainable)
+    encoder: str = "whisper-base"
     window_seconds: float = 30.0  # encoder window; the model is trained and run with it
     llm: str = "qwen2.5-0.5b-instruct"  # embedded GGUF name, .gguf path or HF directory
     adapter: AdapterConfig = field(default_factory=AdapterConfig)
@@ -92,7 +85,11 @@ class LatentSpeechLM:
         self.config = config
         self.engine = engine
         self._fast: Any = None  # the llama.cpp decoder, loaded on first use
-        self.encoder = encoder or CT2WhisperEncoder(config.encoder, config.window_seconds)
+        self.encoder = encoder or make_encoder(config.encoder, config.window_seconds)
+        window = float(getattr(self.encoder, "window_seconds", config.window_seconds))
+        if window != config.window_seconds:  # a transformers encoder's window is its config's
+            self.config = config = replace(config, window_seconds=window)
+        self.tuned_encoder = False  # set by the trainer when the encoder's weights train
         self.lm, self.tok = llm or load_causal_lm(config.llm)
         dims = replace(config.adapter, enc_dim=self.encoder.dim,
                        llm_dim=self.lm.get_input_embeddings().embedding_dim)
@@ -248,33 +245,8 @@ class LatentSpeechLM:
     def respond(self, request: Request) -> Response:
         return self._generate(request)
 
-    async def stream(self, request: Request) -> AsyncIterator[Event]:
-        loop = asyncio.get_running_loop()
-        events: asyncio.Queue[Event | None] = asyncio.Queue()
-        shown = [""]
-
-        def on_text(text: str) -> None:
-            if text.startswith(shown[0]) and len(text) > len(shown[0]):
-                loop.call_soon_threadsafe(events.put_nowait, TextDelta(text[len(shown[0]):]))
-                shown[0] = text
-
-        def work() -> None:
-            try:
-                response = self._generate(request, on_text)
-                for span in response.timings.spans:
-                    loop.call_soon_threadsafe(events.put_nowait, SpanEvent(span))
-                loop.call_soon_threadsafe(events.put_nowait, Done(response))
-            except Exception as exc:  # reported as data so the session can go on
-                loop.call_soon_threadsafe(events.put_nowait,
-                                          ErrorEvent(str(exc) or type(exc).__name__,
-                                                     type(exc).__name__))
-            finally:
-                loop.call_soon_threadsafe(events.put_nowait, None)
-
-        task = loop.run_in_executor(None, work)
-        while (event := await events.get()) is not None:
-            yield event
-        await task
+    def stream(self, request: Request) -> AsyncIterator[Event]:
+        return threaded_stream(self._generate, request)
 
     # -- saving and loading ---------------------------------------------------------------
 
@@ -285,6 +257,10 @@ class LatentSpeechLM:
         (out / "config.json").write_text(json.dumps(self.config.to_dict(), indent=2) + "\n")
         state = {k: v.detach().contiguous() for k, v in self.adapter.state_dict().items()}
         st.save_file(state, str(out / "adapter.safetensors"))
+        module = getattr(self.encoder, "module", None)
+        if self.tuned_encoder and module is not None:
+            st.save_file({k: v.detach().contiguous() for k, v in module.state_dict().items()},
+                         str(out / "encoder.safetensors"))
         if self.config.lora_rank and hasattr(self.lm, "save_pretrained") and hasattr(
                 self.lm, "peft_config"):
             self.lm.save_pretrained(str(out / "lora"))
@@ -310,4 +286,13 @@ class LatentSpeechLM:
             model.lm = peft.PeftModel.from_pretrained(model.lm, str(folder / "lora"))
         model.adapter.load_state_dict(weights)
         model.adapter.eval()
+        tuned = folder / "encoder.safetensors"
+        module = getattr(model.encoder, "module", None)
+        if tuned.is_file():
+            if module is None:
+                raise ModelError(f"{folder}: has fine-tuned encoder weights but the encoder "
+                                 f"{config.encoder!r} is not a Hugging Face Whisper folder")
+            module.load_state_dict(st.load_file(str(tuned)))
+            module.eval()
+            model.tuned_encoder = True
         return model

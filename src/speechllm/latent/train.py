@@ -9,8 +9,9 @@ Each manifest item brings its instructions in a `tasks` field, a list of
 `{"instruction": ..., "answer": ...}` (or, without one, "Transcribe the audio exactly." ->
 `text`). Batches draw (item, instruction) pairs at random, so instructions mix in a batch.
 
-What trains: the adapter; LoRA on the LLM when `model.lora_rank` > 0 (peft). The encoder is
-the frozen CTranslate2 Whisper, so its states are computed once, before the first step.
+What trains: the adapter; LoRA on the LLM when `model.lora_rank` > 0 (peft); the encoder too
+with `train.unfreeze_encoder` when `model.encoder` is a Hugging Face Whisper folder (at
+`train.encoder_lr`). A frozen encoder's states are computed once, before the first step.
 Scale-out: run under `accelerate launch --num_processes N` (or torchrun); each process takes
 its share of every global batch and gradients are averaged across processes (gloo on CPU,
 NCCL on GPUs) before each optimiser step. Checkpoints hold the trainable weights, the
@@ -32,6 +33,7 @@ from typing import Any
 from speechllm._optional import require
 from speechllm.errors import SpeechLLMError
 from speechllm.eval.manifest import Item, read_manifest
+from speechllm.latent.encoders import is_hf_whisper
 from speechllm.latent.model import LatentConfig
 
 DEFAULT_TASK = {"instruction": "Transcribe the audio exactly."}
@@ -55,6 +57,8 @@ class TrainSettings:
     log_every: int = 10
     seed: int = 0
     lora_lr: float = 2e-4
+    unfreeze_encoder: bool = False  # needs a Hugging Face Whisper folder as model.encoder
+    encoder_lr: float = 1e-5
 
 
 @dataclass(frozen=True)
@@ -76,10 +80,10 @@ def _settings(data: Any) -> TrainSettings:
     for key, value in data.items():
         if key not in types:
             raise ConfigError(f"train.{key}: unknown field; known: {', '.join(sorted(types))}")
-        kinds: dict[str, type | tuple[type, ...]] = {"str": str, "int": int,
+        kinds: dict[str, type | tuple[type, ...]] = {"str": str, "int": int, "bool": bool,
                                                       "float": (int, float)}
         want = kinds[str(types[key])]
-        if not isinstance(value, want) or isinstance(value, bool):
+        if not isinstance(value, want) or (isinstance(value, bool) and want is not bool):
             raise ConfigError(f"train.{key}: expected {types[key]}, got {value!r}")
     s = TrainSettings(**data)
     for name in ("steps", "batch_size", "checkpoint_every", "log_every"):
@@ -118,6 +122,9 @@ def load_config(path: str | os.PathLike[str]) -> TrainConfig:
     if not manifest.is_file():
         raise ConfigError(f"data.manifest: {manifest} not found")
     settings = _settings(raw.get("train", {}))
+    if settings.unfreeze_encoder and not is_hf_whisper(model.encoder):
+        raise ConfigError(f"train.unfreeze_encoder: model.encoder {model.encoder!r} is a frozen "
+                          "CTranslate2 model; give a Hugging Face Whisper folder to fine-tune")
     # Paths in a config are relative to the config file, wherever it is run from.
     settings = replace(settings, output=str((source.parent / settings.output).resolve()))
     return TrainConfig(model, manifest, settings, source)
@@ -174,6 +181,15 @@ def train(config: TrainConfig, progress: Callable[[int, int, float], None] | Non
     lora_params = [p for p in model.lm.parameters() if p.requires_grad]
     if lora_params:
         groups.append({"params": lora_params, "lr": s.lora_lr})
+    encoder = model.encoder.module if s.unfreeze_encoder else None
+    if encoder is not None:
+        for name, param in encoder.named_parameters():
+            # Whisper's positional table is fixed sinusoids, frozen as in its own training
+            param.requires_grad = not name.startswith("embed_positions")
+        encoder.train()
+        model.tuned_encoder = True
+        groups.append({"params": [p for p in encoder.parameters() if p.requires_grad],
+                       "lr": s.encoder_lr})
     trainable = [p for g in groups for p in g["params"]]
     optim = torch.optim.AdamW(groups, weight_decay=s.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(optim, lambda k: min(1.0, (k + 1) / max(
@@ -184,18 +200,21 @@ def train(config: TrainConfig, progress: Callable[[int, int, float], None] | Non
     if latest is not None:
         state = torch.load(latest / "trainer_state.pt", weights_only=False)
         model.adapter.load_state_dict(state["adapter"])
+        if encoder is not None and "encoder" in state:
+            encoder.load_state_dict(state["encoder"])
         for p, saved in zip(lora_params, state.get("lora", []), strict=False):
             p.data.copy_(saved)
         optim.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
         step, losses = state["step"], state["losses"]
 
-    # The encoder is frozen: its states are computed once for the whole set.
     audios = [load(it.audio) for it in items]
     cache: list[Any] = []
-    for start in range(0, len(audios), 16):
-        states, lengths = model.encode_audio(audios[start:start + 16])
-        cache += [states[b, : int(lengths[b])].clone() for b in range(len(lengths))]
+    if encoder is None:  # a frozen encoder's states are computed once for the whole set
+        with torch.no_grad():
+            for start in range(0, len(audios), 16):
+                states, lengths = model.encode_audio(audios[start:start + 16])
+                cache += [states[b, : int(lengths[b])].clone() for b in range(len(lengths))]
 
     rng = random.Random(s.seed * 1000 + step)  # resumed runs draw fresh, reproducible batches
     world, rank = acc.num_processes, acc.process_index
@@ -204,11 +223,14 @@ def train(config: TrainConfig, progress: Callable[[int, int, float], None] | Non
     while step < s.steps:
         global_batch = [rng.choice(pairs) for _ in range(s.batch_size * world)]
         mine = global_batch[rank::world]
-        width = max(cache[i].shape[0] for i, _, _ in mine)
-        states = torch.zeros(len(mine), width, cache[0].shape[1])
-        for b, (i, _, _) in enumerate(mine):
-            states[b, : cache[i].shape[0]] = cache[i]
-        lengths = torch.tensor([cache[i].shape[0] for i, _, _ in mine])
+        if encoder is not None:
+            states, lengths = model.encode_audio([audios[i] for i, _, _ in mine])
+        else:
+            width = max(cache[i].shape[0] for i, _, _ in mine)
+            states = torch.zeros(len(mine), width, cache[0].shape[1])
+            for b, (i, _, _) in enumerate(mine):
+                states[b, : cache[i].shape[0]] = cache[i]
+            lengths = torch.tensor([cache[i].shape[0] for i, _, _ in mine])
         loss = model.loss(states, lengths, [q for _, q, _ in mine], [a for _, _, a in mine])
         optim.zero_grad()
         loss.backward()
@@ -231,6 +253,8 @@ def train(config: TrainConfig, progress: Callable[[int, int, float], None] | Non
     curve = out / "loss.png"
     if acc.is_main_process:
         model.adapter.eval()
+        if encoder is not None:
+            encoder.eval()
         final = model.save_pretrained(out / "final")
         _plot(losses, curve)
         (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
@@ -257,7 +281,9 @@ def _checkpoint(out: Path, step: int, model: Any, lora_params: list[Any], optim:
     folder = out / f"checkpoint-{step}"
     tmp = out / f".checkpoint-{step}.partial"
     tmp.mkdir(parents=True, exist_ok=True)
+    module = model.encoder.module if model.tuned_encoder else None
     torch.save({"step": step, "adapter": model.adapter.state_dict(),
+                **({"encoder": module.state_dict()} if module is not None else {}),
                 "lora": [p.detach().clone() for p in lora_params],
                 "optimizer": optim.state_dict(), "schedule": schedule.state_dict(),
                 "losses": losses, "config": config.to_dict()}, tmp / "trainer_state.pt")

@@ -23,14 +23,15 @@ class VAD(Protocol):
     def regions(self, audio: Audio) -> list[SpeechRegion]: ...
 
 
-def trim(audio: Audio, vad: VAD, pad: float = 0.2) -> Audio:
-    """`audio` from the first speech onset to the last offset, with `pad` seconds each side.
-
-    Raises NoSpeechError when the VAD finds no speech at all.
-    """
+def speech_span(audio: Audio, vad: VAD, pad: float = 0.2) -> tuple[float, float]:
+    """(start, end) in seconds from the first speech onset to the last offset, with `pad`
+    seconds each side. Raises NoSpeechError when the VAD finds no speech at all."""
     regions = vad.regions(audio)
     if not regions:
         raise NoSpeechError(f"no speech detected in {audio.duration:.2f} s of audio")
-    start = max(0.0, regions[0].start - pad)
-    end = min(audio.duration, regions[-1].end + pad)
-    return audio.slice(start, end)
+    return max(0.0, regions[0].start - pad), min(audio.duration, regions[-1].end + pad)
+
+
+def trim(audio: Audio, vad: VAD, pad: float = 0.2) -> Audio:
+    """`audio` cut to its `speech_span`."""
+    return audio.slice(*speech_span(audio, vad, pad))
