@@ -26,6 +26,7 @@ from rich.table import Table
 
 from speechllm import audio as audio_io
 from speechllm import errors, models
+from speechllm._optional import require
 from speechllm.errors import SpeechLLMError
 from speechllm.speechlm import Request, Response, SpeechLM
 
@@ -496,6 +497,51 @@ def train_latent(
               f"{result.final_loss:.4f}; {result.seconds_per_step:.2f} s/step; peak RSS "
               f"{result.peak_rss_mb:.0f} MB); loss curve {result.loss_curve}", highlight=False,
               soft_wrap=True)  # one line: scripts read it
+
+
+@app.command()
+def serve(
+    config: Annotated[Path | None, typer.Option("--config", help="JSON approach config "
+                      "(default: the cascade with the options below).")] = None,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    asr: Annotated[str, typer.Option(help="ASR model name or path.")] = "whisper-base",
+    llm: Annotated[str, typer.Option(help="Chat GGUF name or path.")] = "qwen2.5-0.5b-instruct",
+    api_key: Annotated[str | None, typer.Option(envvar="SPEECHLLM_API_KEY", help="Require "
+                       "this bearer key on every route and the WebSocket.")] = None,
+    workers: Annotated[int, typer.Option(help="Turns that run at once; more queue in "
+                       "arrival order.")] = 1,
+    max_upload_mb: Annotated[float, typer.Option(help="Largest request body.")] = 25.0,
+    max_audio_seconds: Annotated[float, typer.Option(help="Longest audio per request or "
+                                 "voice turn.")] = 600.0,
+    idle_timeout: Annotated[float, typer.Option(help="Close voice sessions idle this many "
+                            "seconds.")] = 120.0,
+    model_id: Annotated[str, typer.Option(help="Model id listed by /v1/models.")] = "speechllm",
+) -> None:
+    """Serve a speech LLM: OpenAI-compatible HTTP API, realtime voice over WebSocket
+    (/v1/realtime) and a web page to talk to (/). Models load once, at start-up."""
+    uvicorn = require("uvicorn", "serve")
+    from speechllm.serve.app import create_app
+    from speechllm.serve.settings import ServeSettings
+
+    try:
+        approach_config = _approach_config(config, asr, llm, Post.none, True)
+        from speechllm import approach
+        approach.check(approach_config)
+        if config is None:
+            _ensure_models([n for n in (asr, llm, "piper-joe", "silero-vad")
+                            if n in models.REGISTRY])
+        settings = ServeSettings(approach=approach_config, model_id=model_id, api_key=api_key,
+                                 workers=workers,
+                                 max_upload_bytes=int(max_upload_mb * 1024 * 1024),
+                                 max_audio_seconds=max_audio_seconds,
+                                 idle_timeout=idle_timeout)
+    except (SpeechLLMError, ValueError) as exc:
+        raise _fail(exc) from None
+    err.print(f"speechllm serve: http://{host}:{port}/ (API under /v1, voice at /v1/realtime)"
+              + (", API key required" if api_key else ""), highlight=False)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info",
+                timeout_graceful_shutdown=30)
 
 
 async def _stream_turn(lm: SpeechLM, request: Request, live: bool) -> Response:

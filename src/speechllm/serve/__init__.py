@@ -1,0 +1,1 @@
+"""`speechllm serve`: an OpenAI-compatible HTTP API, realtime voice over WebSocket, a web page."""

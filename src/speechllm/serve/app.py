@@ -1,0 +1,226 @@
+"""The FastAPI application: shared models, protection, errors, the web page.
+
+Models load once, when the app starts (or are handed in, for tests and embedding); every
+request and voice session shares them through one `FairGate`. Errors come back in OpenAI's
+shape, `{"error": {"message", "type", "param", "code"}}`, with a 4xx status for anything the
+client can fix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from speechllm._optional import require
+from speechllm.errors import AudioError, ModelError, NoSpeechError, SpeechLLMError
+from speechllm.serve.gate import FairGate
+from speechllm.serve.settings import ServeSettings
+from speechllm.speechlm import SpeechLM
+from speechllm.tts.base import TTS
+
+fastapi = require("fastapi", "serve")
+from fastapi import FastAPI, Request  # noqa: E402
+from fastapi.exceptions import RequestValidationError  # noqa: E402
+from fastapi.responses import HTMLResponse, JSONResponse  # noqa: E402
+from starlette.exceptions import HTTPException  # noqa: E402
+
+log = logging.getLogger("speechllm.serve")
+
+
+class APIError(Exception):
+    """An error for the client, in OpenAI's shape."""
+
+    def __init__(self, status: int, message: str, code: str | None = None,
+                 param: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.code, self.param = status, message, code, param
+
+
+def error_body(message: str, status: int, code: str | None = None,
+               param: str | None = None) -> dict[str, Any]:
+    kind = "invalid_request_error" if status < 500 else "server_error"
+    if status == 401:
+        kind = "authentication_error"
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+
+
+@dataclass
+class Services:
+    """What every route shares."""
+
+    settings: ServeSettings
+    model: SpeechLM
+    tts: TTS | None
+    vad: Any  # SileroVAD, for voice sessions
+    gate: FairGate
+    sessions: int = 0  # open voice sessions
+    closing: bool = False
+
+
+def key_ok(settings: ServeSettings, authorization: str | None, query_key: str | None) -> bool:
+    """Bearer header, or `api_key` query parameter (browsers cannot set WebSocket headers)."""
+    if settings.api_key is None:
+        return True
+    given = query_key or ""
+    if authorization and authorization.lower().startswith("bearer "):
+        given = authorization[7:].strip()
+    return hmac.compare_digest(given.encode(), settings.api_key.encode())
+
+
+def load_services(settings: ServeSettings) -> Services:
+    """Build the models named by the settings (slow: run it off the event loop)."""
+    from speechllm import approach
+    from speechllm.cascade.build import make_tts
+    from speechllm.vad.silero import SileroVAD
+
+    model = approach.build(settings.approach)
+    tts = getattr(model, "tts", None)  # a cascade's own voice serves /v1/audio/speech too
+    if tts is None and settings.tts != "none":
+        tts = make_tts(settings.tts, settings.voice)
+    return Services(settings, model, tts, SileroVAD(), FairGate(settings.workers))
+
+
+class UploadCap:
+    """ASGI middleware: refuse bodies over the cap, by Content-Length or while streaming."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = dict(scope.get("headers") or [])
+        length = headers.get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.limit:
+            return await self._refuse(send)
+        seen = 0
+
+        async def counted() -> Any:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, counted, send)
+        except _TooLarge:
+            await self._refuse(send)
+
+    async def _refuse(self, send: Any) -> None:
+        body = json.dumps(error_body(f"request body over the {self.limit} byte cap", 413,
+                                     "payload_too_large")).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def create_app(settings: ServeSettings | None = None,
+               services: Services | None = None) -> FastAPI:
+    """The app; `services` hands in models already built (else they load at start-up)."""
+    from speechllm.serve import openai_routes, realtime
+
+    settings = services.settings if services is not None else (settings or ServeSettings())
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if services is None:
+            log.info("loading models for %s", settings.approach)
+            app.state.services = await asyncio.to_thread(load_services, settings)
+        else:
+            app.state.services = services
+        log.info("ready")
+        yield
+        app.state.services.closing = True  # voice sessions end their turns and close
+        app.state.services.gate.close()
+
+    app = FastAPI(title="speechllm", lifespan=lifespan,
+                  description="OpenAI-compatible speech API and realtime voice sessions")
+
+    @app.middleware("http")
+    async def authenticate(request: Request, call_next: Any) -> Any:
+        if not key_ok(settings, request.headers.get("authorization"),
+                      request.query_params.get("api_key")):
+            return JSONResponse(error_body("missing or wrong API key (Authorization: Bearer "
+                                           "KEY)", 401, "invalid_api_key"), status_code=401)
+        return await call_next(request)
+
+    app.add_middleware(UploadCap, limit=settings.max_upload_bytes)
+
+    @app.exception_handler(APIError)
+    async def api_error(_: Request, exc: APIError) -> JSONResponse:
+        return JSONResponse(error_body(exc.message, exc.status, exc.code, exc.param),
+                            status_code=exc.status)
+
+    @app.exception_handler(NoSpeechError)
+    async def no_speech(_: Request, exc: NoSpeechError) -> JSONResponse:
+        return JSONResponse(error_body(str(exc), 400, "no_speech"), status_code=400)
+
+    @app.exception_handler(AudioError)
+    async def bad_audio(_: Request, exc: AudioError) -> JSONResponse:
+        return JSONResponse(error_body(str(exc), 400, "invalid_audio"), status_code=400)
+
+    @app.exception_handler(ValueError)
+    async def bad_value(_: Request, exc: ValueError) -> JSONResponse:
+        return JSONResponse(error_body(str(exc), 400, "invalid_value"), status_code=400)
+
+    @app.exception_handler(ModelError)
+    async def model_error(_: Request, exc: ModelError) -> JSONResponse:
+        return JSONResponse(error_body(str(exc), 503, "model_error"), status_code=503)
+
+    @app.exception_handler(SpeechLLMError)
+    async def other_error(_: Request, exc: SpeechLLMError) -> JSONResponse:
+        return JSONResponse(error_body(str(exc), 500, type(exc).__name__), status_code=500)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        parts = []
+        for e in exc.errors():
+            where = ".".join(str(x) for x in e.get("loc", ()) if x not in ("body", "query"))
+            parts.append(f"{where}: {e.get('msg')}" if where else str(e.get("msg")))
+        return JSONResponse(error_body("; ".join(parts) or "invalid request", 400,
+                                       "invalid_request"), status_code=400)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
+        return JSONResponse(error_body(str(exc.detail), exc.status_code),
+                            status_code=exc.status_code)
+
+    @app.exception_handler(Exception)
+    async def crashed(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("request failed")
+        return JSONResponse(error_body(f"internal error: {type(exc).__name__}: {exc}", 500),
+                            status_code=500)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def page() -> HTMLResponse:
+        return HTMLResponse(resources.files("speechllm.serve").joinpath(
+            "web/index.html").read_text(encoding="utf-8"))
+
+    @app.get("/health")
+    async def health(request: Request) -> dict[str, Any]:
+        s: Services = request.app.state.services
+        return {"status": "ok", "running": s.gate.running, "queued": s.gate.queued,
+                "sessions": s.sessions}
+
+    app.include_router(openai_routes.router)
+    app.include_router(realtime.router)
+    return app
+
+
+def services_of(request: Any) -> Services:
+    services: Services = request.app.state.services
+    return services

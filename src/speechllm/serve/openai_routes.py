@@ -1,0 +1,316 @@
+"""The OpenAI-compatible routes, as the official `openai` client calls them.
+
+Every route goes through the served `SpeechLM` (any approach), never a component behind its
+back: transcription and translation are `Request(intent="transcribe" | "translate")`, chat is
+an ordinary turn. `/v1/audio/speech` is text to speech, which a `SpeechLM` does not define: it
+uses the server's TTS (the cascade's own voice when the model is a cascade).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+
+from speechllm.asr.base import Segment
+from speechllm.audio import Audio, load
+from speechllm.errors import NoSpeechError
+from speechllm.serve import codecs
+from speechllm.serve.app import APIError, Services, error_body, services_of
+from speechllm.speechlm import (
+    AudioChunk,
+    Done,
+    ErrorEvent,
+    Message,
+    TextDelta,
+)
+from speechllm.speechlm import Request as Turn
+from speechllm.speechlm import Response as Answer
+from speechllm.timing import Timings
+from speechllm.tts.base import TTS, synthesize
+
+router = APIRouter()
+TRANSLATE = "Translate the audio into English."
+SUBTITLE_FORMATS = {"json", "text", "srt", "vtt", "verbose_json"}
+CHAT_AUDIO_FORMATS = {"wav": "wav", "mp3": "mp3", "flac": "flac", "opus": "opus",
+                      "pcm16": "pcm"}
+
+
+def timings_json(t: Timings) -> dict[str, Any]:
+    return {"ttft": t.ttft, "ttfa": t.ttfa, "total": t.total,
+            "spans": [{"name": s.name, "start": s.start, "end": s.end} for s in t.spans]}
+
+
+async def decode_audio(s: Services, data: bytes, what: str) -> Audio:
+    """Uploaded bytes -> 16 kHz audio, off the event loop; AudioError (-> 400) when unusable."""
+    return await asyncio.to_thread(load, data, 16000, s.settings.max_audio_seconds)
+
+
+# -- transcription and translation ---------------------------------------------------------
+
+async def _speech_to_text(request: Request, file: UploadFile, response_format: str,
+                          intent: str, prompt: str | None) -> Response:
+    s = services_of(request)
+    if response_format not in SUBTITLE_FORMATS:
+        raise APIError(400, f"response_format must be one of {sorted(SUBTITLE_FORMATS)}, got "
+                            f"{response_format!r}", "invalid_value", "response_format")
+    audio = await decode_audio(s, await file.read(), "file")
+    system = TRANSLATE if intent == "translate" else (prompt or "Transcribe the audio exactly.")
+    turn = Turn(audio=audio, intent=intent, system=system,  # type: ignore[arg-type]
+                want_audio=False)
+    try:
+        answer = await s.gate.run(s.model.respond, turn)
+        text, segments = answer.text, answer.segments
+    except NoSpeechError:  # silence is not an error: it transcribes to nothing
+        text, segments = "", ()
+    if text and not segments:  # approaches that do not time their words: one segment
+        segments = (Segment(0.0, audio.duration, text, 0.0, 0.0),)
+    language = "english" if intent == "translate" else "en"
+    if response_format == "text":
+        return PlainTextResponse(text + "\n")
+    if response_format == "srt":
+        return PlainTextResponse(codecs.srt(segments))
+    if response_format == "vtt":
+        return PlainTextResponse(codecs.vtt(segments), media_type="text/vtt")
+    if response_format == "verbose_json":
+        return JSONResponse({"task": intent, "language": language,
+                             "duration": round(audio.duration, 3), "text": text,
+                             "segments": codecs.verbose_segments(segments)})
+    return JSONResponse({"text": text})
+
+
+@router.post("/v1/audio/transcriptions")
+async def transcriptions(request: Request, file: UploadFile = File(...),  # noqa: B008
+                         model: str = Form("whisper-1"), response_format: str = Form("json"),
+                         prompt: str | None = Form(None), language: str | None = Form(None),
+                         temperature: float = Form(0.0)) -> Response:
+    return await _speech_to_text(request, file, response_format, "transcribe", prompt)
+
+
+@router.post("/v1/audio/translations")
+async def translations(request: Request, file: UploadFile = File(...),  # noqa: B008
+                       model: str = Form("whisper-1"), response_format: str = Form("json"),
+                       prompt: str | None = Form(None),
+                       temperature: float = Form(0.0)) -> Response:
+    return await _speech_to_text(request, file, response_format, "translate", prompt)
+
+
+# -- text to speech --------------------------------------------------------------------------
+
+@router.post("/v1/audio/speech")
+async def speech(request: Request) -> Response:
+    s = services_of(request)
+    body = await json_body(request)
+    text = body.get("input")
+    if not isinstance(text, str) or not text.strip():
+        raise APIError(400, "input: a non-empty string is required", "invalid_value", "input")
+    if len(text) > s.settings.max_text_chars:
+        raise APIError(400, f"input: {len(text)} characters; the cap is "
+                            f"{s.settings.max_text_chars}", "invalid_value", "input")
+    fmt = body.get("response_format", "mp3")
+    if fmt not in codecs.AUDIO_FORMATS:
+        raise APIError(400, f"response_format must be one of {sorted(codecs.AUDIO_FORMATS)}, "
+                            f"got {fmt!r}", "invalid_value", "response_format")
+    if s.tts is None:
+        raise APIError(400, "this server has no TTS voice (started with --tts none)",
+                       "no_tts")
+    tts = s.tts
+    audio = await s.gate.run(lambda: synthesize(tts, text))
+    data, media = codecs.encode(audio, fmt)
+    return Response(data, media_type=media)
+
+
+# -- chat -----------------------------------------------------------------------------------
+
+async def json_body(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    try:
+        body = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise APIError(400, f"the body is not valid JSON ({exc})", "invalid_json") from None
+    if not isinstance(body, dict):
+        raise APIError(400, "the body must be a JSON object", "invalid_json")
+    return body
+
+
+def _text_of(content: Any, where: str) -> tuple[str, list[dict[str, Any]]]:
+    """(text, input_audio parts) of a message's content."""
+    if content is None:
+        return "", []
+    if isinstance(content, str):
+        return content, []
+    if not isinstance(content, list):
+        raise APIError(400, f"{where}.content: expected a string or a list of parts",
+                       "invalid_value", f"{where}.content")
+    texts, audios = [], []
+    for n, part in enumerate(content):
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind == "text" and isinstance(part.get("text"), str):
+            texts.append(part["text"])
+        elif kind == "input_audio" and isinstance(part.get("input_audio"), dict):
+            audios.append(part["input_audio"])
+        else:
+            raise APIError(400, f"{where}.content[{n}]: expected a text or input_audio part",
+                           "invalid_value", f"{where}.content[{n}]")
+    return " ".join(texts), audios
+
+
+async def turn_of(s: Services, body: dict[str, Any]) -> tuple[Turn, str | None]:
+    """The chat request as one `SpeechLM` turn, and the requested audio format."""
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise APIError(400, "messages: a non-empty list is required", "invalid_value",
+                       "messages")
+    system: list[str] = []
+    history: list[Message] = []
+    for n, m in enumerate(messages[:-1]):
+        if not isinstance(m, dict) or m.get("role") not in ("system", "developer", "user",
+                                                             "assistant"):
+            raise APIError(400, f"messages[{n}]: needs a role of system, developer, user or "
+                                "assistant", "invalid_value", f"messages[{n}]")
+        text, _ = _text_of(m.get("content"), f"messages[{n}]")
+        if m["role"] == "assistant" and not text and isinstance(m.get("audio"), dict):
+            text = str(m["audio"].get("transcript", ""))
+        if m["role"] in ("system", "developer"):
+            system.append(text)
+        elif text:
+            history.append(Message(m["role"], text))
+    last = messages[-1]
+    if not isinstance(last, dict) or last.get("role") != "user":
+        raise APIError(400, "the last message must come from the user", "invalid_value",
+                       "messages")
+    text, audio_parts = _text_of(last.get("content"), f"messages[{len(messages) - 1}]")
+    if len(audio_parts) > 1:
+        raise APIError(400, "one input_audio part per request", "invalid_value", "messages")
+    audio = None
+    if audio_parts:
+        raw = audio_parts[0].get("data")
+        try:
+            data = base64.b64decode(raw or "", validate=True)
+        except (binascii.Error, ValueError, TypeError):
+            raise APIError(400, "input_audio.data: not valid base64", "invalid_audio",
+                           "input_audio") from None
+        audio = await decode_audio(s, data, "input_audio")
+        if text:  # spoken question plus a typed instruction: the instruction guides it
+            system.append(text)
+            text = ""
+    modalities = body.get("modalities") or ["text"]
+    want_audio = "audio" in modalities
+    fmt = None
+    if want_audio:
+        spec = body.get("audio") or {}
+        name = spec.get("format", "wav") if isinstance(spec, dict) else "wav"
+        if name not in CHAT_AUDIO_FORMATS:
+            raise APIError(400, f"audio.format must be one of {sorted(CHAT_AUDIO_FORMATS)}",
+                           "invalid_value", "audio.format")
+        fmt = CHAT_AUDIO_FORMATS[name]
+    limit = body.get("max_completion_tokens") or body.get("max_tokens") or 256
+    if not isinstance(limit, int) or limit < 1:
+        raise APIError(400, "max_tokens must be a positive integer", "invalid_value",
+                       "max_tokens")
+    turn = Turn(audio=audio, text=text or None, system="\n".join(system) or None,
+                history=tuple(history), want_audio=want_audio, max_tokens=limit)
+    return turn, fmt
+
+
+async def _speak_if_needed(s: Services, answer: Answer) -> Audio | None:
+    """The answer's own audio, or the server's TTS for approaches that answer in text."""
+    if answer.audio is not None or s.tts is None or not answer.text.strip():
+        return answer.audio
+    tts = s.tts
+    return await s.gate.run(lambda: synthesize(tts, answer.text))
+
+
+def _all_parts(tts: TTS, text: str) -> list[Audio]:
+    return list(tts.stream(text))
+
+
+def _envelope(s: Services, cid: str, created: int, kind: str) -> dict[str, Any]:
+    return {"id": cid, "object": kind, "created": created, "model": s.settings.model_id}
+
+
+@router.post("/v1/chat/completions")
+async def chat(request: Request) -> Response:
+    s = services_of(request)
+    body = await json_body(request)
+    turn, fmt = await turn_of(s, body)
+    cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+    if body.get("stream"):
+        return StreamingResponse(_chat_stream(s, turn, cid, created),
+                                 media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache"})
+    answer: Answer = await s.gate.run(s.model.respond, turn)
+    message: dict[str, Any] = {"role": "assistant", "content": answer.text, "refusal": None}
+    if fmt is not None:
+        audio = await _speak_if_needed(s, answer)
+        if audio is not None:
+            data, _ = codecs.encode(audio, fmt)
+            message["audio"] = {"id": f"audio_{uuid.uuid4().hex[:24]}",
+                                "data": base64.b64encode(data).decode(),
+                                "expires_at": created + 3600, "transcript": answer.text}
+    return JSONResponse({
+        **_envelope(s, cid, created, "chat.completion"),
+        "choices": [{"index": 0, "message": message, "finish_reason": "stop",
+                     "logprobs": None}],
+        "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+        "speechllm": {"transcript": answer.transcript, "timings": timings_json(answer.timings)},
+    })
+
+
+async def _chat_stream(s: Services, turn: Turn, cid: str, created: int
+                       ) -> AsyncIterator[str]:
+    """Server-sent chat.completion.chunk events; audio comes as base64 24 kHz pcm16."""
+    head = _envelope(s, cid, created, "chat.completion.chunk")
+    audio_id = f"audio_{uuid.uuid4().hex[:24]}"
+
+    def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
+        return "data: " + json.dumps({**head, "choices": [{"index": 0, "delta": delta,
+                                                           "finish_reason": finish}],
+                                      **extra}) + "\n\n"
+
+    def audio_delta(audio: Audio, text: str) -> str:
+        pcm = base64.b64encode(audio.resample(codecs.PCM_RATE).to_pcm16()).decode()
+        return chunk({"audio": {"id": audio_id, "data": pcm, "transcript": text}})
+
+    yield chunk({"role": "assistant", "content": ""})
+    spoke = False
+    async with s.gate.turn():
+        async for event in s.model.stream(turn):
+            if isinstance(event, TextDelta):
+                yield chunk({"content": event.text})
+            elif isinstance(event, AudioChunk) and turn.want_audio:
+                spoke = True
+                yield audio_delta(event.audio, event.text)
+            elif isinstance(event, ErrorEvent):
+                code = 400 if event.kind in ("NoSpeechError", "AudioError") else 500
+                yield "data: " + json.dumps(error_body(event.message, code, event.kind)) + "\n\n"
+                return
+            elif isinstance(event, Done):
+                answer = event.response
+                if turn.want_audio and not spoke and s.tts is not None and answer.text.strip():
+                    parts = await asyncio.get_running_loop().run_in_executor(
+                        s.gate.pool, _all_parts, s.tts, answer.text)
+                    for part in parts:
+                        yield audio_delta(part, answer.text)
+                yield chunk({}, "stop", speechllm={"transcript": answer.transcript,
+                                                   "timings": timings_json(answer.timings)})
+    yield "data: [DONE]\n\n"
+
+
+# -- models -------------------------------------------------------------------------------
+
+@router.get("/v1/models")
+async def list_models(request: Request) -> dict[str, Any]:
+    s = services_of(request)
+    return {"object": "list", "data": [{"id": s.settings.model_id, "object": "model",
+                                        "created": 0, "owned_by": "speechllm",
+                                        "approach": s.settings.approach.get("approach",
+                                                                            "cascade")}]}

@@ -1,0 +1,31 @@
+"""What `speechllm serve` runs with."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    # any approach config (speechllm.approach): the cascade by default
+    approach: dict[str, Any] = field(default_factory=lambda: {"approach": "cascade"})
+    model_id: str = "speechllm"  # the id /v1/models lists; requests may name any model
+    api_key: str | None = None  # when set, every route and the WebSocket need it
+    workers: int = 1  # turns that run at once; the rest queue in arrival order
+    max_upload_bytes: int = 25 * 1024 * 1024  # OpenAI's own cap for audio uploads
+    max_audio_seconds: float = 600.0  # longest audio accepted in one request or voice turn
+    idle_timeout: float = 120.0  # a voice session with no message for this long is closed
+    tts: str = "piper"  # speaks for /v1/audio/speech and for models that answer in text only
+    voice: str | None = None
+    vad_threshold: float = 0.5  # speech probability that starts a voice turn
+    end_silence: float = 0.6  # seconds of silence that end a voice turn
+    max_text_chars: int = 4096  # longest /v1/audio/speech input (OpenAI's cap)
+
+    def __post_init__(self) -> None:
+        for name in ("workers", "max_upload_bytes", "max_audio_seconds", "idle_timeout",
+                     "end_silence", "max_text_chars"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if not 0.0 < self.vad_threshold < 1.0:
+            raise ValueError(f"vad_threshold must be in (0, 1), got {self.vad_threshold}")
