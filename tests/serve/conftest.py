@@ -9,11 +9,11 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-import urllib.error
-import urllib.request
 import pytest
 
 EXE = Path(sys.executable).parent / "speechllm"
