@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import json
 import os
+import signal
 import sys
 import time
 from enum import StrEnum
@@ -540,6 +541,9 @@ def serve(
         raise _fail(exc) from None
     err.print(f"speechllm serve: http://{host}:{port}/ (API under /v1, voice at /v1/realtime)"
               + (", API key required" if api_key else ""), highlight=False)
+    # uvicorn finishes in-flight requests on SIGTERM, then re-raises the signal; exiting 0
+    # there tells service managers the shutdown went as planned.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info",
                 timeout_graceful_shutdown=30)
 

@@ -54,6 +54,7 @@ class Session:
     input_rate: int = RATE
     instructions: str | None = None
     want_audio: bool = True
+    max_tokens: int = 256  # longest answer per turn
     server_vad: bool = True  # False: push-to-talk, the client commits each turn
     history: tuple[Message, ...] = ()
     turns: int = 0
@@ -136,7 +137,7 @@ async def _answer(ws: WebSocket, s: Services, session: Session, audio: Audio,
     session.turns += 1
     turn = session.turns
     request = Request(audio=audio, system=session.instructions, history=session.history,
-                      want_audio=session.want_audio)
+                      want_audio=session.want_audio, max_tokens=session.max_tokens)
     spoke = False
     queued_at = time.perf_counter()
     async with s.gate.turn():
@@ -224,6 +225,8 @@ async def realtime(ws: WebSocket) -> None:
             try:
                 message = await asyncio.wait_for(ws.receive(), timeout=idle)
             except TimeoutError:
+                if reply_running():  # the server is still answering: not idle
+                    continue
                 await _send(ws, "error", message=f"idle for {idle:g} s; closing", kind="idle")
                 await ws.close(code=IDLE_CLOSE, reason="idle timeout")
                 return
@@ -237,9 +240,9 @@ async def realtime(ws: WebSocket) -> None:
                     continue
                 pcm = np.frombuffer(data, "<i2").astype(np.float32) / 32768.0
                 for event in turns.feed(turns.to_16k(pcm)):
-                    if event == "started":
-                        await cancel_reply("barge-in")
+                    if event == "started":  # the client stops playback at once
                         await _send(ws, "input_audio_buffer.speech_started")
+                        await cancel_reply("barge-in")
                     else:
                         await _send(ws, "input_audio_buffer.speech_stopped")
                         start_reply(turns.take(), s.settings.end_silence)
@@ -305,6 +308,10 @@ def _update(session: Session, data: Any) -> str | None:
     instructions = data.get("instructions", session.instructions)
     if instructions is not None and not isinstance(instructions, str):
         return "instructions must be a string"
+    limit = data.get("max_tokens", session.max_tokens)
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+        return "max_tokens must be a positive integer"
+    session.max_tokens = limit
     session.input_rate = rate
     session.server_vad = detection == "server_vad"
     session.instructions = instructions or None

@@ -1,0 +1,206 @@
+"""Realtime voice sessions over a real WebSocket: a recorded question streamed as 16-bit PCM in
+real time, server VAD, streamed answer, barge-in, push-to-talk, idle timeout, isolation of a
+failing session, the key, and graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import signal
+import threading
+import time
+import urllib.request
+
+import numpy as np
+import pytest
+import websockets
+
+from speechllm.audio import load
+
+from .conftest import KEY, QUESTION, start_server, stop_server
+
+AUTH = {"Authorization": f"Bearer {KEY}"}
+CHUNK = 1600  # 100 ms at 16 kHz
+
+
+def pcm16(seconds_before: float = 0.5, seconds_after: float = 2.0) -> bytes:
+    q = load(QUESTION, 16000).samples
+    x = np.concatenate([np.zeros(int(16000 * seconds_before), np.float32), q,
+                        np.zeros(int(16000 * seconds_after), np.float32)])
+    return (x * 32767).astype("<i2").tobytes()
+
+
+async def send_realtime(ws, data: bytes, speed: float = 1.0) -> None:
+    for i in range(0, len(data), CHUNK * 2):
+        await ws.send(data[i:i + CHUNK * 2])
+        await asyncio.sleep(0.1 / speed)
+
+
+async def until(ws, kind: str, seen: list[dict], timeout: float = 120) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        message = json.loads(await asyncio.wait_for(ws.recv(), deadline - time.monotonic()))
+        seen.append(message)
+        if message["type"] == kind:
+            return message
+
+
+def test_a_spoken_turn_streams_transcript_text_audio_and_timings(server):
+    async def run():
+        async with websockets.connect(server.ws_url, additional_headers=AUTH) as ws:
+            created = json.loads(await ws.recv())
+            assert created["type"] == "session.created"
+            seen: list[dict] = []
+            sender = asyncio.create_task(send_realtime(ws, pcm16(), speed=2.0))
+            done = await until(ws, "response.done", seen)
+            await sender
+            return seen, done
+
+    seen, done = asyncio.run(run())
+    kinds = [m["type"] for m in seen]
+    order = [kinds.index(k) for k in ("input_audio_buffer.speech_started",
+                                      "input_audio_buffer.speech_stopped", "transcript",
+                                      "response.text.delta", "response.audio.delta",
+                                      "response.done")]
+    assert order == sorted(order), kinds  # each arrives before the next stage's
+    transcript = next(m for m in seen if m["type"] == "transcript")["text"]
+    assert "capital of france" in transcript.lower()
+    assert kinds.count("response.text.delta") > 2  # streamed, not sent whole
+    text = "".join(m["delta"] for m in seen if m["type"] == "response.text.delta")
+    assert "paris" in text.lower() and text.strip() == done["text"]
+    audio = b"".join(base64.b64decode(m["delta"]) for m in seen
+                     if m["type"] == "response.audio.delta")
+    rate = next(m for m in seen if m["type"] == "response.audio.delta")["sample_rate"]
+    assert len(audio) / 2 / rate > 0.8
+    t = done["timings"]
+    assert 0 < t["ttft"] <= t["ttfa"] <= t["total"]
+    assert {s["name"] for s in t["spans"]} >= {"vad", "asr", "prefill", "decode", "tts"}
+
+
+def test_barge_in_cancels_the_reply_and_the_next_turn_is_answered(server):
+    async def run():
+        async with websockets.connect(server.ws_url, additional_headers=AUTH) as ws:
+            await ws.recv()
+            await ws.send(json.dumps({"type": "session.update", "session": {
+                "instructions": "Answer with a long, detailed story of at least ten "
+                                "sentences.", "max_tokens": 60}}))
+            seen: list[dict] = []
+            sender = asyncio.create_task(send_realtime(ws, pcm16(0.5, 0.8), speed=4.0))
+            await until(ws, "response.text.delta", seen)  # the reply is under way
+            await sender
+            # the user talks over it
+            talk = asyncio.create_task(send_realtime(ws, pcm16(0.0, 1.5), speed=4.0))
+            cancelled = await until(ws, "response.cancelled", seen)
+            done = await until(ws, "response.done", seen)
+            await talk
+            return seen, cancelled, done
+
+    seen, cancelled, done = asyncio.run(run())
+    assert cancelled["reason"] == "barge-in" and cancelled["turn"] == 1
+    kinds = [m["type"] for m in seen]
+    assert kinds.index("response.cancelled") > kinds.index("input_audio_buffer.speech_started",
+                                                          kinds.index("response.text.delta"))
+    assert done["turn"] == 2  # the first reply never finished; the interruption was answered
+    assert "capital of france" in done["transcript"].lower()
+
+
+def test_push_to_talk_commit_and_protocol_errors_keep_the_session(server):
+    async def run():
+        async with websockets.connect(server.ws_url, additional_headers=AUTH) as ws:
+            await ws.recv()
+            await ws.send(json.dumps({"type": "session.update", "session": {
+                "turn_detection": "none", "input_sample_rate": 24000, "want_audio": False}}))
+            updated = json.loads(await ws.recv())
+            await ws.send("{not json")
+            bad = json.loads(await ws.recv())
+            await ws.send(b"\x01\x02\x03")  # odd byte count: not 16-bit PCM
+            odd = json.loads(await ws.recv())
+            q = load(QUESTION, 24000).samples
+            await ws.send((q * 32767).astype("<i2").tobytes())
+            await ws.send(json.dumps({"type": "input_audio_buffer.commit"}))
+            seen: list[dict] = []
+            done = await until(ws, "response.done", seen)
+            return updated, bad, odd, seen, done
+
+    updated, bad, odd, seen, done = asyncio.run(run())
+    assert updated["session"]["turn_detection"] == "none"
+    assert bad["type"] == "error" and "JSON" in bad["message"]
+    assert odd["type"] == "error" and "16-bit" in odd["message"]
+    assert "capital of france" in done["transcript"].lower()  # 24 kHz input resampled
+    assert not any(m["type"] == "response.audio.delta" for m in seen)  # want_audio false
+    assert not any(m["type"].startswith("input_audio_buffer.speech") for m in seen)
+
+
+def test_idle_sessions_close_and_wrong_keys_are_refused(server):
+    async def run():
+        async with websockets.connect(server.ws_url, additional_headers=AUTH) as ws:
+            await ws.recv()
+            start = time.monotonic()
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                while True:
+                    await ws.recv()
+            return closed.value, time.monotonic() - start
+
+    closed, waited = asyncio.run(run())
+    assert closed.rcvd.code == 4408 and 5 < waited < 20  # the server was started with 6 s
+
+    async def refused(headers):
+        with pytest.raises(websockets.InvalidStatus) as e:
+            async with websockets.connect(server.ws_url, additional_headers=headers):
+                pass
+        return e.value.response.status_code
+
+    assert asyncio.run(refused({})) == 403
+    assert asyncio.run(refused({"Authorization": "Bearer nope"})) == 403
+
+
+def test_a_session_that_dies_mid_reply_does_not_hurt_another(server):
+    async def run():
+        # session A speaks and vanishes while its answer is being produced
+        a = await websockets.connect(server.ws_url, additional_headers=AUTH)
+        await a.recv()
+        await send_realtime(a, pcm16(0.3, 0.8), speed=4.0)
+        await until(a, "input_audio_buffer.speech_stopped", [])
+        a.transport.abort()  # no close handshake: a dropped connection
+        async with websockets.connect(server.ws_url, additional_headers=AUTH) as b:
+            await b.recv()
+            seen: list[dict] = []
+            sender = asyncio.create_task(send_realtime(b, pcm16(), speed=2.0))
+            done = await until(b, "response.done", seen)
+            await sender
+            return done
+
+    done = asyncio.run(run())
+    assert "paris" in done["text"].lower()
+    with urllib.request.urlopen(urllib.request.Request(
+            server.url + "/health", headers=AUTH), timeout=10) as r:
+        assert json.loads(r.read())["status"] == "ok"
+
+
+def test_shutdown_is_graceful(tmp_path):
+    """SIGTERM while a request is in flight: it is answered, then the server exits cleanly."""
+    s = start_server(tmp_path, key=None)
+    try:
+        result: dict[str, object] = {}
+
+        def ask() -> None:
+            body = json.dumps({"messages": [{"role": "user", "content":
+                               "Count from one to twenty in words."}], "max_tokens": 80})
+            request = urllib.request.Request(s.url + "/v1/chat/completions", body.encode(),
+                                             {"Content-Type": "application/json"})
+            with urllib.request.urlopen(request, timeout=120) as r:
+                result["status"] = r.status
+                result["text"] = json.loads(r.read())["choices"][0]["message"]["content"]
+
+        worker = threading.Thread(target=ask)
+        worker.start()
+        time.sleep(0.5)  # the request is in flight
+        s.process.send_signal(signal.SIGTERM)
+        worker.join(120)
+        assert result.get("status") == 200 and "twenty" in str(result["text"]).lower()
+        assert s.process.wait(60) == 0
+        log = s.log.read_text()
+        assert "Finished server process" in log and "Traceback" not in log
+    finally:
+        stop_server(s)
