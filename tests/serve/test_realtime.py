@@ -193,12 +193,29 @@ def test_shutdown_is_graceful(tmp_path):
                 result["status"] = r.status
                 result["text"] = json.loads(r.read())["choices"][0]["message"]["content"]
 
+        async def voice_session_closed() -> int:
+            async with websockets.connect(s.ws_url) as ws:
+                await ws.recv()
+                ready.set()
+                with pytest.raises(websockets.ConnectionClosed) as closed:
+                    while True:
+                        await ws.recv()
+                return closed.value.rcvd.code
+
+        ready = threading.Event()
+        codes: list[int] = []
+        voice = threading.Thread(target=lambda: codes.append(asyncio.run(
+            voice_session_closed())))
+        voice.start()
+        assert ready.wait(30)
         worker = threading.Thread(target=ask)
         worker.start()
         time.sleep(0.5)  # the request is in flight
         s.process.send_signal(signal.SIGTERM)
         worker.join(120)
+        voice.join(60)
         assert result.get("status") == 200 and "twenty" in str(result["text"]).lower()
+        assert codes == [1012]  # the open voice session is told the service restarts
         assert s.process.wait(60) == 0
         log = s.log.read_text()
         assert "Finished server process" in log and "Traceback" not in log

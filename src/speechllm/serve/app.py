@@ -61,7 +61,6 @@ class Services:
     vad: Any  # SileroVAD, for voice sessions
     gate: FairGate
     sessions: int = 0  # open voice sessions
-    closing: bool = False
 
 
 def key_ok(settings: ServeSettings, authorization: str | None, query_key: str | None) -> bool:
@@ -144,8 +143,7 @@ def create_app(settings: ServeSettings | None = None,
             app.state.services = services
         log.info("ready")
         yield
-        app.state.services.closing = True  # voice sessions end their turns and close
-        app.state.services.gate.close()
+        app.state.services.gate.close()  # uvicorn has closed voice sessions (1012) by now
 
     app = FastAPI(title="speechllm", lifespan=lifespan,
                   description="OpenAI-compatible speech API and realtime voice sessions")

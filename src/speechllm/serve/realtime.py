@@ -221,7 +221,7 @@ async def realtime(ws: WebSocket) -> None:
             "id": session.id, "input_sample_rate": session.input_rate,
             "turn_detection": "server_vad", "idle_timeout": idle,
             "max_turn_seconds": s.settings.max_audio_seconds})
-        while not s.closing:
+        while True:
             try:
                 message = await asyncio.wait_for(ws.receive(), timeout=idle)
             except TimeoutError:
@@ -285,9 +285,6 @@ async def realtime(ws: WebSocket) -> None:
         if reply is not None and not reply.done():
             reply.cancel()
         s.sessions -= 1
-        if s.closing:
-            with contextlib.suppress(Exception):
-                await ws.close(code=1001, reason="server shutting down")
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:
