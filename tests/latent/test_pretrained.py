@@ -17,18 +17,15 @@ import pytest
 import torch
 from safetensors.torch import save_file
 from transformers import (
-    AutoTokenizer,
-    Qwen2AudioConfig,
     Qwen2AudioForConditionalGeneration,
     Qwen2AudioProcessor,
     Qwen2Config,
     Qwen2ForCausalLM,
     WhisperConfig,
-    WhisperFeatureExtractor,
 )
 from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
-from speechllm import approach, models
+from speechllm import approach
 from speechllm.audio import Audio, load
 from speechllm.errors import AudioError, ModelError
 from speechllm.latent.encoders import log_mel
@@ -36,14 +33,15 @@ from speechllm.latent.model import LatentSpeechLM
 from speechllm.latent.pretrained import Qwen2AudioSpeechLM
 from speechllm.speechlm import Done, Request, TextDelta
 
+from .. import random_checkpoints
 from ..conftest import FSDD
+from ..random_checkpoints import write_qwen2_audio
 
 
 @pytest.fixture(scope="module")
 def qwen_tokenizer():
     """The embedded Qwen2.5 tokenizer (Ultravox and Qwen2-Audio use Qwen/Llama tokenizers)."""
-    gguf = models.resolve("qwen2.5-0.5b-instruct", "chat")
-    return AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    return random_checkpoints.qwen_tokenizer()
 
 
 @pytest.fixture(scope="module")
@@ -153,25 +151,8 @@ def test_ultravox_projector_only_checkpoint_needs_its_base_models(ultravox, tmp_
 
 
 @pytest.fixture(scope="module")
-def qwen2_audio(tmp_path_factory, qwen_tokenizer):
-    """A Qwen2-Audio checkpoint written by transformers itself, with its processor."""
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("qwen2_audio")
-    tok = qwen_tokenizer
-    tok.add_special_tokens({"additional_special_tokens": ["<|AUDIO|>", "<|audio_bos|>",
-                                                          "<|audio_eos|>"]})
-    config = Qwen2AudioConfig(
-        audio_config={"model_type": "qwen2_audio_encoder", "d_model": 32, "encoder_layers": 1,
-                      "encoder_attention_heads": 2, "encoder_ffn_dim": 64,
-                      "num_mel_bins": 128},
-        text_config={"model_type": "qwen2", "vocab_size": len(tok), "hidden_size": 32,
-                     "intermediate_size": 64, "num_hidden_layers": 1,
-                     "num_attention_heads": 2, "num_key_value_heads": 1},
-        audio_token_index=tok.convert_tokens_to_ids("<|AUDIO|>"))
-    Qwen2AudioForConditionalGeneration(config).save_pretrained(str(folder))
-    Qwen2AudioProcessor(feature_extractor=WhisperFeatureExtractor(feature_size=128),
-                        tokenizer=tok).save_pretrained(str(folder))
-    return folder
+def qwen2_audio(tmp_path_factory):
+    return write_qwen2_audio(tmp_path_factory.mktemp("qwen2_audio"))
 
 
 def test_qwen2_audio_generates_what_transformers_generates(qwen2_audio, clips):
