@@ -11,13 +11,14 @@ import sys
 import time
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.progress import (
     BarColumn,
     DownloadColumn,
+    MofNCompleteColumn,
     Progress,
     TaskID,
     TextColumn,
@@ -498,6 +499,118 @@ def train_latent(
               f"{result.final_loss:.4f}; {result.seconds_per_step:.2f} s/step; peak RSS "
               f"{result.peak_rss_mb:.0f} MB); loss curve {result.loss_curve}", highlight=False,
               soft_wrap=True)  # one line: scripts read it
+
+
+tokens_app = typer.Typer(no_args_is_help=True, help="Discrete audio tokens.")
+app.add_typer(tokens_app, name="tokens")
+
+
+class TokenKind(StrEnum):
+    units = "units"
+    rvq = "rvq"
+
+
+@tokens_app.command("fit")
+def tokens_fit(
+    manifest: Annotated[Path, typer.Argument(help="JSONL manifest of the audio to fit on.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Tokenizer folder.")],
+    kind: Annotated[TokenKind, typer.Option(help="units: k-means over Whisper encoder "
+                    "states (semantic); rvq: residual VQ of log-mel frames (acoustic).")] = (
+        TokenKind.units),
+    k: Annotated[int, typer.Option("-k", help="Codes per codebook.")] = 200,
+    stages: Annotated[int, typer.Option(help="RVQ codebooks (rvq only).")] = 8,
+    encoder: Annotated[str, typer.Option(help="Whisper encoder (units only).")] = "whisper-base",
+    seed: Annotated[int, typer.Option(help="k-means seed.")] = 0,
+) -> None:
+    """Fit a tokenizer on a manifest's audio and save it."""
+    from speechllm.audio import load
+    from speechllm.eval.manifest import read_manifest
+
+    try:
+        items = read_manifest(manifest)
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TimeRemainingColumn(), console=err, transient=True) as bar:
+            job = bar.add_task("reading audio", total=len(items))
+            audios = []
+            for item in items:
+                audios.append(load(item.audio))
+                bar.advance(job)
+            bar.update(job, description="features", completed=0)
+
+            def show(done: int, total: int) -> None:
+                bar.update(job, completed=done, total=total)
+
+            if kind == TokenKind.units:
+                from speechllm.tokens.semantic import KMeansUnits, UnitsConfig
+                tok: Any = KMeansUnits.fit(audios, UnitsConfig(encoder=encoder, k=k), seed, show)
+            else:
+                from speechllm.tokens.acoustic import MelRVQ, RVQConfig
+                tok = MelRVQ.fit(audios, RVQConfig(stages=stages, k=k), seed, show)
+        tok.save(output)
+    except (SpeechLLMError, ValueError) as exc:
+        raise _fail(exc) from None
+    seconds = sum(a.duration for a in audios)
+    out.print(f"fitted {tok.info.name} on {len(audios)} files ({seconds:.0f} s): "
+              f"{tok.info.bitrate:.0f} bit/s; saved {output}", highlight=False)
+
+
+@tokens_app.command("encode")
+def tokens_encode(
+    tokenizer: Annotated[Path, typer.Argument(help="Tokenizer or codec folder.")],
+    audio: Annotated[list[Path], typer.Argument(help="Audio files.")],
+    dedup_units: Annotated[bool, typer.Option("--dedup", help="Collapse repeated units "
+                           "(single-codebook tokenizers).")] = False,
+) -> None:
+    """Print each file's codes as JSON Lines: {"audio", "tokenizer", "codes": [[...], ...]}."""
+    from speechllm.audio import load
+    from speechllm.tokens.base import dedup
+    from speechllm.tokens.load import load_tokenizer
+
+    try:
+        tok = load_tokenizer(tokenizer)
+        for path in audio:
+            codes = tok.encode(load(path, None))
+            if dedup_units:
+                codes = tuple(dedup(c)[0] for c in codes)
+            out.print(json.dumps({"audio": str(path), "tokenizer": tok.info.name,
+                                  "codes": [c.tolist() for c in codes]}), highlight=False,
+                      markup=False)
+    except (SpeechLLMError, ValueError) as exc:
+        raise _fail(exc) from None
+
+
+@tokens_app.command("decode")
+def tokens_decode(
+    tokenizer: Annotated[Path, typer.Argument(help="Tokenizer or codec folder that decodes.")],
+    codes_file: Annotated[Path, typer.Argument(help="JSON Lines from `tokens encode`.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Output audio (a -N suffix "
+                      "per line when there are several).")],
+) -> None:
+    """Turn codes back into audio."""
+    import numpy as np
+
+    from speechllm.audio import save
+    from speechllm.tokens.load import load_tokenizer
+
+    try:
+        tok = load_tokenizer(tokenizer)
+        if not hasattr(tok, "decode"):
+            raise SpeechLLMError(f"{tok.info.name} has no decoder (units need a unit-to-speech "
+                                 "model)")
+        lines = [x for x in codes_file.read_text().splitlines() if x.strip()]
+        for n, line in enumerate(lines, 1):
+            try:
+                codes = tuple(np.asarray(c, np.int64) for c in json.loads(line)["codes"])
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+                raise SpeechLLMError(f"{codes_file}:{n}: not a codes line ({exc})") from None
+            target = output if len(lines) == 1 else output.with_name(
+                f"{output.stem}-{n}{output.suffix}")
+            save(tok.decode(codes), target)
+            out.print(f"wrote {target}", highlight=False)
+    except OSError as exc:
+        raise _fail(SpeechLLMError(f"{codes_file}: {exc.strerror}")) from None
+    except (SpeechLLMError, ValueError) as exc:
+        raise _fail(exc) from None
 
 
 @app.command()

@@ -1,0 +1,164 @@
+"""Semantic units: k-means over Whisper encoder states (HuBERT-style units, learned here).
+
+No HuBERT weights install offline, so the units come from the embedded Whisper encoder
+(CTranslate2): its states (50/s) are mean-pooled over `stride` frames (25 units/s by default),
+standardised, and assigned to the nearest of k centroids fitted with scikit-learn's
+mini-batch k-means. `dedup` collapses repeats, as unit LMs usually train on.
+
+Saved as a folder: `config.json` + `units.npz` (centroids and the standardisation).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from speechllm._optional import require
+from speechllm.audio import Audio
+from speechllm.errors import AudioError, ModelError
+from speechllm.tokens.base import Codes, TokenInfo
+
+STATE_RATE = 50
+
+
+@dataclass(frozen=True)
+class UnitsConfig:
+    encoder: str = "whisper-base"  # embedded name or CTranslate2 Whisper folder
+    k: int = 200
+    stride: int = 2  # encoder states pooled per unit: 50/s -> 25/s
+    window_seconds: float = 10.0  # encoder window; longer audio is cut into windows
+
+    def __post_init__(self) -> None:
+        if not 2 <= self.k <= 65536:
+            raise ValueError(f"k must be from 2 to 65536, got {self.k}")
+        if self.stride < 1:
+            raise ValueError(f"stride must be >= 1, got {self.stride}")
+        if not 1.0 <= self.window_seconds <= 30.0:
+            raise ValueError(f"window_seconds must be in [1, 30], got {self.window_seconds}")
+
+
+class UnitFeatures:
+    """Pooled Whisper encoder states of any length of audio."""
+
+    def __init__(self, config: UnitsConfig) -> None:
+        from speechllm.latent.encoders import CT2WhisperEncoder
+
+        self.config = config
+        self.encoder = CT2WhisperEncoder(config.encoder, config.window_seconds)
+
+    def __call__(self, audios: Sequence[Audio]) -> list[np.ndarray]:
+        """(T_i, D) per audio, T_i = ceil(duration * 50 / stride)."""
+        w, stride = self.config.window_seconds, self.config.stride
+        pieces: list[tuple[int, Audio]] = []
+        for n, audio in enumerate(audios):
+            if len(audio) == 0:
+                raise AudioError("audio has 0 samples")
+            a = audio.resample(16000)
+            for start in np.arange(0.0, a.duration, w):
+                pieces.append((n, a.slice(float(start), float(start) + w)))
+        per_audio: list[list[np.ndarray]] = [[] for _ in audios]
+        for b in range(0, len(pieces), 8):
+            batch = pieces[b:b + 8]
+            states, lengths = self.encoder.encode([p for _, p in batch])
+            for (n, _), s, length in zip(batch, states, lengths, strict=True):
+                per_audio[n].append(s[: int(length)])
+        out = []
+        for parts in per_audio:
+            s = np.concatenate(parts)
+            pad = (-len(s)) % stride
+            if pad:  # repeat the last state rather than pool in zeros
+                s = np.concatenate([s, np.repeat(s[-1:], pad, axis=0)])
+            out.append(s.reshape(-1, stride, s.shape[1]).mean(axis=1))
+        return out
+
+
+class KMeansUnits:
+    """A fitted unit tokenizer: `encode` gives one codebook of k units at 50/stride per second."""
+
+    def __init__(self, config: UnitsConfig, centroids: np.ndarray, mean: np.ndarray,
+                 std: np.ndarray) -> None:
+        self.config = config
+        self.centroids = centroids.astype(np.float32)
+        self.mean, self.std = mean.astype(np.float32), std.astype(np.float32)
+        self._features: UnitFeatures | None = None
+        self._norms = (self.centroids ** 2).sum(axis=1)
+        self.info = TokenInfo(f"units-k{config.k}", 16000,
+                              (STATE_RATE / config.stride,), config.k)
+
+    @property
+    def features(self) -> UnitFeatures:
+        if self._features is None:
+            self._features = UnitFeatures(self.config)
+        return self._features
+
+    def assign(self, feats: np.ndarray) -> np.ndarray:
+        x = (feats - self.mean) / self.std
+        # nearest centroid by squared distance, without forming the (T, k, D) difference
+        d = self._norms[None, :] - 2.0 * x @ self.centroids.T
+        return d.argmin(axis=1).astype(np.int64)
+
+    def encode(self, audio: Audio) -> Codes:
+        return (self.assign(self.features([audio])[0]),)
+
+    def encode_many(self, audios: Sequence[Audio]) -> list[np.ndarray]:
+        return [self.assign(f) for f in self.features(audios)]
+
+    @classmethod
+    def fit(cls, audios: Sequence[Audio], config: UnitsConfig | None = None, seed: int = 0,
+            progress: Callable[[int, int], None] | None = None) -> KMeansUnits:
+        """Fit k centroids on the pooled states of `audios` (all frames, or a 200k sample)."""
+        cluster = require("sklearn.cluster", "tokens")
+        config = config or UnitsConfig()
+        features = UnitFeatures(config)
+        chunks = []
+        for start in range(0, len(audios), 32):
+            chunks += features(audios[start:start + 32])
+            if progress:
+                progress(min(start + 32, len(audios)), len(audios))
+        x = np.concatenate(chunks)
+        if len(x) < config.k:
+            raise ValueError(f"{len(x)} frames cannot make {config.k} units; give more audio "
+                             "or a smaller k")
+        mean, std = x.mean(axis=0), x.std(axis=0) + 1e-5
+        x = (x - mean) / std
+        rng = np.random.default_rng(seed)
+        if len(x) > 200_000:
+            x = x[rng.choice(len(x), 200_000, replace=False)]
+        km = cluster.MiniBatchKMeans(n_clusters=config.k, random_state=seed, n_init=3,
+                                     batch_size=4096, max_iter=200)
+        km.fit(x)
+        tok = cls(config, km.cluster_centers_, mean, std)
+        tok._features = features
+        return tok
+
+    def save(self, folder: str | os.PathLike[str]) -> Path:
+        out = Path(folder)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps(
+            {"kind": "kmeans-units", **asdict(self.config)}, indent=2) + "\n")
+        np.savez(out / "units.npz", centroids=self.centroids, mean=self.mean, std=self.std)
+        return out
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike[str]) -> KMeansUnits:
+        path = Path(folder)
+        try:
+            raw = json.loads((path / "config.json").read_text())
+            if raw.pop("kind", None) != "kmeans-units":
+                raise ValueError("not a k-means unit tokenizer")
+            data = np.load(path / "units.npz")
+            tok = cls(UnitsConfig(**raw), data["centroids"], data["mean"], data["std"])
+        except FileNotFoundError as exc:
+            raise ModelError(f"{path}: not a saved unit tokenizer ({exc.filename} missing)"
+                             ) from None
+        except (ValueError, TypeError, KeyError, OSError, json.JSONDecodeError) as exc:
+            raise ModelError(f"{path}: damaged unit tokenizer ({exc})") from None
+        if tok.centroids.shape[0] != tok.config.k:
+            raise ModelError(f"{path}: {tok.centroids.shape[0]} centroids but k={tok.config.k}")
+        return tok
+
