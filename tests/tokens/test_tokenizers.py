@@ -5,6 +5,7 @@ and the CLI round trip."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -94,7 +95,7 @@ def test_rvq_more_codebooks_rebuild_better_and_report_bitrate(rvq, speech):
     assert codes.shape == (6, len(frames)) and codes.max() < 64
     errors = [float(np.mean((rvq.dequantize(tuple(codes[:s])) - frames) ** 2))
               for s in range(1, 7)]
-    assert all(b < a for a, b in zip(errors, errors[1:], strict=False)), errors
+    assert all(b < a for a, b in itertools.pairwise(errors)), errors
     assert rvq.info.bitrate == pytest.approx(16000 / 256 * 6 * 6)  # 62.5 frames/s, 6 bits
     with pytest.raises(ValueError, match="codes must be in"):
         rvq.dequantize((np.array([64]),))
