@@ -554,6 +554,38 @@ def tokens_fit(
               f"{tok.info.bitrate:.0f} bit/s; saved {output}", highlight=False)
 
 
+@tokens_app.command("train-u2s")
+def tokens_train_u2s(
+    manifest: Annotated[Path, typer.Argument(help="JSONL manifest of one voice's speech.")],
+    units: Annotated[Path, typer.Option(help="A unit tokenizer folder (tokens fit --kind "
+                     "units).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Unit-to-speech folder.")],
+    steps: Annotated[int, typer.Option(help="Training steps.")] = 1500,
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+) -> None:
+    """Train a unit-to-speech decoder (units -> log-mel -> Griffin-Lim) on a voice."""
+    from speechllm.audio import load
+    from speechllm.eval.manifest import read_manifest
+    from speechllm.tokens.semantic import KMeansUnits
+    from speechllm.tokens.unit2speech import U2SConfig, UnitToSpeech
+
+    try:
+        tok = KMeansUnits.load(units)
+        audios = [load(item.audio) for item in read_manifest(manifest)]
+        with Progress(TextColumn("training"), BarColumn(), MofNCompleteColumn(),
+                      TextColumn("loss {task.fields[loss]}"), TimeRemainingColumn(),
+                      console=err) as bar:
+            job = bar.add_task("train", total=steps, loss="-")
+            u2s = UnitToSpeech.train(audios, tok, U2SConfig(k=tok.config.k, steps=steps), seed,
+                                     lambda step, total, loss: bar.update(
+                                         job, completed=step, loss=f"{loss:.3f}"))
+        u2s.save(output)
+    except (SpeechLLMError, ValueError) as exc:
+        raise _fail(exc) from None
+    out.print(f"trained unit-to-speech on {len(audios)} files for {steps} steps; saved "
+              f"{output}", highlight=False)
+
+
 @tokens_app.command("encode")
 def tokens_encode(
     tokenizer: Annotated[Path, typer.Argument(help="Tokenizer or codec folder.")],

@@ -145,3 +145,26 @@ def test_damaged_tokenizer_folders_are_refused(units, tmp_path):
     (folder / "units.npz").write_bytes(b"junk")
     with pytest.raises(ModelError, match="damaged"):
         KMeansUnits.load(folder)
+
+
+def test_unit_to_speech_learns_saves_and_decodes(units, speech, tmp_path):
+    """A small decoder trained briefly on one voice: its loss falls, it reloads to the same
+    output, and decodes units into audio of the clip's length; bad units are refused."""
+    from speechllm.tokens.load import load_tokenizer
+    from speechllm.tokens.unit2speech import U2SConfig, UnitToSpeech
+
+    audios = speech[0][: len(TEXTS)]  # one voice
+    losses: list[float] = []
+    u2s = UnitToSpeech.train(audios, units, U2SConfig(k=32, channels=64, layers=4, steps=60,
+                                                       batch_size=8, crop_units=50),
+                             progress=lambda step, total, loss: losses.append(loss))
+    assert np.mean(losses[-10:]) < 0.6 * np.mean(losses[:5]), losses
+    folder = u2s.save(tmp_path / "u2s")
+    again = load_tokenizer(folder)
+    assert isinstance(again, UnitToSpeech)
+    codes = again.encode(audios[12])
+    assert np.allclose(again.mel(codes), u2s.mel(codes))
+    audio = again.decode(codes)
+    assert abs(audio.duration - audios[12].duration) < 0.1
+    with pytest.raises(ValueError, match="units must be in"):
+        again.decode((np.array([40]),))

@@ -24,6 +24,9 @@ def load_tokenizer(folder: str | os.PathLike[str]) -> Any:
     if kind == "kmeans-units":
         from speechllm.tokens.semantic import KMeansUnits
         return KMeansUnits.load(path)
+    if kind == "unit2speech":
+        from speechllm.tokens.unit2speech import UnitToSpeech
+        return UnitToSpeech.load(path)
     if kind == "mel-rvq":
         from speechllm.tokens.acoustic import MelRVQ
         return MelRVQ.load(path)

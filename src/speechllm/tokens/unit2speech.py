@@ -1,0 +1,171 @@
+"""Unit-to-speech: semantic units -> log-mel frames (a small dilated-convolution network) ->
+waveform (Griffin-Lim). It makes unit sequences audible, in the voice it was trained on.
+
+Units arrive at 25/s; each becomes `upsample` mel frames (100 frames/s at hop 160). The
+network sees every unit in context (about +-1 s), so coarticulation is learned, not stitched.
+Trained here on speech the project synthesises (the Piper voice), with a plain L1 loss on
+log-mel frames.
+
+Saved as a folder: `config.json`, `unit2speech.safetensors`, and the unit tokenizer in
+`units/`, so the folder both encodes (audio -> units) and decodes (units -> audio).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from speechllm._optional import require
+from speechllm.audio import Audio
+from speechllm.errors import MissingDependency, ModelError
+from speechllm.tokens.acoustic import MelConfig, griffin_lim, log_mel
+from speechllm.tokens.base import Codes
+from speechllm.tokens.semantic import KMeansUnits
+
+try:
+    import torch
+    from torch import Tensor, nn
+except ImportError as exc:  # this module is PyTorch through and through
+    raise MissingDependency(f"torch is not installed ({exc}); install it with: "
+                            "pip install 'speechllm[latent]'") from exc
+
+MEL = MelConfig(sample_rate=16000, n_fft=1024, hop=160, n_mels=80)  # 100 frames/s
+
+
+@dataclass(frozen=True)
+class U2SConfig:
+    k: int = 200
+    upsample: int = 4  # mel frames per unit (25 units/s -> 100 frames/s)
+    channels: int = 256
+    layers: int = 8
+    steps: int = 1500
+    batch_size: int = 16
+    crop_units: int = 100  # 4 s windows per training example
+    lr: float = 2e-3
+    griffin_lim_iters: int = 48
+
+
+class UnitToMel(nn.Module):
+    def __init__(self, c: U2SConfig) -> None:
+        super().__init__()
+        self.upsample = c.upsample
+        self.embed = nn.Embedding(c.k, c.channels)
+        self.blocks = nn.ModuleList()
+        for n in range(c.layers):
+            dilation = 2 ** (n % 4)
+            self.blocks.append(nn.Sequential(
+                nn.Conv1d(c.channels, c.channels, 5, padding=2 * dilation, dilation=dilation),
+                nn.GELU(), nn.Conv1d(c.channels, c.channels, 1)))
+        self.norms = nn.ModuleList(nn.GroupNorm(1, c.channels) for _ in range(c.layers))
+        self.out = nn.Conv1d(c.channels, MEL.n_mels, 1)
+
+    def forward(self, units: Tensor) -> Tensor:
+        """units (B, T) -> log-mel (B, T * upsample, n_mels). The first half of the blocks
+        runs at the unit rate, the rest at the frame rate."""
+        h = self.embed(units).transpose(1, 2)
+        half = len(self.blocks) // 2
+        for n, (block, norm) in enumerate(zip(self.blocks, self.norms, strict=True)):
+            if n == half:
+                h = h.repeat_interleave(self.upsample, dim=2)
+            h = h + block(norm(h))
+        return self.out(h).transpose(1, 2)
+
+
+class UnitToSpeech:
+    """Encode with the unit tokenizer, decode with the trained network and Griffin-Lim."""
+
+    def __init__(self, config: U2SConfig, units: KMeansUnits, net: UnitToMel) -> None:
+        if units.config.k != config.k:
+            raise ModelError(f"unit tokenizer has k={units.config.k}, the decoder k={config.k}")
+        self.config, self.units, self.net = config, units, net.eval()
+        self.info = units.info
+
+    def encode(self, audio: Audio) -> Codes:
+        return self.units.encode(audio)
+
+    def mel(self, codes: Codes) -> np.ndarray:
+        units = torch.as_tensor(np.asarray(codes[0], np.int64))[None]
+        if units.numel() and (int(units.min()) < 0 or int(units.max()) >= self.config.k):
+            raise ValueError(f"units must be in [0, {self.config.k})")
+        with torch.inference_mode():
+            return np.asarray(self.net(units)[0].numpy(), np.float32)
+
+    def decode(self, codes: Codes) -> Audio:
+        return griffin_lim(self.mel(codes), MEL, self.config.griffin_lim_iters)
+
+    @classmethod
+    def train(cls, audios: Sequence[Audio], units: KMeansUnits, config: U2SConfig | None = None,
+              seed: int = 0, progress: Callable[[int, int, float], None] | None = None
+              ) -> UnitToSpeech:
+        """Fit the network on (units, log-mel) pairs of `audios` (one voice)."""
+        c = config or U2SConfig(k=units.config.k)
+        torch.manual_seed(seed)
+        rng = random.Random(seed)
+        pairs: list[tuple[Tensor, Tensor]] = []
+        for a, u in zip(audios, units.encode_many(audios), strict=True):
+            mel = log_mel(a, MEL)
+            frames = len(u) * c.upsample
+            if len(mel) < frames:  # the last unit may cover a partial frame
+                mel = np.concatenate([mel, np.repeat(mel[-1:], frames - len(mel), axis=0)])
+            pairs.append((torch.as_tensor(u), torch.as_tensor(mel[:frames])))
+        net = UnitToMel(c)
+        optim = torch.optim.AdamW(net.parameters(), lr=c.lr)
+        schedule = torch.optim.lr_scheduler.OneCycleLR(optim, c.lr, total_steps=c.steps,
+                                                       pct_start=0.05)
+        net.train()
+        for step in range(1, c.steps + 1):
+            batch_u, batch_m = [], []
+            for _ in range(c.batch_size):
+                all_u, all_m = rng.choice(pairs)
+                start = rng.randrange(max(1, len(all_u) - c.crop_units + 1))
+                cu = all_u[start:start + c.crop_units]
+                cm = all_m[start * c.upsample:(start + len(cu)) * c.upsample]
+                pad = c.crop_units - len(cu)  # short clips: pad with their last unit/frame
+                batch_u.append(torch.cat([cu, cu[-1:].repeat(pad)]))
+                batch_m.append(torch.cat([cm, cm[-1:].repeat(pad * c.upsample, 1)]))
+            loss = (net(torch.stack(batch_u)) - torch.stack(batch_m)).abs().mean()
+            optim.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+            optim.step()
+            schedule.step()
+            if progress:
+                progress(step, c.steps, float(loss.detach()))
+        return cls(c, units, net)
+
+    def save(self, folder: str | os.PathLike[str]) -> Path:
+        st = require("safetensors.torch", "latent")
+        out = Path(folder)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps({"kind": "unit2speech",
+                                                     **asdict(self.config)}, indent=2) + "\n")
+        st.save_file({k: v.contiguous() for k, v in self.net.state_dict().items()},
+                     str(out / "unit2speech.safetensors"))
+        self.units.save(out / "units")
+        return out
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike[str]) -> UnitToSpeech:
+        st = require("safetensors.torch", "latent")
+        path = Path(folder)
+        try:
+            raw = json.loads((path / "config.json").read_text())
+            if raw.pop("kind", None) != "unit2speech":
+                raise ValueError("not a unit-to-speech model")
+            config = U2SConfig(**raw)
+            net = UnitToMel(config)
+            net.load_state_dict(st.load_file(str(path / "unit2speech.safetensors")))
+        except FileNotFoundError as exc:
+            raise ModelError(f"{path}: not a saved unit-to-speech model ({exc.filename} "
+                             "missing)") from None
+        except (ValueError, TypeError, KeyError, OSError, RuntimeError,
+                json.JSONDecodeError) as exc:
+            raise ModelError(f"{path}: damaged unit-to-speech model ({exc})") from None
+        return cls(config, KMeansUnits.load(path / "units"), net)
+
