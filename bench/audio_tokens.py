@@ -2,9 +2,10 @@
 throughput of both tokenizers (k-means units, mel RVQ).
 
 Fitting data: speech synthesised here (Piper joe + two espeak-ng voices reading digits,
-commands and sentences). Evaluation, never fitted on: (a) held-out synthetic sentences (other
-texts, same voices), long enough for STOI and PESQ to be meaningful; (b) real FSDD recordings
-(every 5th, 60 clips: isolated digits, 8 kHz, 0.3-1 s). Quality: STOI and wide-band PESQ
+commands and sentences, and the 50 texts of recipes/unit_to_speech/texts.txt). Evaluation,
+never fitted on: (a) held-out synthetic sentences (other texts, same voices), long enough for
+STOI and PESQ to be meaningful; (b) real FSDD recordings (every 5th, 60 clips: isolated
+digits, 8 kHz, 0.3-1 s). Quality: STOI and wide-band PESQ
 against the original, and Whisper base round trip (WER of the reconstruction against the
 reference text, beside the original audio's own WER).
 
@@ -78,7 +79,9 @@ def main() -> None:
     parser.add_argument("--stages", type=int, nargs="+", default=[1, 2, 4, 8])
     parser.add_argument("--every", type=int, default=5)
     args = parser.parse_args()
-    train, _ = speak(TEXTS)
+    more = [t for t in (Path(__file__).resolve().parents[1] / "recipes" / "unit_to_speech" /
+                        "texts.txt").read_text().splitlines() if t.strip()]
+    train, _ = speak([*TEXTS, *(t for t in more if t not in TEXTS and t not in HELD_OUT)])
     rows = fsdd_items(args.every)
     sets = {"held-out synthetic": speak(HELD_OUT),
             "FSDD": ([load(FSDD / r["audio"]) for r in rows], [r["text"] for r in rows])}
