@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from playwright.sync_api import sync_playwright
 
 from speechllm.audio import Audio, load, save
 
@@ -29,11 +30,10 @@ def mic_file(tmp_path_factory) -> Path:
 
 
 def test_page_hears_answers_and_plays_the_reply(server, mic_file, tmp_path):
-    playwright = pytest.importorskip("playwright.sync_api")
     if not Path(CHROMIUM).is_file():
         pytest.fail("Debian's chromium is missing: ./dev setup installs it (apt-get install "
                     "chromium)")
-    with playwright.sync_playwright() as p:
+    with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
             "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
             "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -67,8 +67,7 @@ def test_page_hears_answers_and_plays_the_reply(server, mic_file, tmp_path):
 
 def test_push_to_talk_in_the_page(server, mic_file):
     """Push-to-talk: audio goes out only while the button is held; release ends the turn."""
-    playwright = pytest.importorskip("playwright.sync_api")
-    with playwright.sync_playwright() as p:
+    with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
             "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
             "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",

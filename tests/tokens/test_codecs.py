@@ -10,6 +10,7 @@ import json
 
 import numpy as np
 import pytest
+import snac
 import torch
 import transformers as tf
 
@@ -65,7 +66,6 @@ def test_transformers_codec_loads_encodes_and_decodes(kind, clip, tmp_path):
 
 
 def test_snac_multi_rate_codes(clip, tmp_path):
-    snac = pytest.importorskip("snac")
     torch.manual_seed(0)
     config = {"sampling_rate": 24000, "encoder_dim": 8, "encoder_rates": [2, 4, 5, 6],
               "decoder_dim": 32, "decoder_rates": [6, 5, 4, 2], "attn_window_size": None,
