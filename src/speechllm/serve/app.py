@@ -163,25 +163,19 @@ def create_app(settings: ServeSettings | None = None,
         return JSONResponse(error_body(exc.message, exc.status, exc.code, exc.param),
                             status_code=exc.status)
 
-    @app.exception_handler(NoSpeechError)
-    async def no_speech(_: Request, exc: NoSpeechError) -> JSONResponse:
-        return JSONResponse(error_body(str(exc), 400, "no_speech"), status_code=400)
+    def answer_with(status: int, code: str | None) -> Any:
+        async def handler(_: Request, exc: Exception) -> JSONResponse:
+            return JSONResponse(error_body(str(exc), status, code or type(exc).__name__),
+                                status_code=status)
+        return handler
 
-    @app.exception_handler(AudioError)
-    async def bad_audio(_: Request, exc: AudioError) -> JSONResponse:
-        return JSONResponse(error_body(str(exc), 400, "invalid_audio"), status_code=400)
-
-    @app.exception_handler(ValueError)
-    async def bad_value(_: Request, exc: ValueError) -> JSONResponse:
-        return JSONResponse(error_body(str(exc), 400, "invalid_value"), status_code=400)
-
-    @app.exception_handler(ModelError)
-    async def model_error(_: Request, exc: ModelError) -> JSONResponse:
-        return JSONResponse(error_body(str(exc), 503, "model_error"), status_code=503)
-
-    @app.exception_handler(SpeechLLMError)
-    async def other_error(_: Request, exc: SpeechLLMError) -> JSONResponse:
-        return JSONResponse(error_body(str(exc), 500, type(exc).__name__), status_code=500)
+    # starlette answers with the handler of the nearest class in the exception's MRO
+    for kind, status, code in ((NoSpeechError, 400, "no_speech"),
+                               (AudioError, 400, "invalid_audio"),
+                               (ValueError, 400, "invalid_value"),
+                               (ModelError, 503, "model_error"),
+                               (SpeechLLMError, 500, None)):
+        app.add_exception_handler(kind, answer_with(status, code))
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
