@@ -49,7 +49,7 @@ def timings_json(t: Timings) -> dict[str, Any]:
             "spans": [{"name": s.name, "start": s.start, "end": s.end} for s in t.spans]}
 
 
-async def decode_audio(s: Services, data: bytes, what: str) -> Audio:
+async def decode_audio(s: Services, data: bytes) -> Audio:
     """Uploaded bytes -> 16 kHz audio, off the event loop; AudioError (-> 400) when unusable."""
     return await asyncio.to_thread(load, data, 16000, s.settings.max_audio_seconds)
 
@@ -62,7 +62,7 @@ async def _speech_to_text(request: Request, file: UploadFile, response_format: s
     if response_format not in SUBTITLE_FORMATS:
         raise APIError(400, f"response_format must be one of {sorted(SUBTITLE_FORMATS)}, got "
                             f"{response_format!r}", "invalid_value", "response_format")
-    audio = await decode_audio(s, await file.read(), "file")
+    audio = await decode_audio(s, await file.read())
     system = TRANSLATE if intent == "translate" else (prompt or "Transcribe the audio exactly.")
     turn = Turn(audio=audio, intent=intent, system=system,  # type: ignore[arg-type]
                 want_audio=False)
@@ -198,7 +198,7 @@ async def turn_of(s: Services, body: dict[str, Any]) -> tuple[Turn, str | None]:
         except (binascii.Error, ValueError, TypeError):
             raise APIError(400, "input_audio.data: not valid base64", "invalid_audio",
                            "input_audio") from None
-        audio = await decode_audio(s, data, "input_audio")
+        audio = await decode_audio(s, data)
         if text:  # spoken question plus a typed instruction: the instruction guides it
             system.append(text)
             text = ""
