@@ -33,6 +33,12 @@ def _latent(fields: dict[str, Any]) -> SpeechLM:
     return model
 
 
+def _tokens(fields: dict[str, Any]) -> SpeechLM:
+    from speechllm.tokens.model import TokenSpeechLM
+    model: SpeechLM = TokenSpeechLM.from_pretrained(fields["path"])
+    return model
+
+
 # name -> (builder, names of the fields it accepts)
 APPROACHES: dict[str, tuple[Callable[[dict[str, Any]], SpeechLM], Callable[[], set[str]]]] = {
     "cascade": (_cascade, _cascade_fields),
@@ -40,6 +46,9 @@ APPROACHES: dict[str, tuple[Callable[[dict[str, Any]], SpeechLM], Callable[[], s
     # checkpoint; engine: "torch" or "llama.cpp" (speechllm's own models); audio_model /
     # text_model: local base models for an Ultravox checkpoint that saved only its projector
     "latent": (_latent, lambda: {"path", "engine", "audio_model", "text_model"}),
+    # path: a folder written by TokenSpeechLM.save_pretrained (speechllm train latent with
+    # "model": {"approach": "tokens", ...})
+    "tokens": (_tokens, lambda: {"path"}),
 }
 
 

@@ -481,7 +481,7 @@ def train_latent(
 
     try:
         settings = load_config(config)  # every field checked before any model loads
-        _ensure_models([n for n in (settings.model.encoder, settings.model.llm)
+        _ensure_models([n for n in (getattr(settings.model, "encoder", ""), settings.model.llm)
                         if n in models.REGISTRY])
         main_process = os.environ.get("RANK", "0") == "0"  # torchrun / accelerate launch
         with Progress(TextColumn("training"), BarColumn(), TextColumn("step {task.completed}/"

@@ -28,13 +28,16 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from speechllm._optional import require
 from speechllm.errors import SpeechLLMError
 from speechllm.eval.manifest import Item, read_manifest
 from speechllm.latent.encoders import is_hf_whisper
 from speechllm.latent.model import LatentConfig
+
+if TYPE_CHECKING:
+    from speechllm.tokens.model import TokenLMConfig
 
 DEFAULT_TASK = {"instruction": "Transcribe the audio exactly."}
 
@@ -63,7 +66,7 @@ class TrainSettings:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    model: LatentConfig
+    model: LatentConfig | TokenLMConfig
     manifest: Path
     train: TrainSettings
     source: Path | None = None
@@ -109,8 +112,19 @@ def load_config(path: str | os.PathLike[str]) -> TrainConfig:
     for key in raw:
         if key not in ("model", "data", "train"):
             raise ConfigError(f"{key}: unknown section; expected model, data, train")
+    section = raw.get("model", {})
+    model: LatentConfig | TokenLMConfig
     try:
-        model = LatentConfig.from_dict(raw.get("model", {}))
+        if isinstance(section, dict) and section.get("approach") == "tokens":
+            # the audio-token model trains here too: new token rows + LoRA
+            from speechllm.tokens.model import TokenLMConfig as Tokens
+
+            units = section.get("units")
+            if isinstance(units, str):  # relative to the config file, like every path here
+                section = {**section, "units": str((source.parent / units).resolve())}
+            model = Tokens.from_dict(section)
+        else:
+            model = LatentConfig.from_dict(section)
     except (TypeError, ValueError) as exc:
         raise ConfigError(str(exc)) from None
     if model.lora_rank < 0:
@@ -122,9 +136,11 @@ def load_config(path: str | os.PathLike[str]) -> TrainConfig:
     if not manifest.is_file():
         raise ConfigError(f"data.manifest: {manifest} not found")
     settings = _settings(raw.get("train", {}))
-    if settings.unfreeze_encoder and not is_hf_whisper(model.encoder):
-        raise ConfigError(f"train.unfreeze_encoder: model.encoder {model.encoder!r} is a frozen "
-                          "CTranslate2 model; give a Hugging Face Whisper folder to fine-tune")
+    if settings.unfreeze_encoder and not is_hf_whisper(getattr(model, "encoder", "")):
+        raise ConfigError(f"train.unfreeze_encoder: model.encoder "
+                          f"{getattr(model, 'encoder', None)!r} is not trainable (a frozen "
+                          "CTranslate2 model, or none); give a Hugging Face Whisper folder "
+                          "to fine-tune")
     # Paths in a config are relative to the config file, wherever it is run from.
     settings = replace(settings, output=str((source.parent / settings.output).resolve()))
     return TrainConfig(model, manifest, settings, source)
@@ -170,7 +186,13 @@ def train(config: TrainConfig, progress: Callable[[int, int, float], None] | Non
     torch.manual_seed(s.seed)
     items = read_manifest(config.manifest)
     pairs = examples(items)
-    model = LatentSpeechLM(config.model)
+    model: Any
+    if isinstance(config.model, LatentConfig):
+        model = LatentSpeechLM(config.model)
+    else:
+        from speechllm.tokens.model import TokenSpeechLM
+
+        model = TokenSpeechLM(config.model)
     if config.model.lora_rank:
         peft = require("peft", "latent")
         lora = peft.LoraConfig(r=config.model.lora_rank, lora_alpha=2 * config.model.lora_rank,
@@ -226,10 +248,9 @@ def train(config: TrainConfig, progress: Callable[[int, int, float], None] | Non
         if encoder is not None:
             states, lengths = model.encode_audio([audios[i] for i, _, _ in mine])
         else:
-            width = max(cache[i].shape[0] for i, _, _ in mine)
-            states = torch.zeros(len(mine), width, cache[0].shape[1])
-            for b, (i, _, _) in enumerate(mine):
-                states[b, : cache[i].shape[0]] = cache[i]
+            # (B, T, D) states for an encoder, (B, T) unit ids for a token model
+            states = torch.nn.utils.rnn.pad_sequence([cache[i] for i, _, _ in mine],
+                                                     batch_first=True)
             lengths = torch.tensor([cache[i].shape[0] for i, _, _ in mine])
         loss = model.loss(states, lengths, [q for _, q, _ in mine], [a for _, _, a in mine])
         optim.zero_grad()

@@ -1,0 +1,332 @@
+"""`TokenSpeechLM`: an LLM whose vocabulary also holds audio units, read and written like text.
+
+The vocabulary grows by k unit tokens `<|u0|>`..`<|u{k-1}|>` and two boundary markers
+`<|audio_start|>` / `<|audio_end|>`. Their embeddings live in a small table of their own (the
+`adapter`), initialised at the mean of the LLM's embeddings plus noise of its spread, and their
+output logits use the same rows (tied, as the base LLMs here are), so the huge base table stays
+frozen and LoRA + the new rows are all that trains — with the latent trainer, unchanged
+(`speechllm train latent` with `"model": {"approach": "tokens", ...}`).
+
+Sequences:
+- understanding (audio -> text): `Audio: <|audio_start|> units <|audio_end|>\\nInstruction:
+  ...\\nAnswer:` then the answer text;
+- generation (text -> audio): `Say: text\\n<|audio_start|>` then units, ended by
+  `<|audio_end|>`;
+- continuation (audio -> audio): `<|audio_start|> units` then more units.
+
+Decoding is constrained to the right family: text steps never emit unit tokens or markers,
+audio steps emit only units or `<|audio_end|>`.
+
+Saved in the same shape as the latent model: `config.json`, `adapter.safetensors` (the new
+rows), `lora/`, plus the unit tokenizer (or unit-to-speech decoder) in `units/`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from speechllm.audio import Audio
+from speechllm.errors import MissingDependency, ModelError
+from speechllm.latent.llm import load_causal_lm
+from speechllm.speechlm import Event, Message, Request, Response
+from speechllm.threaded_stream import threaded_stream
+from speechllm.timing import Stopwatch
+from speechllm.tokens.base import dedup
+from speechllm.tokens.semantic import KMeansUnits
+
+try:
+    import torch
+    from torch import Tensor, nn
+except ImportError as exc:  # this module is PyTorch through and through
+    raise MissingDependency(f"torch is not installed ({exc}); install it with: "
+                            "pip install 'speechllm[latent]'") from exc
+
+DEFAULT_INSTRUCTION = "Answer the question in the audio."
+
+
+@dataclass(frozen=True)
+class TokenLMConfig:
+    units: str  # a unit tokenizer folder, or a unit-to-speech folder (which can also speak)
+    llm: str = "gemma-3-270m"  # embedded GGUF name, .gguf path or HF directory
+    lora_rank: int = 8
+    dedup: bool = True  # read deduplicated units (runs collapsed), as unit LMs usually do
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str = "model") -> TokenLMConfig:
+        data = {k: v for k, v in data.items() if k != "approach"}
+        known = {f.name for f in fields(cls)}
+        for key in data:
+            if key not in known:
+                raise ValueError(f"{where}.{key}: unknown field; known: {', '.join(sorted(known))}")
+        if not isinstance(data.get("units"), str):
+            raise ValueError(f"{where}.units: required, a unit tokenizer folder")
+        if not (Path(data["units"]) / "config.json").is_file():
+            raise ValueError(f"{where}.units: {data['units']} is not a tokenizer folder")
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"approach": "tokens", **asdict(self)}
+
+
+def _load_units(folder: str | os.PathLike[str]) -> tuple[KMeansUnits, Any]:
+    """(unit tokenizer, unit-to-speech decoder or None) from either kind of folder."""
+    kind = json.loads((Path(folder) / "config.json").read_text()).get("kind")
+    if kind == "unit2speech":
+        from speechllm.tokens.unit2speech import UnitToSpeech
+        voice = UnitToSpeech.load(folder)
+        return voice.units, voice
+    return KMeansUnits.load(folder), None
+
+
+class UnitEncoder:
+    """The trainer's view of the tokenizer: frozen, 'states' are padded unit ids."""
+
+    trainable = False
+    module = None
+
+    def __init__(self, units: KMeansUnits, collapse: bool) -> None:
+        self.units, self.collapse = units, collapse
+        self.dim = 1
+
+    def encode(self, audios: Sequence[Audio]) -> tuple[np.ndarray, np.ndarray]:
+        seqs = self.units.encode_many(audios)
+        if self.collapse:
+            seqs = [dedup(s)[0] for s in seqs]
+        lengths = np.array([max(1, len(s)) for s in seqs], np.int64)
+        out = np.zeros((len(seqs), int(lengths.max())), np.int64)
+        for b, s in enumerate(seqs):
+            out[b, : len(s)] = s
+        return out, lengths
+
+
+class NewTokens(nn.Module):
+    """Embedding rows for the added tokens (units, then start and end markers)."""
+
+    def __init__(self, count: int, base: Tensor) -> None:
+        super().__init__()
+        mean, std = base.mean(0), base.std(0)
+        self.weight = nn.Parameter(mean + std * torch.randn(count, base.shape[1]) * 0.5)
+
+    def forward(self, ids: Tensor) -> Tensor:
+        return nn.functional.embedding(ids, self.weight)
+
+
+class TokenSpeechLM:
+    def __init__(self, config: TokenLMConfig, llm: tuple[Any, Any] | None = None) -> None:
+        self.config = config
+        self.units, self.voice = _load_units(config.units)
+        self.encoder = UnitEncoder(self.units, config.dedup)
+        self.lm, self.tok = llm or load_causal_lm(config.llm)
+        table = self.lm.get_input_embeddings().weight
+        self.base_vocab = int(table.shape[0])
+        self.k = self.units.config.k
+        self.start_id, self.end_id = self.base_vocab + self.k, self.base_vocab + self.k + 1
+        with torch.no_grad():
+            self.adapter = NewTokens(self.k + 2, table.detach().float())
+        self.tuned_encoder = False
+        self.eos_ids = {i for i in (self.tok.eos_token_id,
+                                    self.tok.convert_tokens_to_ids("<end_of_turn>"),
+                                    self.tok.convert_tokens_to_ids("<|im_end|>"))
+                        if isinstance(i, int) and i >= 0 and i != self.tok.unk_token_id}
+        self._lock = threading.Lock()
+
+    # -- embedding and logits over the grown vocabulary ---------------------------------------
+
+    def _causal(self) -> Any:
+        return self.lm.get_base_model() if hasattr(self.lm, "get_base_model") else self.lm
+
+    def embed_ids(self, ids: Sequence[int] | Tensor) -> Tensor:
+        ids = torch.as_tensor(ids, dtype=torch.long)
+        new = ids >= self.base_vocab
+        table = self.lm.get_input_embeddings()
+        out = table(ids.clamp(max=self.base_vocab - 1))
+        if bool(new.any()):
+            out = out.clone()
+            out[new] = self.adapter(ids[new] - self.base_vocab).to(out.dtype)
+        return out
+
+    def logits(self, hidden: Tensor) -> Tensor:
+        causal = self._causal()
+        base = causal.lm_head(hidden).float()
+        if getattr(causal.config, "final_logit_softcapping", None):
+            cap = causal.config.final_logit_softcapping
+            base = torch.tanh(base / cap) * cap
+        extra = hidden.float() @ self.adapter.weight.float().T
+        return torch.cat([base, extra], dim=-1)
+
+    def unit_ids(self, units: Sequence[int]) -> list[int]:
+        return [self.base_vocab + int(u) for u in units]
+
+    def understanding_ids(self, units: Sequence[int], instruction: str) -> list[int]:
+        before = self.tok("Audio: ", add_special_tokens=True)["input_ids"]
+        after = self.tok(f"\nInstruction: {instruction}\nAnswer:",
+                         add_special_tokens=False)["input_ids"]
+        return [*before, self.start_id, *self.unit_ids(units), self.end_id, *after]
+
+    def generation_ids(self, text: str) -> list[int]:
+        return [*self.tok(f"Say: {text}\n", add_special_tokens=True)["input_ids"],
+                self.start_id]
+
+    def answer_ids(self, text: str) -> list[int]:
+        ids: list[int] = self.tok(" " + text.strip(), add_special_tokens=False)["input_ids"]
+        return [*ids, self.tok.eos_token_id]
+
+    # -- the trainer's interface (same as LatentSpeechLM's) ------------------------------------
+
+    def encode_audio(self, audios: Sequence[Audio]) -> tuple[Tensor, Tensor]:
+        units, lengths = self.encoder.encode(audios)
+        return torch.from_numpy(units), torch.from_numpy(lengths)
+
+    def loss(self, states: Tensor, lengths: Tensor, instructions: Sequence[str],
+             answers: Sequence[str]) -> Tensor:
+        rows, targets = [], []
+        for b, instruction in enumerate(instructions):
+            prompt = self.understanding_ids(states[b, : int(lengths[b])].tolist(), instruction)
+            answer = self.answer_ids(answers[b])
+            rows.append(prompt + answer)
+            targets.append([-100] * len(prompt) + answer)
+        width = max(len(r) for r in rows)
+        ids = torch.zeros(len(rows), width, dtype=torch.long)
+        mask = torch.zeros(len(rows), width, dtype=torch.long)
+        labels = torch.full((len(rows), width), -100, dtype=torch.long)
+        for b, r in enumerate(rows):
+            ids[b, : len(r)], mask[b, : len(r)] = torch.tensor(r), 1
+            labels[b, : len(r)] = torch.tensor(targets[b])
+        hidden = self._causal().model(inputs_embeds=self.embed_ids(ids),
+                                      attention_mask=mask).last_hidden_state
+        shifted = labels[:, 1:]
+        picked = hidden[:, :-1][shifted != -100]
+        return nn.functional.cross_entropy(self.logits(picked), shifted[shifted != -100])
+
+    # -- decoding ------------------------------------------------------------------------------
+
+    def generate(self, prompt: list[int], family: str, max_tokens: int,
+                 on_token: Callable[[list[int]], None] | None = None) -> list[int]:
+        """Greedy continuation of `prompt`, constrained to `family` ("text" or "audio")."""
+        vocab = self.base_vocab + self.k + 2
+        allowed = torch.zeros(vocab, dtype=torch.bool)
+        if family == "text":
+            allowed[: self.base_vocab] = True
+            stops = self.eos_ids
+        else:
+            allowed[self.base_vocab: self.base_vocab + self.k] = True
+            allowed[self.end_id] = True
+            stops = {self.end_id}
+        past: Any = None
+        out: list[int] = []
+        embeds = self.embed_ids(prompt)[None]
+        causal = self._causal()
+        for _ in range(max_tokens):
+            result = causal.model(inputs_embeds=embeds, cache=past, use_cache=True)
+            past = result.cache
+            scores = self.logits(result.last_hidden_state[0, -1])
+            token = int(scores.masked_fill(~allowed, float("-inf")).argmax())
+            if token in stops:
+                break
+            out.append(token)
+            if on_token is not None:
+                on_token(out)
+            embeds = self.embed_ids([token])[None]
+        return out
+
+    def _generate(self, request: Request, on_text: Callable[[str], None] | None = None
+                  ) -> Response:
+        if request.audio is None:
+            raise ValueError("a token speech model needs audio in the request")
+        clock = Stopwatch()
+        instruction = request.system or DEFAULT_INSTRUCTION
+        with self._lock, torch.inference_mode():
+            with clock.span("tokenize"):
+                units, lengths = self.encoder.encode([request.audio])
+            start = clock.elapsed()
+            first: list[float] = []
+
+            def on_token(ids: list[int]) -> None:
+                if not first:
+                    first.append(clock.elapsed())
+                    clock.mark_text()
+                if on_text is not None:
+                    on_text(self.tok.decode(ids, skip_special_tokens=True))
+
+            ids = self.generate(self.understanding_ids(units[0, : lengths[0]].tolist(),
+                                                       instruction),
+                                "text", request.max_tokens, on_token)
+            clock.add("prefill", start, first[0] if first else clock.elapsed())
+            clock.add("decode", first[0] if first else clock.elapsed(), clock.elapsed())
+        text = self.tok.decode(ids, skip_special_tokens=True).strip()
+        history = (*request.history, Message("user", "<audio>"), Message("assistant", text))
+        return Response(text, None, None, clock.freeze(), history)
+
+    def speak_units(self, text: str, max_units: int = 400) -> list[int]:
+        """Generation direction: unit ids (0..k-1) for `text`."""
+        with self._lock, torch.inference_mode():
+            ids = self.generate(self.generation_ids(text), "audio", max_units)
+        return [i - self.base_vocab for i in ids]
+
+    def continue_units(self, units: Sequence[int], max_units: int = 200) -> list[int]:
+        """Continuation direction: more units after `units`."""
+        with self._lock, torch.inference_mode():
+            ids = self.generate([self.start_id, *self.unit_ids(units)], "audio", max_units)
+        return [i - self.base_vocab for i in ids]
+
+    def respond(self, request: Request) -> Response:
+        return self._generate(request)
+
+    def stream(self, request: Request) -> AsyncIterator[Event]:
+        return threaded_stream(self._generate, request)
+
+    # -- saving and loading --------------------------------------------------------------------
+
+    def save_pretrained(self, directory: str | os.PathLike[str]) -> Path:
+        from safetensors.torch import save_file
+
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        units_dir = out / "units"
+        if Path(self.config.units).resolve() != units_dir.resolve():
+            shutil.rmtree(units_dir, ignore_errors=True)
+            shutil.copytree(self.config.units, units_dir)
+        config = {**self.config.to_dict(), "units": "units"}
+        (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        save_file({"weight": self.adapter.weight.detach().contiguous()},
+                  str(out / "adapter.safetensors"))
+        if self.config.lora_rank and hasattr(self.lm, "peft_config"):
+            self.lm.save_pretrained(str(out / "lora"))
+        return out
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike[str]) -> TokenSpeechLM:
+        from safetensors.torch import load_file
+
+        folder = Path(directory)
+        try:
+            raw = json.loads((folder / "config.json").read_text())
+            raw["units"] = str(folder / raw.get("units", "units"))
+            config = TokenLMConfig.from_dict(raw)
+            weight = load_file(str(folder / "adapter.safetensors"))["weight"]
+        except FileNotFoundError as exc:
+            raise ModelError(f"{folder}: not a saved token model ({exc.filename} missing)"
+                             ) from None
+        except (json.JSONDecodeError, ValueError, KeyError, OSError) as exc:
+            raise ModelError(f"{folder}: damaged token model ({exc})") from None
+        model = cls(config)
+        if (folder / "lora").is_dir():
+            import peft
+
+            model.lm = peft.PeftModel.from_pretrained(model.lm, str(folder / "lora"))
+        if weight.shape != model.adapter.weight.shape:
+            raise ModelError(f"{folder}: {weight.shape[0]} new token rows, expected "
+                             f"{model.adapter.weight.shape[0]}")
+        with torch.no_grad():
+            model.adapter.weight.copy_(weight)
+        model.lm.eval()
+        return model
