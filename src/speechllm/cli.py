@@ -520,6 +520,8 @@ def tokens_fit(
     k: Annotated[int, typer.Option("-k", help="Codes per codebook.")] = 200,
     stages: Annotated[int, typer.Option(help="RVQ codebooks (rvq only).")] = 8,
     encoder: Annotated[str, typer.Option(help="Whisper encoder (units only).")] = "whisper-base",
+    window: Annotated[float, typer.Option(help="Encoder window in seconds (units only; "
+                      "shorter is faster, longer audio is cut into windows).")] = 10.0,
     seed: Annotated[int, typer.Option(help="k-means seed.")] = 0,
 ) -> None:
     """Fit a tokenizer on a manifest's audio and save it."""
@@ -542,7 +544,9 @@ def tokens_fit(
 
             if kind == TokenKind.units:
                 from speechllm.tokens.semantic import KMeansUnits, UnitsConfig
-                tok: Any = KMeansUnits.fit(audios, UnitsConfig(encoder=encoder, k=k), seed, show)
+                tok: Any = KMeansUnits.fit(audios, UnitsConfig(encoder=encoder, k=k,
+                                                               window_seconds=window), seed,
+                                           show)
             else:
                 from speechllm.tokens.acoustic import MelRVQ, RVQConfig
                 tok = MelRVQ.fit(audios, RVQConfig(stages=stages, k=k), seed, show)
