@@ -335,7 +335,7 @@ def _plot(losses: list[float], path: Path) -> None:
     ax.set_yscale("log")
     ax.grid(alpha=0.3)
     ax.legend()
-    ax.set_title("latent adapter training loss")
+    ax.set_title("training loss")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
