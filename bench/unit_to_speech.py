@@ -47,7 +47,7 @@ def main() -> None:
         voice = PiperTTS(options=PiperOptions(length_scale=scale))
         audios += [Audio.concat(list(voice.stream(t))).resample(16000) for t in texts]
     units = KMeansUnits.fit(audios, UnitsConfig(k=args.k))
-    u2s = UnitToSpeech.train(audios, units, U2SConfig(k=args.k, steps=args.steps))
+    u2s = UnitToSpeech.train(audios, units, U2SConfig.for_units(units, steps=args.steps))
     train_s = time.perf_counter() - began
     voice = PiperTTS()
     originals = [Audio.concat(list(voice.stream(t))).resample(16000) for t in HELD_OUT]

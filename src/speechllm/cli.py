@@ -580,7 +580,7 @@ def tokens_train_u2s(
                       TextColumn("loss {task.fields[loss]}"), TimeRemainingColumn(),
                       console=err) as bar:
             job = bar.add_task("train", total=steps, loss="-")
-            u2s = UnitToSpeech.train(audios, tok, U2SConfig(k=tok.config.k, steps=steps), seed,
+            u2s = UnitToSpeech.train(audios, tok, U2SConfig.for_units(tok, steps=steps), seed,
                                      lambda step, total, loss: bar.update(
                                          job, completed=step, loss=f"{loss:.3f}"))
         u2s.save(output)
@@ -645,6 +645,39 @@ def tokens_decode(
             out.print(f"wrote {target}", highlight=False)
     except OSError as exc:
         raise _fail(SpeechLLMError(f"{codes_file}: {exc.strerror}")) from None
+    except (SpeechLLMError, ValueError) as exc:
+        raise _fail(exc) from None
+
+
+@tokens_app.command("say")
+def tokens_say(
+    model: Annotated[Path, typer.Argument(help="A trained token model folder (TokenSpeechLM "
+                                          "with a unit-to-speech decoder).")],
+    text: Annotated[str, typer.Argument(help="What to say.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Output audio file.")],
+    units_out: Annotated[bool, typer.Option("--units", help="Also print the generated "
+                                            "units.")] = False,
+) -> None:
+    """Speak text with a token LM: text -> units (the LM) -> waveform (unit-to-speech)."""
+    import numpy as np
+
+    from speechllm.audio import save
+    from speechllm.tokens.model import TokenSpeechLM
+
+    try:
+        lm = TokenSpeechLM.from_pretrained(model)
+        if lm.voice is None:
+            raise SpeechLLMError(f"{model}: this token model has no unit-to-speech decoder")
+        units = lm.speak_units(text) if text.strip() else []
+        if not units:
+            raise SpeechLLMError("nothing to say: the text is empty or the model ended the "
+                                 "audio at once")
+        audio = lm.voice.decode((np.asarray(units, np.int64),))
+        save(audio, output)
+        if units_out:
+            out.print(" ".join(map(str, units)), highlight=False)
+        out.print(f"wrote {output} ({audio.duration:.2f} s, {len(units)} units)",
+                  highlight=False)
     except (SpeechLLMError, ValueError) as exc:
         raise _fail(exc) from None
 

@@ -1,7 +1,8 @@
 """Turn a blocking generate call into the `SpeechLM.stream` event stream.
 
 PyTorch generation blocks, so it runs in the default executor; each growing decoded text it
-reports becomes a `TextDelta`, then the response's spans and `Done` follow. A failure becomes
+reports becomes a `TextDelta`; a spoken answer the model made itself comes as one `AudioChunk`;
+then the response's spans and `Done` follow. A failure becomes
 an `ErrorEvent`, so the caller's session goes on.
 """
 
@@ -10,7 +11,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 
-from speechllm.speechlm import Done, ErrorEvent, Event, Request, Response, SpanEvent, TextDelta
+from speechllm.speechlm import (
+    AudioChunk,
+    Done,
+    ErrorEvent,
+    Event,
+    Request,
+    Response,
+    SpanEvent,
+    TextDelta,
+)
 
 OnText = Callable[[str], None]
 
@@ -31,6 +41,9 @@ async def threaded_stream(generate: Callable[[Request, OnText], Response],
     def work() -> None:
         try:
             response = generate(request, on_text)
+            if response.audio is not None:
+                loop.call_soon_threadsafe(events.put_nowait,
+                                          AudioChunk(response.audio, response.text))
             for span in response.timings.spans:
                 loop.call_soon_threadsafe(events.put_nowait, SpanEvent(span))
             loop.call_soon_threadsafe(events.put_nowait, Done(response))

@@ -1,6 +1,7 @@
 """`TokenSpeechLM` for real: k-means units (fitted here on espeak-ng speech) in Gemma 3 270M's
-grown vocabulary, trained by the latent trainer (new token rows + LoRA) to answer from units,
-saved, reloaded, served through `approach.build`, and decoding held to the right family."""
+grown vocabulary, trained by the latent trainer (new token rows + LoRA) to answer from units
+and to say words as units, saved, reloaded, served through `approach.build`, decoding held to
+the right family, and its spoken answers made audible by a unit-to-speech decoder."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from speechllm.latent.train import load_config, train
 from speechllm.speechlm import Request
 from speechllm.tokens.model import TokenSpeechLM
 from speechllm.tokens.semantic import KMeansUnits, UnitsConfig
+from speechllm.tokens.unit2speech import U2SConfig, UnitToSpeech
 from speechllm.tts.espeak import EspeakOptions, EspeakTTS
 
 WORDS = ["two", "seven", "nine"]
@@ -35,13 +37,19 @@ def trained(tmp_path_factory):
             audios.append(audio)
             rows.append({"audio": f"{word}-{v}.wav", "text": word,
                          "tasks": [{"instruction": ASK, "answer": word}]})
+    # the first voice also teaches the speaking direction: its words as its own units
+    speak = [{**r, "tasks": [{"speak": True}]} for r in rows[: len(WORDS)]]
     (root / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    KMeansUnits.fit(audios, UnitsConfig(encoder="whisper-tiny.en", k=24)).save(root / "units")
+    (root / "speak.jsonl").write_text("".join(json.dumps(r) + "\n" for r in speak))
+    units = KMeansUnits.fit(audios, UnitsConfig(encoder="whisper-tiny.en", k=24))
+    # a tiny unit-to-speech decoder, so the model can make its units audible
+    UnitToSpeech.train(audios[: len(WORDS)], units, U2SConfig.for_units(
+        units, channels=32, layers=2, steps=10, batch_size=4)).save(root / "voice")
     (root / "config.json").write_text(json.dumps({
-        "model": {"approach": "tokens", "units": "units", "llm": "gemma-3-270m",
+        "model": {"approach": "tokens", "units": "voice", "llm": "gemma-3-270m",
                   "lora_rank": 8},
-        "data": {"manifest": "manifest.jsonl"},
-        "train": {"output": "out", "steps": 40, "batch_size": 6, "lr": 0.01, "warmup": 4,
+        "data": {"manifest": ["manifest.jsonl", "speak.jsonl"], "weights": [1, 1]},
+        "train": {"output": "out", "steps": 60, "batch_size": 6, "lr": 0.01, "warmup": 4,
                   "lora_lr": 0.002, "checkpoint_every": 20}}))
     result = train(load_config(root / "config.json"))
     return root, result, rows
@@ -57,7 +65,7 @@ def test_token_model_learns_from_units_and_reloads(trained):
     from speechllm.audio import load
 
     answers = [model.respond(Request(audio=load(root / r["audio"]), system=ASK,
-                                     max_tokens=4)).text.strip(" .").lower() for r in rows]
+                                     max_tokens=4, want_audio=False)).text.strip(" .").lower() for r in rows]
     right = sum(a == r["text"] for a, r in zip(answers, rows, strict=True))
     assert right >= 4, answers  # it answers from units (training clips)
     again = TokenSpeechLM.from_pretrained(result.output)
@@ -73,3 +81,60 @@ def test_decoding_stays_in_its_token_family(trained):
     assert all(0 <= u < 24 for u in more)
     text_ids = model.generate(model.generation_ids("hello"), "text", 8)
     assert all(i < model.base_vocab for i in text_ids)  # text steps never emit units
+
+
+def _distance(a: list[int], b: list[int]) -> float:
+    """Edit distance between unit sequences, over the longer length."""
+    prev = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        cur = [i]
+        for j, y in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y)))
+        prev = cur
+    return prev[-1] / max(len(a), len(b), 1)
+
+
+def test_token_model_says_words_as_their_units_and_answers_aloud(trained):
+    """Speaking 'seven' gives units nearer the recorded 'seven' than any other word's; the
+    model's spoken answer comes back as audio (respond, stream and `say`)."""
+    root, result, rows = trained
+    model = TokenSpeechLM.from_pretrained(result.output)
+    assert model.voice is not None  # the unit-to-speech decoder was saved with the model
+    from speechllm.audio import load
+
+    recorded = {r["text"]: model.units.encode(load(root / r["audio"]))[0].tolist()
+                for r in rows[: len(WORDS)]}
+    nearest = 0
+    for word in WORDS:
+        spoken = model.speak_units(word)
+        assert 0 < len(spoken) <= model.max_units(word)
+        mine = _distance(spoken, recorded[word])
+        nearest += all(mine < _distance(spoken, recorded[w]) for w in WORDS if w != word)
+    assert nearest >= 2, nearest
+    audio = model.say("nine")
+    assert audio.duration > 0.1 and np.abs(audio.samples).max() > 0.01
+    reply = model.respond(Request(audio=load(root / rows[0]["audio"]), system=ASK,
+                                  max_tokens=4))
+    assert reply.audio is not None and reply.audio.duration > 0.1
+    assert reply.timings.ttfa is not None
+
+    import asyncio
+
+    from speechllm.speechlm import AudioChunk, Done
+
+    async def events():
+        return [e async for e in model.stream(Request(audio=load(root / rows[1]["audio"]),
+                                                      system=ASK, max_tokens=4))]
+
+    got = asyncio.run(events())
+    assert any(isinstance(e, AudioChunk) and e.audio.duration > 0.1 for e in got)
+    assert isinstance(got[-1], Done) and got[-1].response.audio is not None
+
+
+def test_speak_tasks_need_a_token_model(trained, tmp_path):
+    root, _, _ = trained
+    from speechllm.latent.train import ConfigError, examples
+    from speechllm.eval.manifest import read_manifest
+
+    with pytest.raises(ConfigError, match="speak task needs a token model"):
+        examples(read_manifest(root / "speak.jsonl"), speak=False)

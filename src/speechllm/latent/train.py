@@ -7,7 +7,9 @@
 
 Each manifest item brings its instructions in a `tasks` field, a list of
 `{"instruction": ..., "answer": ...}` (or, without one, "Transcribe the audio exactly." ->
-`text`). Batches draw (item, instruction) pairs at random, so instructions mix in a batch.
+`text`). A token model also takes `{"speak": true}`: say the item's `text` as the clip's units
+(the generation direction). Batches draw (item, task) pairs at random, so tasks mix in a batch.
+`data.manifest` may be a list of manifests, trained on together.
 
 What trains: the adapter; LoRA on the LLM when `model.lora_rank` > 0 (peft); the encoder too
 with `train.unfreeze_encoder` when `model.encoder` is a Hugging Face Whisper folder (at
@@ -67,13 +69,22 @@ class TrainSettings:
 @dataclass(frozen=True)
 class TrainConfig:
     model: LatentConfig | TokenLMConfig
-    manifest: Path
+    manifest: Path | tuple[Path, ...]
     train: TrainSettings
     source: Path | None = None
+    weights: tuple[float, ...] = ()  # per manifest: share of the examples drawn from it
+
+
+    @property
+    def manifests(self) -> tuple[Path, ...]:
+        return self.manifest if isinstance(self.manifest, tuple) else (self.manifest,)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"model": self.model.to_dict(), "data": {"manifest": str(self.manifest)},
-                "train": asdict(self.train)}
+        paths = [str(p) for p in self.manifests]
+        data: dict[str, Any] = {"manifest": paths[0] if len(paths) == 1 else paths}
+        if self.weights:
+            data["weights"] = list(self.weights)
+        return {"model": self.model.to_dict(), "data": data, "train": asdict(self.train)}
 
 
 def _settings(data: Any) -> TrainSettings:
@@ -130,11 +141,22 @@ def load_config(path: str | os.PathLike[str]) -> TrainConfig:
     if model.lora_rank < 0:
         raise ConfigError(f"model.lora_rank: must be >= 0, got {model.lora_rank}")
     data = raw.get("data")
-    if not isinstance(data, dict) or not isinstance(data.get("manifest"), str):
-        raise ConfigError("data.manifest: required, the training manifest's path")
-    manifest = (source.parent / data["manifest"]).resolve()
-    if not manifest.is_file():
-        raise ConfigError(f"data.manifest: {manifest} not found")
+    given = data.get("manifest") if isinstance(data, dict) else None
+    if isinstance(given, str):
+        given = [given]
+    if not (isinstance(given, list) and given and all(isinstance(g, str) for g in given)):
+        raise ConfigError("data.manifest: required, the training manifest's path (or a list "
+                          "of them)")
+    paths = tuple((source.parent / g).resolve() for g in given)
+    for found in paths:
+        if not found.is_file():
+            raise ConfigError(f"data.manifest: {found} not found")
+    manifest = paths[0] if len(paths) == 1 else paths
+    weights = data.get("weights", []) if isinstance(data, dict) else []
+    if weights and (not isinstance(weights, list) or len(weights) != len(paths) or not all(
+            isinstance(w, (int, float)) and not isinstance(w, bool) and w > 0 for w in weights)):
+        raise ConfigError(f"data.weights: expected {len(paths)} positive numbers, one per "
+                          f"manifest, got {weights!r}")
     settings = _settings(raw.get("train", {}))
     if settings.unfreeze_encoder and not is_hf_whisper(getattr(model, "encoder", "")):
         raise ConfigError(f"train.unfreeze_encoder: model.encoder "
@@ -143,15 +165,26 @@ def load_config(path: str | os.PathLike[str]) -> TrainConfig:
                           "to fine-tune")
     # Paths in a config are relative to the config file, wherever it is run from.
     settings = replace(settings, output=str((source.parent / settings.output).resolve()))
-    return TrainConfig(model, manifest, settings, source)
+    return TrainConfig(model, manifest, settings, source, tuple(float(w) for w in weights))
 
 
-def examples(items: list[Item]) -> list[tuple[int, str, str]]:
-    """(item index, instruction, answer) for every instruction of every item."""
+def examples(items: list[Item], speak: bool = False) -> list[tuple[int, str, str]]:
+    """(item index, instruction, answer) for every task of every item; a speak task is
+    (index, SPEAK_TASK, text) and needs a token model (`speak`)."""
     out = []
     for n, item in enumerate(items):
         tasks = item.fields.get("tasks") or [DEFAULT_TASK]
         for t in tasks:
+            if t.get("speak"):
+                if not speak:
+                    raise ConfigError(f"{item.audio}: a speak task needs a token model "
+                                      '("model": {"approach": "tokens", ...})')
+                if not (item.text or "").strip():
+                    raise ConfigError(f"{item.audio}: a speak task needs the item's text")
+                from speechllm.tokens.model import SPEAK_TASK
+
+                out.append((n, SPEAK_TASK, str(item.text)))
+                continue
             answer = t.get("answer", item.text)
             if not isinstance(t.get("instruction"), str) or answer is None:
                 raise ConfigError(f"{item.audio}: each task needs an instruction and an "
@@ -184,8 +217,15 @@ def train(config: TrainConfig, progress: Callable[[int, int, float], None] | Non
     s = config.train
     out = Path(s.output)
     torch.manual_seed(s.seed)
-    items = read_manifest(config.manifest)
-    pairs = examples(items)
+    items: list[Item] = []
+    groups_of_pairs = []  # the examples of each manifest, drawn from by its weight
+    for path in config.manifests:
+        part = read_manifest(path)
+        groups_of_pairs.append([(n + len(items), q, a) for n, q, a in examples(
+            part, speak=not isinstance(config.model, LatentConfig))])
+        items += part
+    pairs = [p for g in groups_of_pairs for p in g]
+    weights = list(config.weights) or [len(g) for g in groups_of_pairs]
     model: Any
     if isinstance(config.model, LatentConfig):
         model = LatentSpeechLM(config.model)
@@ -243,7 +283,9 @@ def train(config: TrainConfig, progress: Callable[[int, int, float], None] | Non
     began = time.perf_counter()
     first_step = step
     while step < s.steps:
-        global_batch = [rng.choice(pairs) for _ in range(s.batch_size * world)]
+        global_batch = [rng.choice(pairs) if len(groups_of_pairs) == 1 else
+                        rng.choice(rng.choices(groups_of_pairs, weights)[0])
+                        for _ in range(s.batch_size * world)]
         mine = global_batch[rank::world]
         if encoder is not None:
             states, lengths = model.encode_audio([audios[i] for i, _, _ in mine])

@@ -51,6 +51,9 @@ except ImportError as exc:  # this module is PyTorch through and through
                             "pip install 'speechllm[latent]'") from exc
 
 DEFAULT_INSTRUCTION = "Answer the question in the audio."
+# The trainer's instruction for a manifest task `{"speak": true}`: say the item's text as its
+# units (the generation direction) instead of answering a question about the audio.
+SPEAK_TASK = "<|speak|>"
 
 
 @dataclass(frozen=True)
@@ -88,19 +91,18 @@ def _load_units(folder: str | os.PathLike[str]) -> tuple[KMeansUnits, Any]:
 
 
 class UnitEncoder:
-    """The trainer's view of the tokenizer: frozen, 'states' are padded unit ids."""
+    """The trainer's view of the tokenizer: frozen, 'states' are padded unit ids (not
+    deduplicated: speaking needs the durations; reading collapses them itself)."""
 
     trainable = False
     module = None
 
-    def __init__(self, units: KMeansUnits, collapse: bool) -> None:
-        self.units, self.collapse = units, collapse
+    def __init__(self, units: KMeansUnits) -> None:
+        self.units = units
         self.dim = 1
 
     def encode(self, audios: Sequence[Audio]) -> tuple[np.ndarray, np.ndarray]:
         seqs = self.units.encode_many(audios)
-        if self.collapse:
-            seqs = [dedup(s)[0] for s in seqs]
         lengths = np.array([max(1, len(s)) for s in seqs], np.int64)
         out = np.zeros((len(seqs), int(lengths.max())), np.int64)
         for b, s in enumerate(seqs):
@@ -124,7 +126,7 @@ class TokenSpeechLM:
     def __init__(self, config: TokenLMConfig, llm: tuple[Any, Any] | None = None) -> None:
         self.config = config
         self.units, self.voice = _load_units(config.units)
-        self.encoder = UnitEncoder(self.units, config.dedup)
+        self.encoder = UnitEncoder(self.units)
         self.lm, self.tok = llm or load_causal_lm(config.llm)
         table = self.lm.get_input_embeddings().weight
         self.base_vocab = int(table.shape[0])
@@ -167,6 +169,8 @@ class TokenSpeechLM:
         return [self.base_vocab + int(u) for u in units]
 
     def understanding_ids(self, units: Sequence[int], instruction: str) -> list[int]:
+        if self.config.dedup:
+            units = dedup(np.asarray(units, dtype=np.int64))[0].tolist()
         before = self.tok("Audio: ", add_special_tokens=True)["input_ids"]
         after = self.tok(f"\nInstruction: {instruction}\nAnswer:",
                          add_special_tokens=False)["input_ids"]
@@ -190,8 +194,13 @@ class TokenSpeechLM:
              answers: Sequence[str]) -> Tensor:
         rows, targets = [], []
         for b, instruction in enumerate(instructions):
-            prompt = self.understanding_ids(states[b, : int(lengths[b])].tolist(), instruction)
-            answer = self.answer_ids(answers[b])
+            units = states[b, : int(lengths[b])].tolist()
+            if instruction == SPEAK_TASK:  # generation: the text, then the clip's own units
+                prompt = self.generation_ids(answers[b])
+                answer = [*self.unit_ids(units), self.end_id]
+            else:
+                prompt = self.understanding_ids(units, instruction)
+                answer = self.answer_ids(answers[b])
             rows.append(prompt + answer)
             targets.append([-100] * len(prompt) + answer)
         width = max(len(r) for r in rows)
@@ -263,13 +272,40 @@ class TokenSpeechLM:
             clock.add("prefill", start, first[0] if first else clock.elapsed())
             clock.add("decode", first[0] if first else clock.elapsed(), clock.elapsed())
         text = self.tok.decode(ids, skip_special_tokens=True).strip()
+        audio = None
+        if request.want_audio and self.voice is not None and text:
+            # the model says its own answer as units; unit-to-speech makes them audible
+            with clock.span("speak"):
+                spoken = self.speak_units(text)
+            with clock.span("tts"):
+                audio = self.voice.decode((np.asarray(spoken, np.int64),))
+            clock.mark_audio()
         history = (*request.history, Message("user", "<audio>"), Message("assistant", text))
-        return Response(text, None, None, clock.freeze(), history)
+        return Response(text, None, audio, clock.freeze(), history)
 
-    def speak_units(self, text: str, max_units: int = 400) -> list[int]:
+    def say(self, text: str, max_units: int | None = None) -> Audio:
+        """Text -> units (this model) -> waveform (its unit-to-speech decoder)."""
+        if self.voice is None:
+            raise ModelError("this token model has no unit-to-speech decoder; train it with "
+                             "`units` set to a unit-to-speech folder to let it speak")
+        if not text.strip():
+            raise ValueError("nothing to say: the text is empty")
+        units = self.speak_units(text, max_units or self.max_units(text))
+        if not units:
+            raise ModelError("the model ended the audio before any unit")
+        return self.voice.decode((np.asarray(units, np.int64),))
+
+    @staticmethod
+    def max_units(text: str) -> int:
+        # a generous cap (about 1 s per 4 characters at 25 units/s) so a model that never
+        # ends its audio stops
+        return 50 + 8 * len(text)
+
+    def speak_units(self, text: str, max_units: int | None = None) -> list[int]:
         """Generation direction: unit ids (0..k-1) for `text`."""
         with self._lock, torch.inference_mode():
-            ids = self.generate(self.generation_ids(text), "audio", max_units)
+            ids = self.generate(self.generation_ids(text), "audio",
+                                max_units or self.max_units(text))
         return [i - self.base_vocab for i in ids]
 
     def continue_units(self, units: Sequence[int], max_units: int = 200) -> list[int]:

@@ -18,6 +18,7 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -41,7 +42,7 @@ MEL = MelConfig(sample_rate=16000, n_fft=1024, hop=160, n_mels=80)  # 100 frames
 @dataclass(frozen=True)
 class U2SConfig:
     k: int = 200
-    upsample: int = 4  # mel frames per unit (25 units/s -> 100 frames/s)
+    upsample: int = 4  # mel frames per unit (25 units/s -> 100 frames/s; 2 x the units' stride)
     channels: int = 256
     layers: int = 8
     steps: int = 1500
@@ -49,6 +50,14 @@ class U2SConfig:
     crop_units: int = 100  # 4 s windows per training example
     lr: float = 2e-3
     griffin_lim_iters: int = 48
+
+
+    @classmethod
+    def for_units(cls, units: KMeansUnits, **changes: Any) -> U2SConfig:
+        """Defaults fitted to a unit tokenizer: its k, its rate, 4 s training crops."""
+        stride = units.config.stride
+        return cls(**{"k": units.config.k, "upsample": 2 * stride, "crop_units": 50 * 4 // stride,
+                      **changes})
 
 
 class UnitToMel(nn.Module):
@@ -104,7 +113,11 @@ class UnitToSpeech:
               seed: int = 0, progress: Callable[[int, int, float], None] | None = None
               ) -> UnitToSpeech:
         """Fit the network on (units, log-mel) pairs of `audios` (one voice)."""
-        c = config or U2SConfig(k=units.config.k)
+        c = config or U2SConfig.for_units(units)
+        if c.upsample != 2 * units.config.stride:
+            raise ValueError(f"upsample {c.upsample} does not turn {units.info.rates[0]:g} "
+                             f"units/s into {MEL.sample_rate // MEL.hop} mel frames/s; use "
+                             f"{2 * units.config.stride}")
         torch.manual_seed(seed)
         rng = random.Random(seed)
         pairs: list[tuple[Tensor, Tensor]] = []

@@ -1,0 +1,71 @@
+"""Token TTS judged by Whisper: held-out digit/command phrases spoken by the token LM.
+
+For each phrase of recipes/token_digits/speak_heldout.txt (never trained on; its words were):
+- the Piper voice's own audio (the reference the LM learnt to imitate),
+- Piper -> units -> unit-to-speech (the decoder alone: the best the LM's units could sound),
+- text -> TokenSpeechLM units -> unit-to-speech (the token LM speaking),
+each transcribed by Whisper base at temperature 0; WER with numerals read as words.
+
+    .venv/bin/python bench/token_tts.py runs/token_digits/final [--wavs runs/token_tts]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+from speechllm.asr.base import ASROptions
+from speechllm.asr.faster_whisper import FasterWhisperASR
+from speechllm.audio import Audio, save
+from speechllm.text_norm import wer
+from speechllm.tokens.model import TokenSpeechLM
+from speechllm.tts.piper import PiperTTS
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("model", type=Path)
+    parser.add_argument("--phrases", type=Path,
+                        default=ROOT / "recipes/token_digits/speak_heldout.txt")
+    parser.add_argument("--wavs", type=Path, help="Also write each audio here.")
+    args = parser.parse_args()
+    texts = [t for t in args.phrases.read_text().splitlines() if t.strip()]
+    lm = TokenSpeechLM.from_pretrained(args.model)
+    if lm.voice is None:
+        raise SystemExit(f"{args.model}: no unit-to-speech decoder to speak with")
+    piper = PiperTTS()
+    asr = FasterWhisperASR("whisper-base")
+    opts = ASROptions(language="en", temperature=(0.0,))
+    rows: dict[str, list[str]] = {"piper": [], "resynth": [], "token LM": []}
+    seconds = {"piper": 0.0, "resynth": 0.0, "token LM": 0.0}
+    lm_time = 0.0
+    for n, text in enumerate(texts):
+        original = Audio.concat(list(piper.stream(text))).resample(16000)
+        resynth = lm.voice.decode(lm.voice.encode(original))
+        began = time.perf_counter()
+        units = lm.speak_units(text)
+        lm_time += time.perf_counter() - began
+        spoken = lm.voice.decode((np.asarray(units or [0], np.int64),))
+        for name, audio in (("piper", original), ("resynth", resynth), ("token LM", spoken)):
+            heard = asr.transcribe(audio, opts).text.strip()
+            rows[name].append(heard)
+            seconds[name] += audio.duration
+            if args.wavs:
+                args.wavs.mkdir(parents=True, exist_ok=True)
+                save(audio, args.wavs / f"{n:02d}-{name.replace(' ', '_')}.wav")
+        print(f"{text!r:45} LM ({len(units)} units) -> {rows['token LM'][-1]!r}", flush=True)
+    print(f"\n{len(texts)} held-out phrases; token LM speaking time "
+          f"{lm_time / max(1e-9, seconds['token LM']):.2f} s per second of speech\n")
+    print("| audio | seconds | Whisper WER % |")
+    print("|---|---|---|")
+    for name, heard in rows.items():
+        print(f"| {name} | {seconds[name]:.1f} | {100 * wer(texts, heard):.1f} |")
+
+
+if __name__ == "__main__":
+    main()

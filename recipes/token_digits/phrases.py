@@ -1,0 +1,59 @@
+"""Digit and command phrases for the token LM's speaking direction, with a held-out set.
+
+Every word of a held-out phrase occurs in training; the phrase itself (the combination) never
+does. Writes speak_train.jsonl (speak + transcribe tasks, for `speechllm synth`) and
+speak_heldout.txt next to this file. Deterministic: rerunning gives the same files.
+
+    python recipes/token_digits/phrases.py
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+DEVICES = ["lights", "music", "radio", "fan", "heater", "television"]
+ROOMS = ["kitchen", "bedroom", "living room", "office", "garage", "bathroom"]
+OPENABLE = ["door", "window", "garage door", "curtains"]
+
+
+def phrases(rng: random.Random) -> list[str]:
+    out: set[str] = set(DIGITS)
+    for n in (2, 3, 4):
+        while sum(1 for p in out if p.count(" ") == n - 1 and p.split()[0] in DIGITS) < 70:
+            out.add(" ".join(rng.choice(DIGITS) for _ in range(n)))
+    for state in ("on", "off"):
+        for device in DEVICES:
+            out.add(f"turn {state} the {device}")
+            for room in ROOMS:
+                out.add(f"turn {state} the {device} in the {room}")
+    for thing in OPENABLE:
+        out.update({f"open the {thing}", f"close the {thing}"})
+    for d in DIGITS[1:]:
+        out.update({f"set a timer for {d} minutes", f"call {d} {rng.choice(DIGITS)} "
+                    f"{rng.choice(DIGITS)}", f"turn the volume up to {d}"})
+    out.update({"play some music", "stop the music", "turn the volume up",
+                "turn the volume down", "what time is it"})
+    return sorted(out)
+
+
+def main() -> None:
+    rng = random.Random(7)
+    everything = phrases(rng)
+    rng.shuffle(everything)
+    heldout = sorted(p for p in everything[:40] if p not in DIGITS)  # single digits stay in
+    train = sorted(set(everything) - set(heldout))
+    here = Path(__file__).parent
+    with open(here / "speak_train.jsonl", "w") as f:
+        for text in train:
+            tasks = [{"speak": True},
+                     {"instruction": "Transcribe the audio exactly.", "answer": text}]
+            f.write(json.dumps({"text": text, "tasks": tasks}) + "\n")
+    (here / "speak_heldout.txt").write_text("\n".join(heldout) + "\n")
+    print(f"{len(train)} training phrases, {len(heldout)} held out")
+
+
+if __name__ == "__main__":
+    main()
