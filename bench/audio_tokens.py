@@ -2,14 +2,15 @@
 throughput of both tokenizers (k-means units, mel RVQ).
 
 Fitting data: speech synthesised here (Piper joe + two espeak-ng voices reading digits,
-commands and sentences, and the 50 texts of recipes/unit_to_speech/texts.txt). Evaluation,
-never fitted on: (a) held-out synthetic sentences (other texts, same voices), long enough for
-STOI and PESQ to be meaningful; (b) real FSDD recordings (every 5th, 60 clips: isolated
-digits, 8 kHz, 0.3-1 s). Quality: STOI and wide-band PESQ
+commands and sentences, and the 50 texts of recipes/unit_to_speech/texts.txt); with
+`--varied`, also four more espeak-ng voices and a telephone-band copy of everything.
+Evaluation, never fitted on: (a) held-out synthetic sentences (other texts, the three test
+voices), long enough for STOI and PESQ to be meaningful; (b) real FSDD recordings (every 5th,
+60 clips: isolated digits, 8 kHz, 0.3-1 s). Quality: STOI and wide-band PESQ
 against the original, and Whisper base round trip (WER of the reconstruction against the
 reference text, beside the original audio's own WER).
 
-    .venv/bin/python bench/audio_tokens.py [--stages 1 2 4 8] [--every 5]
+    .venv/bin/python bench/audio_tokens.py [--stages 1 2 4 8] [--every 5] [--varied]
 """
 
 from __future__ import annotations
@@ -27,9 +28,11 @@ from common import FSDD, fsdd_items, test_voices
 from speechllm.asr.base import ASROptions
 from speechllm.asr.faster_whisper import FasterWhisperASR
 from speechllm.audio import Audio, load
+from speechllm.eval.perturb import Telephone
 from speechllm.text_norm import wer
 from speechllm.tokens.acoustic import MelRVQ, RVQConfig, griffin_lim, log_mel
 from speechllm.tokens.semantic import KMeansUnits, UnitsConfig
+from speechllm.tts.espeak import EspeakOptions, EspeakTTS
 
 DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 TEXTS = [
@@ -47,12 +50,16 @@ HELD_OUT = [
     "Could you send me the report before noon on Monday?",
     "The train to the airport leaves from platform four.",
     "We planted tomatoes and beans in the garden last spring.",
+    "Please leave the parcel with the neighbours next door.",
+    "The bakery on the corner sells fresh bread every morning.",
+    "Nobody expected the storm to arrive so early this year.",
+    "Ask the driver which stop is closest to the hospital.",
 ]
 
 
-def speak(texts: list[str]) -> tuple[list[Audio], list[str]]:
+def speak(texts: list[str], voices: list | None = None) -> tuple[list[Audio], list[str]]:
     audios, refs = [], []
-    for voice in test_voices():
+    for voice in voices or test_voices():
         for text in texts:
             audios.append(Audio.concat(list(voice.stream(text))).resample(16000))
             refs.append(text)
@@ -78,10 +85,18 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--stages", type=int, nargs="+", default=[1, 2, 4, 8])
     parser.add_argument("--every", type=int, default=5)
+    parser.add_argument("--varied", action="store_true", help="Fit on more voices and a "
+                        "telephone-band copy too.")
     args = parser.parse_args()
     more = [t for t in (Path(__file__).resolve().parents[1] / "recipes" / "unit_to_speech" /
                         "texts.txt").read_text().splitlines() if t.strip()]
-    train, _ = speak([*TEXTS, *(t for t in more if t not in TEXTS and t not in HELD_OUT)])
+    fit_texts = [*TEXTS, *(t for t in more if t not in TEXTS and t not in HELD_OUT)]
+    train, _ = speak(fit_texts)
+    if args.varied:
+        extra = [EspeakTTS(EspeakOptions(v, speed=s)) for v, s in (
+            ("en-gb-scotland", 150), ("en-029", 160), ("en-us+m3", 175), ("en-gb-x-rp+f2", 145))]
+        train += speak(fit_texts, extra)[0]
+        train += [Telephone().apply(a) for a in train]
     rows = fsdd_items(args.every)
     sets = {"held-out synthetic": speak(HELD_OUT),
             "FSDD": ([load(FSDD / r["audio"]) for r in rows], [r["text"] for r in rows])}
@@ -115,7 +130,7 @@ def main() -> None:
                   flush=True)
 
     clips = sets["FSDD"][0] + sets["held-out synthetic"][0]
-    units = KMeansUnits.fit(train, UnitsConfig(k=200))
+    units = KMeansUnits.fit(train[:200], UnitsConfig(k=200))  # throughput only
     rvq4 = MelRVQ(RVQConfig(stages=4), full.codebooks[:4])
     units.encode_many(clips[:2])  # warm-up
     seconds = sum(c.duration for c in clips)

@@ -1,7 +1,7 @@
 """Digit and command phrases for the token LM's speaking direction, with a held-out set.
 
 Every word of a held-out phrase occurs in training; the phrase itself (the combination) never
-does. Writes speak_train.jsonl (speak + transcribe tasks, for `speechllm synth`) and
+does. Writes speak_train.jsonl (speak tasks, for `speechllm synth`) and
 speak_heldout.txt next to this file. Deterministic: rerunning gives the same files.
 
     python recipes/token_digits/phrases.py
@@ -48,8 +48,7 @@ def main() -> None:
     here = Path(__file__).parent
     with open(here / "speak_train.jsonl", "w") as f:
         for text in train:
-            tasks = [{"speak": True},
-                     {"instruction": "Transcribe the audio exactly.", "answer": text}]
+            tasks = [{"speak": True}]
             f.write(json.dumps({"text": text, "tasks": tasks}) + "\n")
     (here / "speak_heldout.txt").write_text("\n".join(heldout) + "\n")
     print(f"{len(train)} training phrases, {len(heldout)} held out")

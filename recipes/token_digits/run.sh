@@ -1,26 +1,41 @@
 #!/usr/bin/env bash
-# Token recipe: the latent recipe's synthetic digits and commands, read as k-means units by a
-# grown-vocabulary Gemma 3 270M (new token rows + LoRA), evaluated on the real FSDD recordings.
+# Token recipe, both directions, trained only on speech the project synthesises:
+# - understanding: the latent recipe's synthetic digits and commands, read as k-means units by
+#   a grown-vocabulary Gemma 3 270M (new token rows + LoRA), evaluated on the real FSDD
+#   recordings beside the cascade and the latent approach;
+# - speaking: digit/command phrases read by the Piper voice, learnt as text -> units, made
+#   audible by a unit-to-speech decoder, judged by Whisper on held-out phrases.
 #   bash recipes/token_digits/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 fsdd=../shared/data/fsdd-test/manifest.jsonl
-journal=runs/token_digits/eval.sqlite
+out=runs/token_digits
+journal=$out/eval.sqlite
 
-# 1. Data: the same synthetic set as the latent recipe (resumes; skips finished clips).
+# 1. Data (resumes; skips finished clips): the latent recipe's synthetic set, and the Piper
+#    voice reading the speaking phrases (recipes/token_digits/phrases.py wrote the lists).
 ./dev speechllm synth recipes/latent_digits/texts.jsonl -o data/latent_digits \
   --voices piper,espeak:en-us,espeak:en-gb,espeak:en-gb-scotland,espeak:en-029,espeak:en-us+f3,espeak:en-gb+f4,espeak:en-us-nyc+m3,espeak:en-gb-x-rp+f2 \
   --rates 0.85,1.0,1.2 --snr clean,15 --effects clean,telephone
+./dev speechllm synth recipes/token_digits/speak_train.jsonl -o data/token_speak --voices piper
 
-# 2. Units: k-means (k=200) over Whisper base encoder states of that set.
-[ -f runs/token_digits/units/units.npz ] || ./dev speechllm tokens fit \
-  data/latent_digits/manifest.jsonl --kind units -k 200 --window 4 -o runs/token_digits/units
+# 2. Units: k-means (k=500, 25 units/s) over Whisper base encoder states of the synthetic set
+#    (k and rate chosen with bench/unit_choice.py on two FSDD speakers; see docs/tokens.md).
+[ -f $out/units/units.npz ] || ./dev speechllm tokens fit \
+  data/latent_digits/manifest.jsonl --kind units -k 500 --window 4 -o $out/units
 
-# 3. Train the token model with the latent trainer.
+# 3. Unit-to-speech on the Piper voice: the token LM's units become audible.
+[ -f $out/voice/unit2speech.safetensors ] || ./dev speechllm tokens train-u2s \
+  data/token_speak/manifest.jsonl --units $out/units -o $out/voice --steps 1500
+
+# 4. The token LM, both directions at once, with the latent trainer.
 ./dev speechllm train latent recipes/token_digits/config.json
 
-# 4. Evaluate on FSDD.
-echo '{"approach": "tokens", "path": "runs/token_digits/final"}' > runs/token_digits/approach.json
-./dev speechllm eval "$fsdd" --task digit --config runs/token_digits/approach.json \
+# 5. Understanding: FSDD digits from units.
+echo '{"approach": "tokens", "path": "runs/token_digits/final"}' > $out/approach.json
+./dev speechllm eval "$fsdd" --task digit --config $out/approach.json \
   --journal "$journal" --run token-digits-digit-clean
 ./dev speechllm report --journal "$journal" -o docs/token_digits
+
+# 6. Speaking: held-out phrases, token LM -> unit-to-speech -> Whisper.
+.venv/bin/python bench/token_tts.py $out/final --wavs $out/tts | tee docs/token_digits/tts.md
