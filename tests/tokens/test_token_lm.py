@@ -64,8 +64,8 @@ def test_token_model_learns_from_units_and_reloads(trained):
     assert model.adapter.weight.shape[0] == 24 + 2  # k units + start/end markers
     from speechllm.audio import load
 
-    answers = [model.respond(Request(audio=load(root / r["audio"]), system=ASK,
-                                     max_tokens=4, want_audio=False)).text.strip(" .").lower() for r in rows]
+    answers = [model.respond(Request(audio=load(root / r["audio"]), system=ASK, max_tokens=4,
+                                     want_audio=False)).text.strip(" .").lower() for r in rows]
     right = sum(a == r["text"] for a, r in zip(answers, rows, strict=True))
     assert right >= 4, answers  # it answers from units (training clips)
     again = TokenSpeechLM.from_pretrained(result.output)
@@ -131,10 +131,10 @@ def test_token_model_says_words_as_their_units_and_answers_aloud(trained):
     assert isinstance(got[-1], Done) and got[-1].response.audio is not None
 
 
-def test_speak_tasks_need_a_token_model(trained, tmp_path):
+def test_speak_tasks_need_a_token_model(trained):
     root, _, _ = trained
-    from speechllm.latent.train import ConfigError, examples
     from speechllm.eval.manifest import read_manifest
+    from speechllm.latent.train import ConfigError, examples
 
     with pytest.raises(ConfigError, match="speak task needs a token model"):
         examples(read_manifest(root / "speak.jsonl"), speak=False)
