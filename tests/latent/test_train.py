@@ -54,12 +54,18 @@ def test_bad_configs_fail_before_any_model_loads_naming_the_field(tmp_path, data
              ({"train": {**good["train"], "steps": 0}}, "train.steps"),
              ({"train": {**good["train"], "lr": "fast"}}, "train.lr"),
              ({"data": {"manifest": "nope.jsonl"}}, "data.manifest"),
+             ({"data": {"manifest": ["d/manifest.jsonl", "nope.jsonl"]}}, "data.manifest"),
+             ({"data": {"manifest": ["d/manifest.jsonl", "d/manifest.jsonl"],
+                        "weights": [1]}}, "data.weights"),
              ({"extra": {}}, "extra: unknown section")]
     for change, field in cases:
         path = data / "bad.json"
         path.write_text(json.dumps({**good, **change}))
         with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
             load_config(path)
+    path.write_text(json.dumps({**good, "data": {"manifest": ["d/manifest.jsonl"] * 2,
+                                                 "weights": [3, 1]}}))
+    assert load_config(path).weights == (3.0, 1.0)  # two manifests, mixed 3:1
     (data / "broken.json").write_text("{model: ")
     done = subprocess.run([str(EXE), "train", "latent", str(data / "broken.json")],
                           capture_output=True, text=True, timeout=60)
