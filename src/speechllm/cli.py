@@ -590,6 +590,44 @@ def tokens_train_u2s(
               f"{output}", highlight=False)
 
 
+@tokens_app.command("train-vocoder")
+def tokens_train_vocoder(
+    manifest: Annotated[Path, typer.Argument(help="JSONL manifest of the speech to learn "
+                                             "from (one voice is best).")],
+    tokenizer: Annotated[Path, typer.Option(help="A mel RVQ or unit-to-speech folder: the "
+                         "vocoder is saved in its vocoder/ and decodes for it from then on.")],
+    steps: Annotated[int, typer.Option(help="Training steps.")] = 3000,
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+) -> None:
+    """Train the small neural vocoder (log-mel -> waveform) for a tokenizer's mel frames."""
+    from speechllm.audio import load
+    from speechllm.eval.manifest import read_manifest
+    from speechllm.tokens.load import load_tokenizer
+
+    try:
+        tok = load_tokenizer(tokenizer)
+        if not hasattr(tok, "vocoder"):
+            raise SpeechLLMError(f"{tokenizer}: {tok.info.name} does not decode through "
+                                 "log-mel frames; give a mel RVQ or unit-to-speech folder")
+        from speechllm.tokens.unit2speech import MEL
+        from speechllm.tokens.vocoder import MelVocoder, VocoderConfig
+
+        mel = tok.config.mel if hasattr(tok.config, "mel") else MEL
+        audios = [load(item.audio) for item in read_manifest(manifest)]
+        with Progress(TextColumn("training"), BarColumn(), MofNCompleteColumn(),
+                      TextColumn("loss {task.fields[loss]}"), TimeRemainingColumn(),
+                      console=err) as bar:
+            job = bar.add_task("train", total=steps, loss="-")
+            vocoder = MelVocoder.train(audios, VocoderConfig(mel=mel, steps=steps), seed,
+                                       lambda step, total, loss: bar.update(
+                                           job, completed=step, loss=f"{loss:.3f}"))
+        vocoder.save(tokenizer / "vocoder")
+    except (SpeechLLMError, ValueError) as exc:
+        raise _fail(exc) from None
+    out.print(f"trained a vocoder on {len(audios)} files for {steps} steps; saved "
+              f"{tokenizer / 'vocoder'}", highlight=False)
+
+
 @tokens_app.command("encode")
 def tokens_encode(
     tokenizer: Annotated[Path, typer.Argument(help="Tokenizer or codec folder.")],
@@ -621,6 +659,8 @@ def tokens_decode(
     codes_file: Annotated[Path, typer.Argument(help="JSON Lines from `tokens encode`.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Output audio (a -N suffix "
                       "per line when there are several).")],
+    griffin_lim: Annotated[bool, typer.Option("--griffin-lim", help="Decode with Griffin-Lim "
+                           "even when the folder has a trained vocoder.")] = False,
 ) -> None:
     """Turn codes back into audio."""
     import numpy as np
@@ -633,6 +673,8 @@ def tokens_decode(
         if not hasattr(tok, "decode"):
             raise SpeechLLMError(f"{tok.info.name} has no decoder (units need a unit-to-speech "
                                  "model)")
+        if griffin_lim and hasattr(tok, "vocoder"):
+            tok.vocoder = None
         lines = [x for x in codes_file.read_text().splitlines() if x.strip()]
         for n, line in enumerate(lines, 1):
             try:

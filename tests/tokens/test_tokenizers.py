@@ -135,6 +135,21 @@ def test_cli_fit_encode_decode_round_trip(speech, tmp_path):
                          capture_output=True, text=True, timeout=120)
     assert dec.returncode == 0, dec.stderr
     assert abs(load(tmp_path / "back.wav").duration - audios[3].duration) < 0.05
+    # a vocoder trained for the folder decodes from then on; --griffin-lim goes back
+    voc = subprocess.run([str(EXE), "tokens", "train-vocoder", str(folder / "manifest.jsonl"),
+                          "--tokenizer", str(tmp_path / "rvq"), "--steps", "10"],
+                         capture_output=True, text=True, timeout=300)
+    assert voc.returncode == 0, voc.stderr
+    assert (tmp_path / "rvq" / "vocoder" / "vocoder.safetensors").is_file()
+    for flags, name in (([], "neural.wav"), (["--griffin-lim"], "gl.wav")):
+        dec = subprocess.run([str(EXE), "tokens", "decode", str(tmp_path / "rvq"),
+                              str(tmp_path / "codes.jsonl"), "-o", str(tmp_path / name),
+                              *flags], capture_output=True, text=True, timeout=120)
+        assert dec.returncode == 0, dec.stderr
+    neural, gl = load(tmp_path / "neural.wav"), load(tmp_path / "gl.wav")
+    assert abs(neural.duration - audios[3].duration) < 0.05
+    n = min(len(neural), len(gl))
+    assert not np.allclose(neural.samples[:n], gl.samples[:n], atol=1e-3)
     bad = subprocess.run([str(EXE), "tokens", "encode", str(tmp_path), str(folder / "3.wav")],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 4 and "not a tokenizer folder" in bad.stderr.replace("\n", " ")
@@ -168,3 +183,33 @@ def test_unit_to_speech_learns_saves_and_decodes(units, speech, tmp_path):
     assert abs(audio.duration - audios[12].duration) < 0.1
     with pytest.raises(ValueError, match="units must be in"):
         again.decode((np.array([40]),))
+
+
+def test_vocoder_learns_reloads_and_decodes_for_its_tokenizer(rvq, speech, tmp_path):
+    """The neural vocoder: its loss falls, it reloads to identical output, an RVQ folder holding
+    it decodes through it, and one trained on other mel settings is refused."""
+    from speechllm.tokens.acoustic import MelConfig
+    from speechllm.tokens.vocoder import MelVocoder, VocoderConfig
+
+    losses: list[float] = []
+    vocoder = MelVocoder.train(speech[0][:8], VocoderConfig(
+        mel=rvq.config.mel, channels=32, layers=2, steps=80, batch_size=4, segment_frames=32),
+        progress=lambda step, total, loss: losses.append(loss))
+    assert np.mean(losses[-10:]) < 0.8 * np.mean(losses[:5]), losses
+    clip = speech[0][3]
+    frames = log_mel(clip, rvq.config.mel)
+    out = vocoder(frames)
+    assert out.sample_rate == 16000 and len(out) == len(frames) * rvq.config.mel.hop
+    again = MelVocoder.load(vocoder.save(tmp_path / "v"))
+    assert np.array_equal(again(frames).samples, out.samples)
+
+    folder = MelRVQ(rvq.config, rvq.codebooks, vocoder).save(tmp_path / "rvq")
+    loaded = MelRVQ.load(folder)
+    codes = loaded.encode(clip)
+    assert np.array_equal(loaded.decode(codes).samples,
+                          vocoder(loaded.dequantize(codes)).samples)
+    other = MelVocoder(VocoderConfig(mel=MelConfig(hop=160), channels=32, layers=2),
+                       vocoder.net)
+    other.save(folder / "vocoder")
+    with pytest.raises(ModelError, match="mel settings"):
+        MelRVQ.load(folder)

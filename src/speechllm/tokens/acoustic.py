@@ -6,9 +6,11 @@ a frame's codes are its nearest centroid at every stage. Bitrate = 62.5 * Q * lo
 at the default Q=8, K=256.
 
 Decoding turns the summed centroids back into a mel spectrogram, then into a waveform with
-Griffin-Lim (librosa): the baseline decoder, with no training and no weights.
+Griffin-Lim (librosa): the baseline decoder, with no training and no weights; or, when the
+folder holds one in `vocoder/` (`speechllm tokens train-vocoder`), with the small neural
+vocoder of `speechllm.tokens.vocoder`, the quality option.
 
-Saved as a folder: `config.json` + `rvq.npz`.
+Saved as a folder: `config.json` + `rvq.npz` (+ `vocoder/`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -80,8 +83,9 @@ def griffin_lim(frames: np.ndarray, mel: MelConfig, iters: int = 48) -> Audio:
 class MelRVQ:
     """Tokenizer and Griffin-Lim detokenizer over residual-quantised log-mel frames."""
 
-    def __init__(self, config: RVQConfig, codebooks: np.ndarray) -> None:
+    def __init__(self, config: RVQConfig, codebooks: np.ndarray, vocoder: Any = None) -> None:
         self.config = config
+        self.vocoder = vocoder  # a MelVocoder, or None for Griffin-Lim
         self.codebooks = codebooks.astype(np.float32)  # (stages, k, n_mels)
         self._norms = (self.codebooks ** 2).sum(axis=2)
         rate = config.mel.frame_rate
@@ -115,6 +119,8 @@ class MelRVQ:
         return tuple(self.quantize(log_mel(audio, self.config.mel)))
 
     def decode(self, codes: Codes) -> Audio:
+        if self.vocoder is not None:
+            return self.vocoder(self.dequantize(codes))
         return griffin_lim(self.dequantize(codes), self.config.mel,
                            self.config.griffin_lim_iters)
 
@@ -151,6 +157,8 @@ class MelRVQ:
         (out / "config.json").write_text(json.dumps({"kind": "mel-rvq", **asdict(self.config)},
                                                     indent=2) + "\n")
         np.savez(out / "rvq.npz", codebooks=self.codebooks)
+        if self.vocoder is not None:
+            self.vocoder.save(out / "vocoder")
         return out
 
     @classmethod
@@ -169,4 +177,8 @@ class MelRVQ:
             raise ModelError(f"{path}: damaged RVQ tokenizer ({exc})") from None
         if books.shape != (config.stages, config.k, config.mel.n_mels):
             raise ModelError(f"{path}: codebooks of shape {books.shape} do not match the config")
-        return cls(config, books)
+        vocoder = None
+        if (path / "vocoder").is_dir():
+            from speechllm.tokens.vocoder import attached
+            vocoder = attached(path, config.mel)
+        return cls(config, books, vocoder)

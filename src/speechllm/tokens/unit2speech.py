@@ -27,6 +27,7 @@ from speechllm.audio import Audio
 from speechllm.errors import MissingDependency, ModelError
 from speechllm.tokens.acoustic import MelConfig, griffin_lim, log_mel
 from speechllm.tokens.base import Codes
+from speechllm.tokens.fitting import fit
 from speechllm.tokens.semantic import KMeansUnits
 
 try:
@@ -89,10 +90,12 @@ class UnitToMel(nn.Module):
 class UnitToSpeech:
     """Encode with the unit tokenizer, decode with the trained network and Griffin-Lim."""
 
-    def __init__(self, config: U2SConfig, units: KMeansUnits, net: UnitToMel) -> None:
+    def __init__(self, config: U2SConfig, units: KMeansUnits, net: UnitToMel,
+                 vocoder: Any = None) -> None:
         if units.config.k != config.k:
             raise ModelError(f"unit tokenizer has k={units.config.k}, the decoder k={config.k}")
         self.config, self.units, self.net = config, units, net.eval()
+        self.vocoder = vocoder  # a MelVocoder on MEL frames, or None for Griffin-Lim
         self.info = units.info
 
     def encode(self, audio: Audio) -> Codes:
@@ -106,6 +109,8 @@ class UnitToSpeech:
             return np.asarray(self.net(units)[0].numpy(), np.float32)
 
     def decode(self, codes: Codes) -> Audio:
+        if self.vocoder is not None:
+            return self.vocoder(self.mel(codes))
         return griffin_lim(self.mel(codes), MEL, self.config.griffin_lim_iters)
 
     @classmethod
@@ -128,11 +133,8 @@ class UnitToSpeech:
                 mel = np.concatenate([mel, np.repeat(mel[-1:], frames - len(mel), axis=0)])
             pairs.append((torch.as_tensor(u), torch.as_tensor(mel[:frames])))
         net = UnitToMel(c)
-        optim = torch.optim.AdamW(net.parameters(), lr=c.lr)
-        schedule = torch.optim.lr_scheduler.OneCycleLR(optim, c.lr, total_steps=c.steps,
-                                                       pct_start=0.05)
-        net.train()
-        for step in range(1, c.steps + 1):
+
+        def batch_loss() -> Tensor:
             batch_u, batch_m = [], []
             for _ in range(c.batch_size):
                 all_u, all_m = rng.choice(pairs)
@@ -142,14 +144,9 @@ class UnitToSpeech:
                 pad = c.crop_units - len(cu)  # short clips: pad with their last unit/frame
                 batch_u.append(torch.cat([cu, cu[-1:].repeat(pad)]))
                 batch_m.append(torch.cat([cm, cm[-1:].repeat(pad * c.upsample, 1)]))
-            loss = (net(torch.stack(batch_u)) - torch.stack(batch_m)).abs().mean()
-            optim.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-            optim.step()
-            schedule.step()
-            if progress:
-                progress(step, c.steps, float(loss.detach()))
+            return (net(torch.stack(batch_u)) - torch.stack(batch_m)).abs().mean()
+
+        fit(net, c.steps, c.lr, batch_loss, progress)
         return cls(c, units, net)
 
     def save(self, folder: str | os.PathLike[str]) -> Path:
@@ -161,6 +158,8 @@ class UnitToSpeech:
         st.save_file({k: v.contiguous() for k, v in self.net.state_dict().items()},
                      str(out / "unit2speech.safetensors"))
         self.units.save(out / "units")
+        if self.vocoder is not None:
+            self.vocoder.save(out / "vocoder")
         return out
 
     @classmethod
@@ -180,5 +179,9 @@ class UnitToSpeech:
         except (ValueError, TypeError, KeyError, OSError, RuntimeError,
                 json.JSONDecodeError) as exc:
             raise ModelError(f"{path}: damaged unit-to-speech model ({exc})") from None
-        return cls(config, KMeansUnits.load(path / "units"), net)
+        vocoder = None
+        if (path / "vocoder").is_dir():
+            from speechllm.tokens.vocoder import attached
+            vocoder = attached(path, MEL)
+        return cls(config, KMeansUnits.load(path / "units"), net, vocoder)
 
