@@ -4,7 +4,8 @@ For each phrase of recipes/token_digits/speak_heldout.txt (never trained on; its
 - the Piper voice's own audio (the reference the LM learnt to imitate),
 - Piper -> units -> unit-to-speech (the decoder alone: the best the LM's units could sound),
 - text -> TokenSpeechLM units -> unit-to-speech (the token LM speaking),
-each transcribed by Whisper base at temperature 0; WER with numerals read as words.
+each transcribed by Whisper base at temperature 0; WER with numerals read as words and digit
+strings digit by digit (Whisper writes a spoken "eight seven one" as "871").
 
     .venv/bin/python bench/token_tts.py runs/token_digits/final [--wavs runs/token_tts]
 """
@@ -64,7 +65,7 @@ def main() -> None:
     print("| audio | seconds | Whisper WER % |")
     print("|---|---|---|")
     for name, heard in rows.items():
-        print(f"| {name} | {seconds[name]:.1f} | {100 * wer(texts, heard):.1f} |")
+        print(f"| {name} | {seconds[name]:.1f} | {100 * wer(texts, heard, digits=True):.1f} |")
 
 
 if __name__ == "__main__":

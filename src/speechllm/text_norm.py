@@ -1,7 +1,9 @@
 """English text normalisation for scoring ASR output.
 
 Lower-cases, drops punctuation, spells out integers 0-999 ("9" == "nine", "42" == "forty two")
-and collapses whitespace, so WER counts recognition errors, not formatting choices.
+and collapses whitespace, so WER counts recognition errors, not formatting choices. For digit
+strings (phone numbers, codes) `digits=True` reads every numeral digit by digit ("871" ==
+"eight seven one").
 """
 
 from __future__ import annotations
@@ -28,17 +30,20 @@ def spell_number(n: int) -> str:
     return _ONES[n // 100] + " hundred" + ("" if rest == 0 else " " + spell_number(rest))
 
 
-def normalize(text: str) -> str:
+def normalize(text: str, digits: bool = False) -> str:
     text = text.lower().replace("-", " ")
+    if digits:
+        text = re.sub(r"\d+", lambda m: " " + " ".join(_ONES[int(c)] for c in m.group()) + " ",
+                      text)
     text = re.sub(r"\b\d{1,3}\b", lambda m: spell_number(int(m.group())), text)
     text = re.sub(r"[^\w\s']", " ", text).replace("'", "")
     return " ".join(text.split())
 
 
-def word_errors(reference: str, hypothesis: str) -> tuple[int, int]:
+def word_errors(reference: str, hypothesis: str, digits: bool = False) -> tuple[int, int]:
     """(substitutions + deletions + insertions, reference words) after normalisation; an empty
     reference counts every hypothesis word as an insertion."""
-    ref, hyp = normalize(reference), normalize(hypothesis)
+    ref, hyp = normalize(reference, digits), normalize(hypothesis, digits)
     n = len(ref.split())
     if n == 0:
         return len(hyp.split()), 0
@@ -48,7 +53,7 @@ def word_errors(reference: str, hypothesis: str) -> tuple[int, int]:
     return out.substitutions + out.deletions + out.insertions, n
 
 
-def wer(references: list[str], hypotheses: list[str]) -> float:
+def wer(references: list[str], hypotheses: list[str], digits: bool = False) -> float:
     """Corpus WER: all word errors over all reference words."""
-    counts = [word_errors(r, h) for r, h in zip(references, hypotheses, strict=True)]
+    counts = [word_errors(r, h, digits) for r, h in zip(references, hypotheses, strict=True)]
     return sum(e for e, _ in counts) / max(1, sum(n for _, n in counts))
