@@ -11,6 +11,7 @@ against the original, and Whisper base round trip (WER of the reconstruction aga
 reference text, beside the original audio's own WER).
 
     .venv/bin/python bench/audio_tokens.py [--stages 1 2 4 8] [--every 5] [--varied]
+        [--vocoder-steps 3000]
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from speechllm.eval.perturb import Telephone
 from speechllm.text_norm import wer
 from speechllm.tokens.acoustic import MelRVQ, RVQConfig, griffin_lim, log_mel
 from speechllm.tokens.semantic import KMeansUnits, UnitsConfig
+from speechllm.tokens.vocoder import MelVocoder, VocoderConfig
 from speechllm.tts.espeak import EspeakOptions, EspeakTTS
 
 DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
@@ -87,11 +89,14 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=5)
     parser.add_argument("--varied", action="store_true", help="Fit on more voices and a "
                         "telephone-band copy too.")
+    parser.add_argument("--vocoder-steps", type=int, default=0, help="Also train the neural "
+                        "vocoder on the Piper clips of the fitting set and decode with it.")
     args = parser.parse_args()
     more = [t for t in (Path(__file__).resolve().parents[1] / "recipes" / "unit_to_speech" /
                         "texts.txt").read_text().splitlines() if t.strip()]
     fit_texts = [*TEXTS, *(t for t in more if t not in TEXTS and t not in HELD_OUT)]
     train, _ = speak(fit_texts)
+    piper_clips = train[: len(fit_texts)]  # test_voices() starts with the Piper voice
     if args.varied:
         extra = [EspeakTTS(EspeakOptions(v, speed=s)) for v, s in (
             ("en-gb-scotland", 150), ("en-029", 160), ("en-us+m3", 175), ("en-gb-x-rp+f2", 145))]
@@ -105,6 +110,14 @@ def main() -> None:
     most = max(args.stages)
     full = MelRVQ.fit(train, RVQConfig(stages=most))
     print(f"fit on {len(train)} synthetic clips ({sum(a.duration for a in train):.0f} s)")
+    vocoder = None
+    if args.vocoder_steps:
+        began = time.perf_counter()
+        vocoder = MelVocoder.train(piper_clips, VocoderConfig(mel=full.config.mel,
+                                                               steps=args.vocoder_steps))
+        print(f"vocoder: {args.vocoder_steps} steps on {len(piper_clips)} Piper clips "
+              f"({sum(a.duration for a in piper_clips):.0f} s) in "
+              f"{(time.perf_counter() - began) / 60:.1f} min")
     for name, (clips, refs) in sets.items():
         def round_trip(audios: list[Audio], refs: list[str] = refs) -> float:
             return 100 * wer(refs, [asr.transcribe(a, opts).text for a in audios])
@@ -122,6 +135,12 @@ def main() -> None:
         decoders.append(("unquantised mel + Griffin-Lim", float("nan"),
                          [griffin_lim(log_mel(c, full.config.mel), full.config.mel)
                           for c in clips]))
+        if vocoder is not None:
+            rvq = MelRVQ(RVQConfig(stages=most), full.codebooks, vocoder)
+            decoders.append((f"mel RVQ {most}x256 + neural vocoder", rvq.info.bitrate,
+                             [rvq.decode(rvq.encode(c)) for c in clips]))
+            decoders.append(("unquantised mel + neural vocoder", float("nan"),
+                             [vocoder(log_mel(c, full.config.mel)) for c in clips]))
         for label, bitrate, rebuilt in decoders:
             scores = np.array([quality(c, r) for c, r in zip(clips, rebuilt, strict=True)])
             w = round_trip(rebuilt)

@@ -697,31 +697,17 @@ def tokens_say(
                                           "with a unit-to-speech decoder).")],
     text: Annotated[str, typer.Argument(help="What to say.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Output audio file.")],
-    units_out: Annotated[bool, typer.Option("--units", help="Also print the generated "
-                                            "units.")] = False,
 ) -> None:
     """Speak text with a token LM: text -> units (the LM) -> waveform (unit-to-speech)."""
-    import numpy as np
-
     from speechllm.audio import save
     from speechllm.tokens.model import TokenSpeechLM
 
     try:
-        lm = TokenSpeechLM.from_pretrained(model)
-        if lm.voice is None:
-            raise SpeechLLMError(f"{model}: this token model has no unit-to-speech decoder")
-        units = lm.speak_units(text) if text.strip() else []
-        if not units:
-            raise SpeechLLMError("nothing to say: the text is empty or the model ended the "
-                                 "audio at once")
-        audio = lm.voice.decode((np.asarray(units, np.int64),))
+        audio = TokenSpeechLM.from_pretrained(model).say(text)
         save(audio, output)
-        if units_out:
-            out.print(" ".join(map(str, units)), highlight=False)
-        out.print(f"wrote {output} ({audio.duration:.2f} s, {len(units)} units)",
-                  highlight=False)
     except (SpeechLLMError, ValueError) as exc:
         raise _fail(exc) from None
+    out.print(f"wrote {output} ({audio.duration:.2f} s)", highlight=False)
 
 
 @app.command()

@@ -131,6 +131,27 @@ def test_token_model_says_words_as_their_units_and_answers_aloud(trained):
     assert isinstance(got[-1], Done) and got[-1].response.audio is not None
 
 
+def test_cli_says_text_and_refuses_nothing_to_say(trained, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from speechllm.audio import load
+
+    _, result, _ = trained
+    exe = str(Path(sys.executable).parent / "speechllm")
+    done = subprocess.run([exe, "tokens", "say", str(result.output), "two", "-o",
+                           str(tmp_path / "two.wav")], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert load(tmp_path / "two.wav").duration > 0.1
+    empty = subprocess.run([exe, "tokens", "say", str(result.output), " ", "-o",
+                            str(tmp_path / "none.wav")], capture_output=True, text=True,
+                           timeout=300)
+    assert empty.returncode != 0 and "nothing to say" in empty.stderr
+    assert not (tmp_path / "none.wav").exists()
+
+
 def test_speak_tasks_need_a_token_model(trained):
     root, _, _ = trained
     from speechllm.eval.manifest import read_manifest
