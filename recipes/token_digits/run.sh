@@ -28,11 +28,15 @@ journal=$out/eval.sqlite
 [ -f $out/voice/unit2speech.safetensors ] || ./dev speechllm tokens train-u2s \
   data/token_speak/manifest.jsonl --units $out/units -o $out/voice --steps 1500
 
-# 4. The token LM, both directions at once, with the latent trainer.
+# 4. The token LM, both directions at once, with the latent trainer: 600 steps drawing from
+#    understanding and speaking data 1:1, then 300 more at 2:1 (the trainer resumes from the
+#    step-600 checkpoint; this is how the figures in docs/tokens.md were made).
 ./dev speechllm train latent recipes/token_digits/config.json
+./dev speechllm train latent recipes/token_digits/config-continue.json
 
 # 5. Understanding: FSDD digits from units.
 echo '{"approach": "tokens", "path": "runs/token_digits/final"}' > $out/approach.json
+rm -f "$journal"  # a fresh evaluation of the model just trained
 ./dev speechllm eval "$fsdd" --task digit --config $out/approach.json \
   --journal "$journal" --run token-digits-digit-clean
 ./dev speechllm report --journal "$journal" -o docs/token_digits
