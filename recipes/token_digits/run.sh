@@ -36,7 +36,7 @@ journal=$out/eval.sqlite
 
 # 5. Understanding: FSDD digits from units.
 echo '{"approach": "tokens", "path": "runs/token_digits/final"}' > $out/approach.json
-rm -f "$journal"  # a fresh evaluation of the model just trained
+rm -f "$journal" "$journal-wal" "$journal-shm"  # a fresh evaluation of the model just trained
 ./dev speechllm eval "$fsdd" --task digit --config $out/approach.json \
   --journal "$journal" --run token-digits-digit-clean
 ./dev speechllm report --journal "$journal" -o docs/token_digits

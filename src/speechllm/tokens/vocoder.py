@@ -44,7 +44,7 @@ RESOLUTIONS = ((512, 128), (1024, 256), (2048, 512))  # (n_fft, hop) of the STFT
 @dataclass(frozen=True)
 class VocoderConfig:
     mel: MelConfig = field(default_factory=MelConfig)
-    channels: int = 256
+    channels: int = 128
     layers: int = 6
     steps: int = 3000
     batch_size: int = 16
