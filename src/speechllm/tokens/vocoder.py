@@ -6,8 +6,9 @@ Piper voice). The design follows Vocos: a stack of ConvNeXt blocks runs at the f
 predicts each frame's STFT (log-magnitude and phase), and an inverse STFT makes the waveform,
 so there is no slow upsampling network and it trains on a CPU in minutes. Loss: multi-
 resolution STFT (spectral convergence + log-magnitude L1) plus L1 between the input log-mel
-and the log-mel of the output. No adversarial loss (it would need far longer training), so
-the sound is cleaner than Griffin-Lim's but not studio quality; docs/tokens.md has the figures.
+and the log-mel of the output. No adversarial loss (it would need far longer training than a
+CPU allows), so do not expect studio quality; bench/audio_tokens.py --vocoder-steps measures it
+against Griffin-Lim.
 
 Saved as a folder: `config.json` + `vocoder.safetensors`. A tokenizer folder holding one in
 `vocoder/` (mel RVQ, unit-to-speech) decodes with it.
