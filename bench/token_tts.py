@@ -4,7 +4,9 @@ For each phrase of recipes/token_digits/speak_heldout.txt (never trained on; its
 - the Piper voice's own audio (the reference the LM learnt to imitate),
 - Piper -> units -> unit-to-speech (the decoder alone: the best the LM's units could sound),
 - text -> TokenSpeechLM units -> unit-to-speech (the token LM speaking),
-each transcribed by Whisper base at temperature 0; WER with numerals read as words and digit
+each transcribed by Whisper base with its usual decoding (temperature 0, falling back to
+sampling, seeded, when the text repeats itself: without it one short clip can come back as
+"9, 9, 9, ..." and outweigh every other phrase); WER with numerals read as words and digit
 strings digit by digit (Whisper writes a spoken "eight seven one" as "871").
 
     .venv/bin/python bench/token_tts.py runs/token_digits/final [--wavs runs/token_tts]
@@ -16,6 +18,7 @@ import argparse
 import time
 from pathlib import Path
 
+import ctranslate2
 import numpy as np
 
 from speechllm.asr.base import ASROptions
@@ -41,7 +44,8 @@ def main() -> None:
         raise SystemExit(f"{args.model}: no unit-to-speech decoder to speak with")
     piper = PiperTTS()
     asr = FasterWhisperASR("whisper-base")
-    opts = ASROptions(language="en", temperature=(0.0,))
+    ctranslate2.set_random_seed(0)  # the fallback's sampling, repeatable
+    opts = ASROptions(language="en")
     rows: dict[str, list[str]] = {"piper": [], "resynth": [], "token LM": []}
     seconds = {"piper": 0.0, "resynth": 0.0, "token LM": 0.0}
     lm_time = 0.0

@@ -28,11 +28,11 @@ journal=$out/eval.sqlite
 [ -f $out/voice/unit2speech.safetensors ] || ./dev speechllm tokens train-u2s \
   data/token_speak/manifest.jsonl --units $out/units -o $out/voice --steps 1500
 
-# 4. The token LM, both directions at once, with the latent trainer: 600 steps drawing from
-#    understanding and speaking data 1:1, then 300 more at 2:1 (the trainer resumes from the
-#    step-600 checkpoint; this is how the figures in docs/tokens.md were made).
+# 4. The token LM, with the latent trainer: 300 steps of understanding alone, then on to
+#    1000 steps drawing understanding and speaking examples 1:1 (the trainer resumes from the
+#    step-300 checkpoint; this is how the figures in docs/tokens.md were made).
+./dev speechllm train latent recipes/token_digits/config-understand.json
 ./dev speechllm train latent recipes/token_digits/config.json
-./dev speechllm train latent recipes/token_digits/config-continue.json
 
 # 5. Understanding: FSDD digits from units.
 echo '{"approach": "tokens", "path": "runs/token_digits/final"}' > $out/approach.json

@@ -488,8 +488,16 @@ def train_latent(
                       "{task.total}"), TextColumn("loss {task.fields[loss]}"),
                       TimeRemainingColumn(), console=err, disable=not main_process) as bar:
             job = bar.add_task("train", total=settings.train.steps, loss="-")
-            result = train(settings, lambda step, total, loss: bar.update(
-                job, completed=step, loss=f"{loss:.4f}"))
+            every = settings.train.log_every
+
+            def report(step: int, total: int, loss: float) -> None:
+                bar.update(job, completed=step, loss=f"{loss:.4f}")
+                if main_process and not err.is_terminal and (step % every == 0 or
+                                                             step == total):
+                    # a log file gets a line every log_every steps (no live bar there)
+                    err.print(f"step {step}/{total} loss {loss:.4f}", highlight=False)
+
+            result = train(settings, report)
     except (SpeechLLMError, ValueError) as exc:
         raise _fail(exc) from None
     if not main_process:

@@ -6,6 +6,7 @@ the right family, and its spoken answers made audible by a unit-to-speech decode
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -159,3 +160,28 @@ def test_speak_tasks_need_a_token_model(trained):
 
     with pytest.raises(ConfigError, match="speak task needs a token model"):
         examples(read_manifest(root / "speak.jsonl"), speak=False)
+
+
+def test_a_rerun_reads_units_from_its_cache_and_survives_a_damaged_one(trained, monkeypatch):
+    """Continuing a run (more steps, same output folder) takes every clip's units from
+    `encoded.pt` instead of running the Whisper encoder again; a damaged cache is rebuilt."""
+    root, _, rows = trained
+    shutil.copytree(root / "out", root / "again")
+    cfg = json.loads((root / "config.json").read_text())
+    calls: list[int] = []
+    real = KMeansUnits.encode_many
+
+    def counting(self, audios):
+        calls.append(len(audios))
+        return real(self, audios)
+
+    monkeypatch.setattr(KMeansUnits, "encode_many", counting)
+    for steps, damage in ((61, False), (62, True)):
+        if damage:
+            (root / "again" / "encoded.pt").write_bytes(b"not a cache")
+        cfg["train"] |= {"output": "again", "steps": steps}
+        (root / "again.json").write_text(json.dumps(cfg))
+        result = train(load_config(root / "again.json"))
+        assert result.steps == steps
+    clips = len(rows) + len(WORDS)  # both manifests' items
+    assert calls and sum(calls) == clips  # the first rerun encoded nothing; the second, all

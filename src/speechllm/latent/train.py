@@ -273,10 +273,7 @@ def train(config: TrainConfig, progress: Callable[[int, int, float], None] | Non
     audios = [load(it.audio) for it in items]
     cache: list[Any] = []
     if encoder is None:  # a frozen encoder's states are computed once for the whole set
-        with torch.no_grad():
-            for start in range(0, len(audios), 16):
-                states, lengths = model.encode_audio(audios[start:start + 16])
-                cache += [states[b, : int(lengths[b])].clone() for b in range(len(lengths))]
+        cache = _encode_all(model, items, audios, out)
 
     rng = random.Random(s.seed * 1000 + step)  # resumed runs draw fresh, reproducible batches
     world, rank = acc.num_processes, acc.process_index
@@ -330,6 +327,45 @@ def train(config: TrainConfig, progress: Callable[[int, int, float], None] | Non
     per_step = elapsed / max(1, step - first_step)
     return TrainResult(final, step, losses[-1] if losses else float("nan"), per_step, peak,
                        curve, world, tuple(losses))
+
+
+def _encode_all(model: Any, items: list[Item], audios: list[Any], out: Path) -> list[Any]:
+    """Every clip's frozen encoding. A token model's (unit ids, small) are also kept in
+    `<output>/encoded.pt` per clip path, size and mtime, so a rerun or a continued run skips
+    the Whisper encoder; latent states are too big to keep and are recomputed."""
+    torch = require("torch", "latent")
+    key = model.cache_key() if hasattr(model, "cache_key") else None
+    path = out / "encoded.pt"
+    kept: dict[str, Any] = {}
+    if key is not None and path.is_file():
+        try:
+            saved = torch.load(path, weights_only=True)
+            kept = saved["clips"] if saved.get("key") == key else {}
+        except Exception:  # a damaged cache is only a cache: encode again
+            kept = {}
+
+    def stamp(item: Item) -> str:
+        st = Path(item.audio).stat()
+        return f"{Path(item.audio).resolve()}|{st.st_size}|{st.st_mtime_ns}"
+
+    names = [stamp(it) for it in items] if key is not None else []
+    todo = [n for n in range(len(items)) if key is None or names[n] not in kept]
+    fresh: dict[int, Any] = {}
+    with torch.no_grad():
+        for start in range(0, len(todo), 16):
+            chunk = todo[start:start + 16]
+            states, lengths = model.encode_audio([audios[n] for n in chunk])
+            for b, n in enumerate(chunk):
+                fresh[n] = states[b, : int(lengths[b])].clone()
+    if key is None:
+        return [fresh[n] for n in range(len(items))]
+    if fresh:
+        kept.update({names[n]: t for n, t in fresh.items()})
+        out.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".encoded-{os.getpid()}.partial")  # one per process
+        torch.save({"key": key, "clips": kept}, partial)
+        partial.replace(path)
+    return [kept[name] for name in names]
 
 
 def _latest_checkpoint(out: Path) -> Path | None:

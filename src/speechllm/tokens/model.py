@@ -156,14 +156,19 @@ class TokenSpeechLM:
             out[new] = self.adapter(ids[new] - self.base_vocab).to(out.dtype)
         return out
 
-    def logits(self, hidden: Tensor) -> Tensor:
+    def text_logits(self, hidden: Tensor) -> Tensor:
+        """Scores over the base vocabulary (a text step)."""
         causal = self._causal()
         base = causal.lm_head(hidden).float()
         if getattr(causal.config, "final_logit_softcapping", None):
             cap = causal.config.final_logit_softcapping
             base = torch.tanh(base / cap) * cap
-        extra = hidden.float() @ self.adapter.weight.float().T
-        return torch.cat([base, extra], dim=-1)
+        return base
+
+    def audio_logits(self, hidden: Tensor) -> Tensor:
+        """Scores over the audio family: the k units, then `<|audio_end|>` (column k)."""
+        rows = torch.cat([self.adapter.weight[: self.k], self.adapter.weight[self.k + 1:]])
+        return hidden.float() @ rows.float().T
 
     def unit_ids(self, units: Sequence[int]) -> list[int]:
         return [self.base_vocab + int(u) for u in units]
@@ -185,6 +190,15 @@ class TokenSpeechLM:
         return [*ids, self.tok.eos_token_id]
 
     # -- the trainer's interface (same as LatentSpeechLM's) ------------------------------------
+
+    def cache_key(self) -> str:
+        """What the units of a clip depend on (the tokenizer's settings and centroids): the
+        trainer keeps encoded clips on disk under this key, so reruns skip the encoder."""
+        import hashlib
+
+        digest = hashlib.sha256(json.dumps(asdict(self.units.config), sort_keys=True).encode())
+        digest.update(np.ascontiguousarray(self.units.centroids).tobytes())
+        return digest.hexdigest()[:16]
 
     def encode_audio(self, audios: Sequence[Audio]) -> tuple[Tensor, Tensor]:
         units, lengths = self.encoder.encode(audios)
@@ -213,23 +227,33 @@ class TokenSpeechLM:
         hidden = self._causal().model(inputs_embeds=self.embed_ids(ids),
                                       attention_mask=mask).last_hidden_state
         shifted = labels[:, 1:]
-        picked = hidden[:, :-1][shifted != -100]
-        return nn.functional.cross_entropy(self.logits(picked), shifted[shifted != -100])
+        picked, target = hidden[:, :-1][shifted != -100], shifted[shifted != -100]
+        # Each target is scored within its own family, as decoding is constrained to it: a
+        # unit against the other units (not the 262k text rows, most of a speaking step's
+        # cost otherwise), a text token against the base vocabulary.
+        audio = target >= self.base_vocab
+        total = picked.new_zeros((), dtype=torch.float32)
+        if bool((~audio).any()):
+            total = total + nn.functional.cross_entropy(
+                self.text_logits(picked[~audio]), target[~audio], reduction="sum")
+        if bool(audio.any()):
+            column = target[audio] - self.base_vocab
+            column = torch.where(column > self.k, column - 1, column)  # end marker -> k
+            total = total + nn.functional.cross_entropy(
+                self.audio_logits(picked[audio]), column, reduction="sum")
+        return total / max(1, int(target.numel()))
 
     # -- decoding ------------------------------------------------------------------------------
 
     def generate(self, prompt: list[int], family: str, max_tokens: int,
                  on_token: Callable[[list[int]], None] | None = None) -> list[int]:
         """Greedy continuation of `prompt`, constrained to `family` ("text" or "audio")."""
-        vocab = self.base_vocab + self.k + 2
-        allowed = torch.zeros(vocab, dtype=torch.bool)
         if family == "text":
-            allowed[: self.base_vocab] = True
+            score = self.text_logits
             stops = self.eos_ids
         else:
-            allowed[self.base_vocab: self.base_vocab + self.k] = True
-            allowed[self.end_id] = True
-            stops = {self.end_id}
+            score = self.audio_logits
+            stops = {self.k}  # the end marker's column in audio_logits
         past: Any = None
         out: list[int] = []
         embeds = self.embed_ids(prompt)[None]
@@ -237,10 +261,11 @@ class TokenSpeechLM:
         for _ in range(max_tokens):
             result = causal.model(inputs_embeds=embeds, cache=past, use_cache=True)
             past = result.cache
-            scores = self.logits(result.last_hidden_state[0, -1])
-            token = int(scores.masked_fill(~allowed, float("-inf")).argmax())
+            token = int(score(result.last_hidden_state[0, -1]).argmax())
             if token in stops:
                 break
+            if family == "audio":
+                token += self.base_vocab
             out.append(token)
             if on_token is not None:
                 on_token(out)
