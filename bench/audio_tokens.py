@@ -11,7 +11,7 @@ against the original, and Whisper base round trip (WER of the reconstruction aga
 reference text, beside the original audio's own WER).
 
     .venv/bin/python bench/audio_tokens.py [--stages 1 2 4 8] [--every 5] [--varied]
-        [--vocoder-steps 3000]
+        [--vocoder-steps 3000] [--k 256]
 """
 
 from __future__ import annotations
@@ -87,6 +87,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--stages", type=int, nargs="+", default=[1, 2, 4, 8])
     parser.add_argument("--every", type=int, default=5)
+    parser.add_argument("--k", type=int, default=RVQConfig().k, help="Codes per codebook.")
     parser.add_argument("--varied", action="store_true", help="Fit on more voices and a "
                         "telephone-band copy too.")
     parser.add_argument("--vocoder-steps", type=int, default=0, help="Also train the neural "
@@ -108,7 +109,7 @@ def main() -> None:
     asr = FasterWhisperASR("whisper-base")
     opts = ASROptions(language="en", beam_size=1)
     most = max(args.stages)
-    full = MelRVQ.fit(train, RVQConfig(stages=most))
+    full = MelRVQ.fit(train, RVQConfig(stages=most, k=args.k))
     print(f"fit on {len(train)} synthetic clips ({sum(a.duration for a in train):.0f} s)")
     vocoder = None
     if args.vocoder_steps:
@@ -129,15 +130,15 @@ def main() -> None:
         print(f"| original audio | 256000 | 1.000 | 4.64 | {original_wer:.1f} | 0.0 |")
         decoders: list[tuple[str, float, list[Audio]]] = []
         for stages in args.stages:
-            rvq = MelRVQ(RVQConfig(stages=stages), full.codebooks[:stages])
-            decoders.append((f"mel RVQ {stages}x256 + Griffin-Lim", rvq.info.bitrate,
+            rvq = MelRVQ(RVQConfig(stages=stages, k=args.k), full.codebooks[:stages])
+            decoders.append((f"mel RVQ {stages}x{args.k} + Griffin-Lim", rvq.info.bitrate,
                              [rvq.decode(rvq.encode(c)) for c in clips]))
         decoders.append(("unquantised mel + Griffin-Lim", float("nan"),
                          [griffin_lim(log_mel(c, full.config.mel), full.config.mel)
                           for c in clips]))
         if vocoder is not None:
-            rvq = MelRVQ(RVQConfig(stages=most), full.codebooks, vocoder)
-            decoders.append((f"mel RVQ {most}x256 + neural vocoder", rvq.info.bitrate,
+            rvq = MelRVQ(RVQConfig(stages=most, k=args.k), full.codebooks, vocoder)
+            decoders.append((f"mel RVQ {most}x{args.k} + neural vocoder", rvq.info.bitrate,
                              [rvq.decode(rvq.encode(c)) for c in clips]))
             decoders.append(("unquantised mel + neural vocoder", float("nan"),
                              [vocoder(log_mel(c, full.config.mel)) for c in clips]))
@@ -150,7 +151,7 @@ def main() -> None:
 
     clips = sets["FSDD"][0] + sets["held-out synthetic"][0]
     units = KMeansUnits.fit(train[:200], UnitsConfig(k=200))  # throughput only
-    rvq4 = MelRVQ(RVQConfig(stages=4), full.codebooks[:4])
+    rvq4 = MelRVQ(RVQConfig(stages=4, k=args.k), full.codebooks[:4])
     units.encode_many(clips[:2])  # warm-up
     seconds = sum(c.duration for c in clips)
     start = time.perf_counter()
@@ -161,7 +162,7 @@ def main() -> None:
         rvq4.encode(c)
     r_rate = seconds / (time.perf_counter() - start)
     print(f"\nthroughput (audio seconds per wall second, {seconds:.0f} s of audio): k-means "
-          f"units (Whisper base encoder, k=200) {u_rate:.1f}; mel RVQ 4x256 {r_rate:.1f}")
+          f"units (Whisper base encoder, k=200) {u_rate:.1f}; mel RVQ 4x{args.k} {r_rate:.1f}")
 
 
 if __name__ == "__main__":
