@@ -29,7 +29,7 @@ journal=$out/eval.sqlite
   data/token_speak/manifest.jsonl --units $out/units -o $out/voice --steps 1500
 
 # 4. The token LM, with the latent trainer: 300 steps of understanding alone, then on to
-#    1000 steps drawing understanding and speaking examples 1:1 (the trainer resumes from the
+#    1400 steps drawing understanding and speaking examples 1:1 (the trainer resumes from the
 #    step-300 checkpoint; this is how the figures in docs/tokens.md were made).
 ./dev speechllm train latent recipes/token_digits/config-understand.json
 ./dev speechllm train latent recipes/token_digits/config.json
