@@ -18,6 +18,10 @@ journal=$out/eval.sqlite
   --voices piper,espeak:en-us,espeak:en-gb,espeak:en-gb-scotland,espeak:en-029,espeak:en-us+f3,espeak:en-gb+f4,espeak:en-us-nyc+m3,espeak:en-gb-x-rp+f2 \
   --rates 0.85,1.0,1.2 --snr clean,15 --effects clean,telephone
 ./dev speechllm synth recipes/token_digits/speak_train.jsonl -o data/token_speak --voices piper
+# Word timings of the speaking clips (Whisper forced alignment, boundaries moved into pauses):
+# the token LM speaks word by word, each word's text then its units.
+[ -f data/token_speak/manifest.aligned.jsonl ] || \
+  ./dev speechllm tokens align data/token_speak/manifest.jsonl
 
 # 2. Units: k-means (k=500, 25 units/s) over Whisper base encoder states of the synthetic set
 #    (k and rate chosen with bench/unit_choice.py on two FSDD speakers; see docs/tokens.md).
@@ -29,8 +33,8 @@ journal=$out/eval.sqlite
   data/token_speak/manifest.jsonl --units $out/units -o $out/voice --steps 1500
 
 # 4. The token LM, with the latent trainer: 300 steps of understanding alone, then on to
-#    1400 steps drawing understanding and speaking examples 1:1 (the trainer resumes from the
-#    step-300 checkpoint; this is how the figures in docs/tokens.md were made).
+#    1100 steps drawing understanding and word-interleaved speaking examples 1:1 (the trainer
+#    resumes from the step-300 checkpoint; this is how the figures in docs/tokens.md were made).
 ./dev speechllm train latent recipes/token_digits/config-understand.json
 ./dev speechllm train latent recipes/token_digits/config.json
 

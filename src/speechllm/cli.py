@@ -699,6 +699,50 @@ def tokens_decode(
         raise _fail(exc) from None
 
 
+@tokens_app.command("align")
+def tokens_align(
+    manifest: Annotated[Path, typer.Argument(help="JSONL manifest with each clip's text.")],
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Manifest to write "
+                      "(default: <manifest>.aligned.jsonl beside it).")] = None,
+    asr: Annotated[str, typer.Option(help="Whisper model for the forced alignment.")] = (
+        "whisper-base"),
+) -> None:
+    """Add word timings ("words": [[word, start, end], ...]) to each clip, for token models
+    that speak word by word (`"interleave_words": true`)."""
+    from speechllm.asr.faster_whisper import FasterWhisperASR
+    from speechllm.audio import load
+    from speechllm.eval.manifest import read_manifest
+    from speechllm.tokens.align import align_words
+
+    target = output or manifest.with_name(manifest.stem + ".aligned.jsonl")
+    try:
+        items = read_manifest(manifest)
+        whisper = FasterWhisperASR(asr)
+        rows, failed = [], []
+        with Progress(TextColumn("aligning"), BarColumn(), MofNCompleteColumn(),
+                      TimeRemainingColumn(), console=err, transient=True) as bar:
+            job = bar.add_task("align", total=len(items))
+            for item in items:
+                row = {"audio": os.path.relpath(item.audio, target.parent.resolve()),
+                       **({"text": item.text} if item.text is not None else {}), **item.fields}
+                try:
+                    words = align_words(whisper, load(item.audio), item.text or "")
+                    row["words"] = [[w, round(a, 3), round(b, 3)] for w, a, b in words]
+                except (SpeechLLMError, ValueError) as exc:  # kept, without timings
+                    failed.append(f"{item.audio.name}: {exc}")
+                rows.append(row)
+                bar.advance(job)
+        partial = target.with_name(f".{target.name}.partial")
+        partial.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        partial.replace(target)
+    except (SpeechLLMError, ValueError) as exc:
+        raise _fail(exc) from None
+    for line in failed[:10]:
+        err.print(f"not aligned: {line}", highlight=False, markup=False)
+    out.print(f"aligned {len(rows) - len(failed)} of {len(rows)} clips; wrote {target}",
+              highlight=False)
+
+
 @tokens_app.command("say")
 def tokens_say(
     model: Annotated[Path, typer.Argument(help="A trained token model folder (TokenSpeechLM "

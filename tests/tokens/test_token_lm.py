@@ -20,6 +20,7 @@ from speechllm.tokens.model import TokenSpeechLM
 from speechllm.tokens.semantic import KMeansUnits, UnitsConfig
 from speechllm.tokens.unit2speech import U2SConfig, UnitToSpeech
 from speechllm.tts.espeak import EspeakOptions, EspeakTTS
+from tests.tokens.unit_distance import unit_distance
 
 WORDS = ["two", "seven", "nine"]
 ASK = "Which number was said?"
@@ -84,17 +85,6 @@ def test_decoding_stays_in_its_token_family(trained):
     assert all(i < model.base_vocab for i in text_ids)  # text steps never emit units
 
 
-def _distance(a: list[int], b: list[int]) -> float:
-    """Edit distance between unit sequences, over the longer length."""
-    prev = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        cur = [i]
-        for j, y in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y)))
-        prev = cur
-    return prev[-1] / max(len(a), len(b), 1)
-
-
 def test_token_model_says_words_as_their_units_and_answers_aloud(trained):
     """Speaking 'seven' gives units nearer the recorded 'seven' than any other word's; the
     model's spoken answer comes back as audio (respond, stream and `say`)."""
@@ -109,8 +99,8 @@ def test_token_model_says_words_as_their_units_and_answers_aloud(trained):
     for word in WORDS:
         spoken = model.speak_units(word)
         assert 0 < len(spoken) <= model.max_units(word)
-        mine = _distance(spoken, recorded[word])
-        nearest += all(mine < _distance(spoken, recorded[w]) for w in WORDS if w != word)
+        mine = unit_distance(spoken, recorded[word])
+        nearest += all(mine < unit_distance(spoken, recorded[w]) for w in WORDS if w != word)
     assert nearest >= 2, nearest
     audio = model.say("nine")
     assert audio.duration > 0.1 and np.abs(audio.samples).max() > 0.01

@@ -142,3 +142,27 @@ class FasterWhisperASR:
         duration = len(samples) / RATE
         segment = Segment(0.0, duration, best.text, best.score, 0.0)
         return Transcript(best.text, language, 1.0, duration, (segment,) if best.text else ())
+
+    def align(self, audio: Audio, text: str) -> tuple[Word, ...]:
+        """Forced alignment: when each word of a known `text` is spoken in `audio` (one
+        utterance of at most 30 s), from Whisper's cross-attention (the same DTW that gives
+        word timestamps, but over the given words instead of Whisper's own transcript)."""
+        if not text.strip():
+            raise ValueError("nothing to align: the text is empty")
+        samples = self._samples(audio)
+        if len(samples) > WINDOW_SECONDS * RATE:
+            raise AudioError(f"alignment covers one utterance of at most 30 s; this audio is "
+                             f"{len(samples) / RATE:.1f} s")
+        m = self._model
+        with self._lock:
+            features = self._pad(m.feature_extractor(samples), round(WINDOW_SECONDS * 100))
+            encoded = m.encode(features)
+            tokenizer = self._tokenizer_cls(m.hf_tokenizer, self.multilingual,
+                                            task="transcribe",
+                                            language="en" if self.multilingual else None)
+            ids = tokenizer.encode(" " + " ".join(text.split()))
+            frames = len(samples) // m.feature_extractor.hop_length
+            (words,) = m.find_alignment(tokenizer, [ids], encoded, frames)
+        duration = len(samples) / RATE
+        return tuple(Word(min(float(w["start"]), duration), min(float(w["end"]), duration),
+                          w["word"].strip(), float(w["probability"])) for w in words)

@@ -168,10 +168,10 @@ def load_config(path: str | os.PathLike[str]) -> TrainConfig:
     return TrainConfig(model, manifest, settings, source, tuple(float(w) for w in weights))
 
 
-def examples(items: list[Item], speak: bool = False) -> list[tuple[int, str, str]]:
+def examples(items: list[Item], speak: bool = False) -> list[tuple[int, str, Any]]:
     """(item index, instruction, answer) for every task of every item; a speak task is
-    (index, SPEAK_TASK, text) and needs a token model (`speak`)."""
-    out = []
+    (index, SPEAK_TASK, SpeakTarget) and needs a token model (`speak`)."""
+    out: list[tuple[int, str, Any]] = []
     for n, item in enumerate(items):
         tasks = item.fields.get("tasks") or [DEFAULT_TASK]
         for t in tasks:
@@ -181,9 +181,9 @@ def examples(items: list[Item], speak: bool = False) -> list[tuple[int, str, str
                                       '("model": {"approach": "tokens", ...})')
                 if not (item.text or "").strip():
                     raise ConfigError(f"{item.audio}: a speak task needs the item's text")
-                from speechllm.tokens.model import SPEAK_TASK
+                from speechllm.tokens.model import SPEAK_TASK, SpeakTarget
 
-                out.append((n, SPEAK_TASK, str(item.text)))
+                out.append((n, SPEAK_TASK, SpeakTarget.from_item(item)))
                 continue
             answer = t.get("answer", item.text)
             if not isinstance(t.get("instruction"), str) or answer is None:
@@ -225,6 +225,13 @@ def train(config: TrainConfig, progress: Callable[[int, int, float], None] | Non
             part, speak=not isinstance(config.model, LatentConfig))])
         items += part
     pairs = [p for g in groups_of_pairs for p in g]
+    if getattr(config.model, "interleave_words", False):
+        unaligned = [items[n].audio for n, _, a in pairs if hasattr(a, "words") and not a.words]
+        if unaligned:
+            raise ConfigError(f"model.interleave_words: {len(unaligned)} speak clip(s) have no "
+                              f"word timings (the first: {unaligned[0]}); add them with "
+                              "`speechllm tokens align MANIFEST` and train on the manifest "
+                              "it writes")
     weights = list(config.weights) or [len(g) for g in groups_of_pairs]
     model: Any
     if isinstance(config.model, LatentConfig):

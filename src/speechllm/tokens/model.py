@@ -11,7 +11,9 @@ Sequences:
 - understanding (audio -> text): `Audio: <|audio_start|> units <|audio_end|>\\nInstruction:
   ...\\nAnswer:` then the answer text;
 - generation (text -> audio): `Say: text\\n<|audio_start|>` then units, ended by
-  `<|audio_end|>`;
+  `<|audio_end|>`; or, with `interleave_words`, word by word: `Say: text\\n` then for each
+  word ` word<|audio_start|>` and that word's units, ended by `<|audio_end|>` (the words'
+  timings in the training clips come from `speechllm tokens align`);
 - continuation (audio -> audio): `<|audio_start|> units` then more units.
 
 Decoding is constrained to the right family: text steps never emit unit tokens or markers,
@@ -28,7 +30,7 @@ import os
 import shutil
 import threading
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +42,7 @@ from speechllm.latent.llm import load_causal_lm
 from speechllm.speechlm import Event, Message, Request, Response
 from speechllm.threaded_stream import threaded_stream
 from speechllm.timing import Stopwatch
+from speechllm.tokens.align import WordTiming, unit_spans
 from speechllm.tokens.base import dedup
 from speechllm.tokens.semantic import KMeansUnits
 
@@ -62,6 +65,9 @@ class TokenLMConfig:
     llm: str = "gemma-3-270m"  # embedded GGUF name, .gguf path or HF directory
     lora_rank: int = 8
     dedup: bool = True  # read deduplicated units (runs collapsed), as unit LMs usually do
+    # speak word by word (each word's text, then its units): the model need not learn which
+    # units belong to which word, the alignment it otherwise gets wrong on small data
+    interleave_words: bool = False
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "model") -> TokenLMConfig:
@@ -78,6 +84,28 @@ class TokenLMConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return {"approach": "tokens", **asdict(self)}
+
+
+@dataclass(frozen=True)
+class SpeakTarget:
+    """What a speak task says: the text and, when the clip is aligned, each word's span."""
+
+    text: str
+    words: tuple[WordTiming, ...] = ()
+
+    @classmethod
+    def from_item(cls, item: Any) -> SpeakTarget:
+        raw = item.fields.get("words")
+        if raw is None:
+            return cls(str(item.text))
+        try:
+            words = tuple((str(w), float(a), float(b)) for w, a, b in raw)
+        except (TypeError, ValueError):
+            raise ValueError(f"{item.audio}: \"words\" must be [[word, start, end], ...] "
+                             "(speechllm tokens align writes them)") from None
+        if [w for w, _, _ in words] != str(item.text).split():
+            raise ValueError(f"{item.audio}: \"words\" do not match the text {item.text!r}")
+        return cls(str(item.text), words)
 
 
 def _load_units(folder: str | os.PathLike[str]) -> tuple[KMeansUnits, Any]:
@@ -120,6 +148,15 @@ class NewTokens(nn.Module):
 
     def forward(self, ids: Tensor) -> Tensor:
         return nn.functional.embedding(ids, self.weight)
+
+
+@dataclass
+class Past:
+    """Decoding state carried between `generate` calls: the KV cache and any output token
+    not yet fed through it."""
+
+    cache: Any = None
+    pending: list[int] = field(default_factory=list)
 
 
 class TokenSpeechLM:
@@ -185,6 +222,30 @@ class TokenSpeechLM:
         return [*self.tok(f"Say: {text}\n", add_special_tokens=True)["input_ids"],
                 self.start_id]
 
+    def word_ids(self, word: str) -> list[int]:
+        """A word's text tokens, then the start marker: what comes before its units."""
+        return [*self.tok(" " + word, add_special_tokens=False)["input_ids"], self.start_id]
+
+    def speaking_rows(self, target: SpeakTarget, units: Sequence[int]
+                      ) -> tuple[list[int], list[int]]:
+        """(ids, labels) of a generation example; only units and end markers are targets."""
+        if not self.config.interleave_words:
+            prompt = self.generation_ids(target.text)
+            answer = [*self.unit_ids(units), self.end_id]
+            return prompt + answer, [-100] * len(prompt) + answer
+        if not target.words:
+            raise ValueError(f"interleave_words needs word timings for {target.text!r}; add "
+                             "them with `speechllm tokens align`")
+        ids = self.tok(f"Say: {target.text}\n", add_special_tokens=True)["input_ids"]
+        labels = [-100] * len(ids)
+        for (word, _, _), (a, b) in zip(target.words, unit_spans(
+                len(units), self.units.info.rates[0], target.words), strict=True):
+            given = self.word_ids(word)
+            spoken = [*self.unit_ids(units[a:b]), self.end_id]
+            ids += given + spoken
+            labels += [-100] * len(given) + spoken
+        return ids, labels
+
     def answer_ids(self, text: str) -> list[int]:
         ids: list[int] = self.tok(" " + text.strip(), add_special_tokens=False)["input_ids"]
         return [*ids, self.tok.eos_token_id]
@@ -205,18 +266,20 @@ class TokenSpeechLM:
         return torch.from_numpy(units), torch.from_numpy(lengths)
 
     def loss(self, states: Tensor, lengths: Tensor, instructions: Sequence[str],
-             answers: Sequence[str]) -> Tensor:
+             answers: Sequence[str | SpeakTarget]) -> Tensor:
         rows, targets = [], []
         for b, instruction in enumerate(instructions):
             units = states[b, : int(lengths[b])].tolist()
             if instruction == SPEAK_TASK:  # generation: the text, then the clip's own units
-                prompt = self.generation_ids(answers[b])
-                answer = [*self.unit_ids(units), self.end_id]
+                spoken = answers[b]
+                row, marked = self.speaking_rows(
+                    spoken if isinstance(spoken, SpeakTarget) else SpeakTarget(spoken), units)
             else:
                 prompt = self.understanding_ids(units, instruction)
-                answer = self.answer_ids(answers[b])
-            rows.append(prompt + answer)
-            targets.append([-100] * len(prompt) + answer)
+                answer = self.answer_ids(str(answers[b]))
+                row, marked = prompt + answer, [-100] * len(prompt) + answer
+            rows.append(row)
+            targets.append(marked)
         width = max(len(r) for r in rows)
         ids = torch.zeros(len(rows), width, dtype=torch.long)
         mask = torch.zeros(len(rows), width, dtype=torch.long)
@@ -246,21 +309,26 @@ class TokenSpeechLM:
     # -- decoding ------------------------------------------------------------------------------
 
     def generate(self, prompt: list[int], family: str, max_tokens: int,
-                 on_token: Callable[[list[int]], None] | None = None) -> list[int]:
-        """Greedy continuation of `prompt`, constrained to `family` ("text" or "audio")."""
+                 on_token: Callable[[list[int]], None] | None = None,
+                 past: Any = None) -> list[int]:
+        """Greedy continuation of `prompt`, constrained to `family` ("text" or "audio").
+        `past` (a `Past`) carries the cache across calls: the next call's prompt continues
+        this one's output, as word-by-word speaking needs."""
         if family == "text":
             score = self.text_logits
             stops = self.eos_ids
         else:
             score = self.audio_logits
             stops = {self.k}  # the end marker's column in audio_logits
-        past: Any = None
         out: list[int] = []
         embeds = self.embed_ids(prompt)[None]
         causal = self._causal()
+        cache = past.cache if past is not None else None
+        if past is not None:
+            past.pending = []
         for _ in range(max_tokens):
-            result = causal.model(inputs_embeds=embeds, cache=past, use_cache=True)
-            past = result.cache
+            result = causal.model(inputs_embeds=embeds, cache=cache, use_cache=True)
+            cache = result.cache
             token = int(score(result.last_hidden_state[0, -1]).argmax())
             if token in stops:
                 break
@@ -270,6 +338,11 @@ class TokenSpeechLM:
             if on_token is not None:
                 on_token(out)
             embeds = self.embed_ids([token])[None]
+        else:  # stopped by the cap: the last token is not in the cache yet
+            if past is not None:
+                past.pending = [out[-1]] if out else []
+        if past is not None:
+            past.cache = cache
         return out
 
     def _generate(self, request: Request, on_text: Callable[[str], None] | None = None
@@ -328,10 +401,34 @@ class TokenSpeechLM:
 
     def speak_units(self, text: str, max_units: int | None = None) -> list[int]:
         """Generation direction: unit ids (0..k-1) for `text`."""
+        if self.config.interleave_words:
+            return [u for word in self.speak_words(text, max_units) for u in word]
         with self._lock, torch.inference_mode():
             ids = self.generate(self.generation_ids(text), "audio",
                                 max_units or self.max_units(text))
         return [i - self.base_vocab for i in ids]
+
+    def speak_words(self, text: str, max_units: int | None = None) -> list[list[int]]:
+        """Word by word (a model trained with `interleave_words`): each word's text is
+        given, the model writes that word's units until it ends them, and its own units stay
+        in the context for the next word. One list of units (0..k-1) per word."""
+        if not self.config.interleave_words:
+            raise ModelError("this token model speaks whole phrases; it was not trained with "
+                             "interleave_words")
+        budget = max_units or self.max_units(text)
+        past = Past()
+        out: list[list[int]] = []
+        with self._lock, torch.inference_mode():
+            prompt = self.tok(f"Say: {text}\n", add_special_tokens=True)["input_ids"]
+            for word in text.split():
+                cap = min(budget - sum(map(len, out)), self.max_units(word))
+                if cap <= 0:
+                    break
+                ids = self.generate([*prompt, *self.word_ids(word)], "audio", cap, past=past)
+                out.append([i - self.base_vocab for i in ids])
+                # the end marker closes the word, whether the model chose it or the cap did
+                prompt, past.pending = [*past.pending, self.end_id], []
+        return out
 
     def continue_units(self, units: Sequence[int], max_units: int = 200) -> list[int]:
         """Continuation direction: more units after `units`."""

@@ -1,0 +1,129 @@
+"""Word-by-word speaking: word timings from Whisper's forced alignment (`speechllm tokens
+align`, real Whisper on espeak-ng speech with pauses of known length), and a token LM trained
+with `interleave_words` (real Gemma 3 270M, units fitted here) that writes each word's units
+after that word's text, including for a word order it never heard."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from itertools import permutations
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from speechllm.audio import Audio, load, save
+from speechllm.latent.train import ConfigError, load_config, train
+from speechllm.tokens.align import merge_to_words, unit_spans
+from speechllm.tokens.model import TokenSpeechLM
+from speechllm.tokens.semantic import KMeansUnits, UnitsConfig
+from speechllm.tokens.unit2speech import U2SConfig, UnitToSpeech
+from speechllm.tts.espeak import EspeakOptions, EspeakTTS
+from tests.tokens.unit_distance import unit_distance
+
+WORDS = ["two", "seven", "nine"]
+HELD_OUT = ("nine", "two")  # a word order the model never hears
+
+
+def _trim(audio: Audio) -> Audio:
+    """The word without espeak's leading and trailing silence, so the pauses are known."""
+    loud = np.flatnonzero(np.abs(audio.samples) > 0.02)
+    return Audio(audio.samples[loud[0]: loud[-1] + 1], audio.sample_rate)
+
+
+@pytest.fixture(scope="module")
+def phrases(tmp_path_factory):
+    root = tmp_path_factory.mktemp("interleave")
+    voice = EspeakTTS(EspeakOptions("en-us", speed=160))
+    said = {w: _trim(Audio.concat(list(voice.stream(w))).resample(16000)) for w in WORDS}
+    rng = np.random.default_rng(0)
+    rows, pauses = [], {}
+    for n, pair in enumerate(p for p in permutations(WORDS, 2) if p != HELD_OUT):
+        gap = float(rng.uniform(0.15, 0.3))
+        silence = Audio(np.zeros(round(gap * 16000), np.float32), 16000)
+        lead = Audio(np.zeros(1600, np.float32), 16000)
+        save(Audio.concat([lead, said[pair[0]], silence, said[pair[1]], lead]),
+             root / f"{n}.wav")
+        start = 0.1 + said[pair[0]].duration
+        pauses[f"{n}.wav"] = (start, start + gap)
+        rows.append({"audio": f"{n}.wav", "text": " ".join(pair), "tasks": [{"speak": True}]})
+    for w, audio in said.items():
+        save(audio, root / f"{w}.wav")
+    (root / "speak.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    exe = str(Path(sys.executable).parent / "speechllm")
+    done = subprocess.run([exe, "tokens", "align", str(root / "speak.jsonl"), "--asr",
+                           "whisper-tiny.en"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    return root, said, pauses, done.stdout
+
+
+def test_align_puts_each_word_boundary_in_the_pause(phrases):
+    root, _, pauses, stdout = phrases
+    assert f"aligned {len(pauses)} of {len(pauses)} clips" in stdout
+    rows = [json.loads(x) for x in (root / "speak.aligned.jsonl").read_text().splitlines()]
+    assert len(rows) == len(pauses)
+    for row in rows:
+        (w1, s1, e1), (w2, s2, e2) = row["words"]
+        assert f"{w1} {w2}" == row["text"]
+        duration = load(root / row["audio"]).duration
+        assert s1 == 0.0 and e1 == s2 and abs(e2 - duration) < 0.01  # cover the clip
+        quiet_from, quiet_to = pauses[row["audio"]]
+        assert quiet_from - 0.02 <= e1 <= quiet_to + 0.02, (row, quiet_from, quiet_to)
+
+
+def test_whisper_words_merge_back_into_the_texts_words():
+    pieces = [("Hello", 0.0, 0.3), (",", 0.3, 0.3), ("world", 0.35, 0.7), (".", 0.7, 0.7)]
+    assert merge_to_words("Hello, world.", pieces) == [("Hello,", 0.0, 0.3),
+                                                       ("world.", 0.35, 0.7)]
+    with pytest.raises(ValueError, match="cannot match"):
+        merge_to_words("Hello there", pieces)
+    spans = unit_spans(30, 25.0, [("a", 0.0, 0.4), ("b", 0.4, 0.9), ("c", 0.9, 1.2)])
+    assert spans == [(0, 10), (10, 22), (22, 30)]  # contiguous, covering every unit
+
+
+@pytest.fixture(scope="module")
+def interleaved(phrases):
+    root, said, _, _ = phrases
+    units = KMeansUnits.fit(list(said.values()) * 2, UnitsConfig(encoder="whisper-tiny.en",
+                                                                 k=24))
+    UnitToSpeech.train(list(said.values()), units, U2SConfig.for_units(
+        units, channels=32, layers=2, steps=10, batch_size=4)).save(root / "voice")
+    config = {
+        "model": {"approach": "tokens", "units": "voice", "llm": "gemma-3-270m",
+                  "lora_rank": 8, "interleave_words": True},
+        "data": {"manifest": "speak.aligned.jsonl"},
+        "train": {"output": "out", "steps": 60, "batch_size": 5, "lr": 0.01, "warmup": 4,
+                  "lora_lr": 0.002, "checkpoint_every": 60}}
+    (root / "config.json").write_text(json.dumps(config))
+    result = train(load_config(root / "config.json"))
+    return TokenSpeechLM.from_pretrained(result.output), units
+
+
+def test_interleaved_model_says_each_word_as_that_words_units(phrases, interleaved):
+    _, said, _, _ = phrases
+    model, units = interleaved
+    assert model.config.interleave_words  # saved with the model
+    recorded = {w: units.encode(a)[0].tolist() for w, a in said.items()}
+    right, total = 0, 0
+    for text in (" ".join(HELD_OUT), "two seven"):
+        per_word = model.speak_words(text)
+        assert len(per_word) == 2 and all(per_word)  # one span of units per word
+        assert model.speak_units(text) == [u for w in per_word for u in w]
+        for word, spoken in zip(text.split(), per_word, strict=True):
+            total += 1
+            right += all(unit_distance(spoken, recorded[word]) < unit_distance(spoken, recorded[w])
+                         for w in WORDS if w != word)
+    assert right >= 3, (right, total)
+    assert model.say(" ".join(HELD_OUT)).duration > 0.2
+
+
+def test_interleaving_needs_aligned_clips(phrases):
+    root, _, _, _ = phrases
+    config = {  # the manifest before `tokens align`: no word timings
+        "model": {"approach": "tokens", "units": "voice", "interleave_words": True},
+        "data": {"manifest": "speak.jsonl"}, "train": {"output": "unaligned", "steps": 1}}
+    (root / "unaligned.json").write_text(json.dumps(config))
+    with pytest.raises(ConfigError, match="tokens align"):
+        train(load_config(root / "unaligned.json"))
