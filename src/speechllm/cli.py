@@ -741,6 +741,8 @@ def tokens_align(
         err.print(f"not aligned: {line}", highlight=False, markup=False)
     out.print(f"aligned {len(rows) - len(failed)} of {len(rows)} clips; wrote {target}",
               highlight=False)
+    if rows and len(failed) == len(rows):  # nothing to train on: a script should stop here
+        raise typer.Exit(1)
 
 
 @tokens_app.command("say")

@@ -119,11 +119,30 @@ def test_interleaved_model_says_each_word_as_that_words_units(phrases, interleav
     assert model.say(" ".join(HELD_OUT)).duration > 0.2
 
 
-def test_interleaving_needs_aligned_clips(phrases):
-    root, _, _, _ = phrases
+def test_interleaving_needs_aligned_clips(phrases, interleaved):
+    root, _, _, _ = phrases  # `interleaved` saved the unit-to-speech folder this names
     config = {  # the manifest before `tokens align`: no word timings
         "model": {"approach": "tokens", "units": "voice", "interleave_words": True},
         "data": {"manifest": "speak.jsonl"}, "train": {"output": "unaligned", "steps": 1}}
     (root / "unaligned.json").write_text(json.dumps(config))
     with pytest.raises(ConfigError, match="tokens align"):
         train(load_config(root / "unaligned.json"))
+
+
+def test_align_keeps_clips_it_cannot_align_and_names_them(phrases):
+    root, _, _, _ = phrases
+    (root / "broken.wav").write_bytes(b"not a wav file at all")
+    rows = [{"audio": "0.wav", "text": "two seven"},
+            {"audio": "broken.wav", "text": "two nine"},
+            {"audio": "two.wav", "text": ""}]
+    (root / "mixed.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    exe = str(Path(sys.executable).parent / "speechllm")
+    done = subprocess.run([exe, "tokens", "align", str(root / "mixed.jsonl"), "--asr",
+                           "whisper-tiny.en", "-o", str(root / "mixed.out.jsonl")],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "aligned 1 of 3 clips" in done.stdout
+    assert "broken.wav" in done.stderr and "two.wav" in done.stderr
+    written = [json.loads(x) for x in (root / "mixed.out.jsonl").read_text().splitlines()]
+    assert [r["audio"] for r in written] == ["0.wav", "broken.wav", "two.wav"]  # none lost
+    assert [("words" in r) for r in written] == [True, False, False]
