@@ -87,10 +87,10 @@ def align_words(asr: object, audio: Audio, text: str) -> list[WordTiming]:
     """Word spans of `text` in `audio` with a `FasterWhisperASR` (its `align`)."""
     if not text.split():
         raise ValueError("nothing to align: the text is empty")
-    timed = asr.align(audio, text)  # type: ignore[attr-defined]
-    words = merge_to_words(text, [(w.text, w.start, w.end) for w in timed])
     if audio.duration <= 0:
         raise AudioError("audio has 0 samples")
+    timed = asr.align(audio, text)  # type: ignore[attr-defined]
+    words = merge_to_words(text, [(w.text, w.start, w.end) for w in timed])
     return refine(audio.resample(16000), words)
 
 

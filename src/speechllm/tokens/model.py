@@ -310,7 +310,7 @@ class TokenSpeechLM:
 
     def generate(self, prompt: list[int], family: str, max_tokens: int,
                  on_token: Callable[[list[int]], None] | None = None,
-                 past: Any = None) -> list[int]:
+                 past: Past | None = None) -> list[int]:
         """Greedy continuation of `prompt`, constrained to `family` ("text" or "audio").
         `past` (a `Past`) carries the cache across calls: the next call's prompt continues
         this one's output, as word-by-word speaking needs."""
