@@ -711,7 +711,7 @@ def tokens_align(
     that speak word by word (`"interleave_words": true`)."""
     from speechllm.asr.faster_whisper import FasterWhisperASR
     from speechllm.audio import load
-    from speechllm.eval.manifest import read_manifest
+    from speechllm.eval.manifest import read_manifest, write_manifest
     from speechllm.tokens.align import align_words
 
     target = output or manifest.with_name(manifest.stem + ".aligned.jsonl")
@@ -723,18 +723,16 @@ def tokens_align(
                       TimeRemainingColumn(), console=err, transient=True) as bar:
             job = bar.add_task("align", total=len(items))
             for item in items:
-                row = {"audio": os.path.relpath(item.audio, target.parent.resolve()),
-                       **({"text": item.text} if item.text is not None else {}), **item.fields}
                 try:
                     words = align_words(whisper, load(item.audio), item.text or "")
-                    row["words"] = [[w, round(a, 3), round(b, 3)] for w, a, b in words]
+                    timed = [[w, round(a, 3), round(b, 3)] for w, a, b in words]
+                    item = dataclasses.replace(item, fields={**item.fields, "words": timed})
                 except (SpeechLLMError, ValueError) as exc:  # kept, without timings
                     failed.append(f"{item.audio.name}: {exc}")
-                rows.append(row)
+                rows.append(item)
                 bar.advance(job)
-        partial = target.with_name(f".{target.name}.partial")
-        partial.write_text("".join(json.dumps(r) + "\n" for r in rows))
-        partial.replace(target)
+        # written beside the target (so relative audio paths hold), then moved into place
+        write_manifest(rows, target.with_name(f".{target.name}.partial")).replace(target)
     except (SpeechLLMError, ValueError) as exc:
         raise _fail(exc) from None
     for line in failed[:10]:
