@@ -1,7 +1,9 @@
 """Digit and command phrases for the token LM's speaking direction, with a held-out set.
 
 Every word of a held-out phrase occurs in training; the phrase itself (the combination) never
-does. Writes speak_train.jsonl (speak tasks, for `speechllm synth`) and
+does. Beyond the pool the held-out phrases are drawn from, training gets more combinations of
+the same words (longer digit strings, new command frames): the LM then sees each word in many
+contexts, and learns the word's units rather than whole phrases. Writes speak_train.jsonl (speak tasks, for `speechllm synth`) and
 speak_heldout.txt next to this file. Deterministic: rerunning gives the same files.
 
     python recipes/token_digits/phrases.py
@@ -39,12 +41,34 @@ def phrases(rng: random.Random) -> list[str]:
     return sorted(out)
 
 
+def more_phrases(rng: random.Random) -> set[str]:
+    """Training-only combinations of the pool's words (drawn with their own generator, so the
+    held-out set stays the one the pool gives)."""
+    out: set[str] = set()
+    for n, count in ((2, 100), (3, 200), (4, 200), (5, 100)):
+        while sum(1 for p in out if p.count(" ") == n - 1 and p.split()[0] in DIGITS) < count:
+            out.add(" ".join(rng.choice(DIGITS) for _ in range(n)))
+    for thing in OPENABLE:
+        for room in ROOMS:
+            out.update({f"open the {thing} in the {room}", f"close the {thing} in the {room}"})
+    for device in DEVICES:
+        out.update({f"turn the {device} up", f"turn the {device} down"})
+        other = rng.choice([d for d in DEVICES if d != device])
+        out.update({f"turn on the {device} and the {other}",
+                    f"turn off the {device} and the {other}"})
+    for d in DIGITS[1:]:
+        out.update({f"turn the volume down to {d}", f"set a timer for {d} hours", f"call {' '.join(rng.choice(DIGITS) for _ in range(4))}"})
+    for room in ROOMS:
+        out.update({f"play some music in the {room}", f"stop the music in the {room}"})
+    return out
+
+
 def main() -> None:
     rng = random.Random(7)
     everything = phrases(rng)
     rng.shuffle(everything)
     heldout = sorted(p for p in everything[:40] if p not in DIGITS)  # single digits stay in
-    train = sorted(set(everything) - set(heldout))
+    train = sorted((set(everything) | more_phrases(random.Random(11))) - set(heldout))
     here = Path(__file__).parent
     with open(here / "speak_train.jsonl", "w") as f:
         for text in train:

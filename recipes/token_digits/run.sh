@@ -19,9 +19,8 @@ journal=$out/eval.sqlite
   --rates 0.85,1.0,1.2 --snr clean,15 --effects clean,telephone
 ./dev speechllm synth recipes/token_digits/speak_train.jsonl -o data/token_speak --voices piper
 # Word timings of the speaking clips (Whisper forced alignment, boundaries moved into pauses):
-# the token LM speaks word by word, each word's text then its units.
-[ -f data/token_speak/manifest.aligned.jsonl ] || \
-  ./dev speechllm tokens align data/token_speak/manifest.jsonl
+# the token LM speaks word by word, each word's text then its units. Resumes like synth.
+./dev speechllm tokens align data/token_speak/manifest.jsonl
 
 # 2. Units: k-means (k=500, 25 units/s) over Whisper base encoder states of the synthetic set
 #    (k and rate chosen with bench/unit_choice.py on two FSDD speakers; see docs/tokens.md).

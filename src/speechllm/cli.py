@@ -706,9 +706,12 @@ def tokens_align(
                       "(default: <manifest>.aligned.jsonl beside it).")] = None,
     asr: Annotated[str, typer.Option(help="Whisper model for the forced alignment.")] = (
         "whisper-base"),
+    redo: Annotated[bool, typer.Option("--redo", help="Align every clip again, even those "
+                    "the output already has timings for.")] = False,
 ) -> None:
     """Add word timings ("words": [[word, start, end], ...]) to each clip, for token models
-    that speak word by word (`"interleave_words": true`)."""
+    that speak word by word (`"interleave_words": true`). Resumes: clips the output already
+    aligned (same audio, same text) keep their timings."""
     from speechllm.asr.faster_whisper import FasterWhisperASR
     from speechllm.audio import load
     from speechllm.eval.manifest import read_manifest, write_manifest
@@ -717,12 +720,22 @@ def tokens_align(
     target = output or manifest.with_name(manifest.stem + ".aligned.jsonl")
     try:
         items = read_manifest(manifest)
-        whisper = FasterWhisperASR(asr)
+        done = {} if redo or not target.is_file() else {
+            (old.audio, old.text): old.fields["words"] for old in read_manifest(target)
+            if "words" in old.fields}
+        whisper = FasterWhisperASR(asr) if len(done) < len(items) else None
         rows, failed = [], []
         with Progress(TextColumn("aligning"), BarColumn(), MofNCompleteColumn(),
                       TimeRemainingColumn(), console=err, transient=True) as bar:
             job = bar.add_task("align", total=len(items))
             for item in items:
+                if (item.audio, item.text) in done:
+                    item = dataclasses.replace(
+                        item, fields={**item.fields, "words": done[item.audio, item.text]})
+                    rows.append(item)
+                    bar.advance(job)
+                    continue
+                assert whisper is not None  # made whenever a clip is not in `done`
                 try:
                     words = align_words(whisper, load(item.audio), item.text or "")
                     timed = [[w, round(a, 3), round(b, 3)] for w, a, b in words]
@@ -737,8 +750,11 @@ def tokens_align(
         raise _fail(exc) from None
     for line in failed[:10]:
         err.print(f"not aligned: {line}", highlight=False, markup=False)
-    out.print(f"aligned {len(rows) - len(failed)} of {len(rows)} clips; wrote {target}",
-              highlight=False)
+    if len(failed) > 10:
+        err.print(f"not aligned: ... and {len(failed) - 10} more", highlight=False)
+    kept = sum(1 for item in items if (item.audio, item.text) in done)
+    out.print(f"aligned {len(rows) - len(failed)} of {len(rows)} clips ({kept} kept from "
+              f"before); wrote {target}", highlight=False)
     if rows and len(failed) == len(rows):  # nothing to train on: a script should stop here
         raise typer.Exit(1)
 

@@ -127,6 +127,14 @@ def test_interleaving_needs_aligned_clips(phrases, interleaved):
     (root / "unaligned.json").write_text(json.dumps(config))
     with pytest.raises(ConfigError, match="tokens align"):
         train(load_config(root / "unaligned.json"))
+    # timings for other words than the text's (a manifest edited by hand): a data error too
+    row = json.loads((root / "speak.aligned.jsonl").read_text().splitlines()[0])
+    row["words"] = [["hello", 0.0, 0.5]]
+    (root / "edited.jsonl").write_text(json.dumps(row) + "\n")
+    config["data"] = {"manifest": "edited.jsonl"}
+    (root / "edited.json").write_text(json.dumps(config))
+    with pytest.raises(ConfigError, match="do not match the text"):
+        train(load_config(root / "edited.json"))
 
 
 def test_align_keeps_clips_it_cannot_align_and_names_them(phrases):
@@ -146,3 +154,27 @@ def test_align_keeps_clips_it_cannot_align_and_names_them(phrases):
     written = [json.loads(x) for x in (root / "mixed.out.jsonl").read_text().splitlines()]
     assert [r["audio"] for r in written] == ["0.wav", "broken.wav", "two.wav"]  # none lost
     assert [("words" in r) for r in written] == [True, False, False]
+
+
+def test_align_resumes_keeping_earlier_timings_unless_asked_to_redo(phrases):
+    root, _, _, _ = phrases
+    rows = [json.loads(x) for x in (root / "speak.jsonl").read_text().splitlines()][:2]
+    (root / "resume.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    # an earlier run aligned the first clip (timings marked so they can be recognised)
+    marked = [[w, 0.0, 0.0] for w in rows[0]["text"].split()]
+    (root / "resume.aligned.jsonl").write_text(json.dumps({**rows[0], "words": marked}) + "\n")
+    exe = str(Path(sys.executable).parent / "speechllm")
+
+    def align(*extra: str) -> list[dict]:
+        done = subprocess.run([exe, "tokens", "align", str(root / "resume.jsonl"), "--asr",
+                               "whisper-tiny.en", *extra],
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr
+        assert "aligned 2 of 2 clips" in done.stdout
+        return [json.loads(x) for x in (root / "resume.aligned.jsonl").read_text().splitlines()]
+
+    first, second = align()
+    assert first["words"] == marked  # kept, not aligned again
+    assert second["words"][-1][2] > 0.5 and second["text"] == rows[1]["text"]  # the new clip
+    first, _ = align("--redo")
+    assert first["words"] != marked and first["words"][-1][2] > 0.5

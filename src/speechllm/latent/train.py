@@ -183,7 +183,10 @@ def examples(items: list[Item], speak: bool = False) -> list[tuple[int, str, Any
                     raise ConfigError(f"{item.audio}: a speak task needs the item's text")
                 from speechllm.tokens.model import SPEAK_TASK, SpeakTarget
 
-                out.append((n, SPEAK_TASK, SpeakTarget.from_item(item)))
+                try:
+                    out.append((n, SPEAK_TASK, SpeakTarget.from_item(item)))
+                except ValueError as exc:  # malformed "words": a data error like the others
+                    raise ConfigError(str(exc)) from None
                 continue
             answer = t.get("answer", item.text)
             if not isinstance(t.get("instruction"), str) or answer is None:
