@@ -3,8 +3,9 @@
 Every word of a held-out phrase occurs in training; the phrase itself (the combination) never
 does. Beyond the pool the held-out phrases are drawn from, training gets more combinations of
 the same words (longer digit strings, new command frames): the LM then sees each word in many
-contexts, and learns the word's units rather than whole phrases. Writes speak_train.jsonl (speak tasks, for `speechllm synth`) and
-speak_heldout.txt next to this file. Deterministic: rerunning gives the same files.
+contexts, and learns the word's units rather than whole phrases. Writes speak_train.jsonl
+(speak tasks, for `speechllm synth`) and speak_heldout.txt next to this file. Deterministic:
+rerunning gives the same files.
 
     python recipes/token_digits/phrases.py
 """
@@ -57,7 +58,9 @@ def more_phrases(rng: random.Random) -> set[str]:
         out.update({f"turn on the {device} and the {other}",
                     f"turn off the {device} and the {other}"})
     for d in DIGITS[1:]:
-        out.update({f"turn the volume down to {d}", f"set a timer for {d} hours", f"call {' '.join(rng.choice(DIGITS) for _ in range(4))}"})
+        number = " ".join(rng.choice(DIGITS) for _ in range(4))
+        out.update({f"turn the volume down to {d}", f"set a timer for {d} hours",
+                    f"call {number}"})
     for room in ROOMS:
         out.update({f"play some music in the {room}", f"stop the music in the {room}"})
     return out

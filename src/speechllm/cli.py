@@ -724,7 +724,7 @@ def tokens_align(
             (old.audio, old.text): old.fields["words"] for old in read_manifest(target)
             if "words" in old.fields}
         whisper = FasterWhisperASR(asr) if len(done) < len(items) else None
-        rows, failed = [], []
+        rows, failed, kept = [], [], 0
         with Progress(TextColumn("aligning"), BarColumn(), MofNCompleteColumn(),
                       TimeRemainingColumn(), console=err, transient=True) as bar:
             job = bar.add_task("align", total=len(items))
@@ -733,6 +733,7 @@ def tokens_align(
                     item = dataclasses.replace(
                         item, fields={**item.fields, "words": done[item.audio, item.text]})
                     rows.append(item)
+                    kept += 1
                     bar.advance(job)
                     continue
                 assert whisper is not None  # made whenever a clip is not in `done`
@@ -752,7 +753,6 @@ def tokens_align(
         err.print(f"not aligned: {line}", highlight=False, markup=False)
     if len(failed) > 10:
         err.print(f"not aligned: ... and {len(failed) - 10} more", highlight=False)
-    kept = sum(1 for item in items if (item.audio, item.text) in done)
     out.print(f"aligned {len(rows) - len(failed)} of {len(rows)} clips ({kept} kept from "
               f"before); wrote {target}", highlight=False)
     if rows and len(failed) == len(rows):  # nothing to train on: a script should stop here
