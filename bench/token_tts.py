@@ -7,15 +7,20 @@ For each phrase of recipes/token_digits/speak_heldout.txt (never trained on; its
 each transcribed by Whisper base with its usual decoding (temperature 0, falling back to
 sampling, seeded, when the text repeats itself: without it one short clip can come back as
 "9, 9, 9, ..." and outweigh every other phrase); WER with numerals read as words and digit
-strings digit by digit (Whisper writes a spoken "eight seven one" as "871").
+strings digit by digit (Whisper writes a spoken "eight seven one" as "871"), with a 95%
+bootstrap interval over phrases and a breakdown by kind of phrase.
 
     .venv/bin/python bench/token_tts.py runs/token_digits/final [--wavs runs/token_tts]
+    .venv/bin/python bench/token_tts.py runs/token_digits/final \
+        --phrases recipes/token_digits/speak_heldout.txt \
+        --phrases recipes/token_digits/speak_heldout_more.txt   # both held-out sets
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import ctranslate2
@@ -24,21 +29,36 @@ import numpy as np
 from speechllm.asr.base import ASROptions
 from speechllm.asr.faster_whisper import FasterWhisperASR
 from speechllm.audio import Audio, save
-from speechllm.text_norm import wer
+from speechllm.eval.report import bootstrap
+from speechllm.text_norm import word_errors
 from speechllm.tokens.model import TokenSpeechLM
 from speechllm.tts.piper import PiperTTS
 
 ROOT = Path(__file__).resolve().parents[1]
+DIGITS = {"zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"}
+
+
+def kind(text: str) -> str:
+    words = text.split()
+    if set(words) <= DIGITS:
+        return "digit strings"
+    return "call numbers" if words[0] == "call" else "commands"
+
+
+def rate(counts: Sequence[tuple[int, int]]) -> dict[str, float]:
+    return {"wer": 100 * sum(e for e, _ in counts) / max(1, sum(n for _, n in counts))}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("model", type=Path)
-    parser.add_argument("--phrases", type=Path,
-                        default=ROOT / "recipes/token_digits/speak_heldout.txt")
+    parser.add_argument("--phrases", type=Path, action="append",
+                        help="A file of held-out phrases, one a line (repeatable; default "
+                             "recipes/token_digits/speak_heldout.txt).")
     parser.add_argument("--wavs", type=Path, help="Also write each audio here.")
     args = parser.parse_args()
-    texts = [t for t in args.phrases.read_text().splitlines() if t.strip()]
+    files = args.phrases or [ROOT / "recipes/token_digits/speak_heldout.txt"]
+    texts = [t for f in files for t in f.read_text().splitlines() if t.strip()]
     lm = TokenSpeechLM.from_pretrained(args.model)
     if lm.voice is None:
         raise SystemExit(f"{args.model}: no unit-to-speech decoder to speak with")
@@ -66,10 +86,23 @@ def main() -> None:
         print(f"{text!r:45} LM ({len(units)} units) -> {rows['token LM'][-1]!r}", flush=True)
     print(f"\n{len(texts)} held-out phrases; token LM speaking time "
           f"{lm_time / max(1e-9, seconds['token LM']):.2f} s per second of speech\n")
-    print("| audio | seconds | Whisper WER % |")
-    print("|---|---|---|")
-    for name, heard in rows.items():
-        print(f"| {name} | {seconds[name]:.1f} | {100 * wer(texts, heard, digits=True):.1f} |")
+    counts = {name: [word_errors(t, h, digits=True) for t, h in zip(texts, heard, strict=True)]
+              for name, heard in rows.items()}
+    print("| audio | seconds | Whisper WER % | 95% interval |")
+    print("|---|---|---|---|")
+    for name, found in counts.items():
+        low, high = bootstrap(found, rate, 1000).get("wer", (float("nan"),) * 2)
+        print(f"| {name} | {seconds[name]:.1f} | {rate(found)['wer']:.1f} | "
+              f"{low:.1f}-{high:.1f} |")
+    kinds = sorted({kind(t) for t in texts})
+    print(f"\n| kind of phrase | phrases | words | {' | '.join(counts)} |")
+    print("|---|---|---|" + "---|" * len(counts))
+    for k in kinds:
+        picked = [n for n, t in enumerate(texts) if kind(t) == k]
+        words = sum(counts["piper"][n][1] for n in picked)
+        cells = " | ".join(f"{rate([found[n] for n in picked])['wer']:.1f}"
+                           for found in counts.values())
+        print(f"| {k} | {len(picked)} | {words} | {cells} |")
 
 
 if __name__ == "__main__":

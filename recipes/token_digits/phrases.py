@@ -4,7 +4,8 @@ Every word of a held-out phrase occurs in training; the phrase itself (the combi
 does. Beyond the pool the held-out phrases are drawn from, training gets more combinations of
 the same words (longer digit strings, new command frames): the LM then sees each word in many
 contexts, and learns the word's units rather than whole phrases. Writes speak_train.jsonl
-(speak tasks, for `speechllm synth`) and speak_heldout.txt next to this file. Deterministic:
+(speak tasks, for `speechllm synth`), speak_heldout.txt and a larger second held-out set,
+speak_heldout_more.txt, next to this file. Deterministic:
 rerunning gives the same files.
 
     python recipes/token_digits/phrases.py
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
@@ -66,6 +68,26 @@ def more_phrases(rng: random.Random) -> set[str]:
     return out
 
 
+def more_heldout(seen: set[str], rng: random.Random) -> list[str]:
+    """A second, larger held-out set, for a tighter estimate: new combinations in frames the
+    model trained on (digit strings, "call" numbers, "turn on/off the X and the Y" with pairs
+    never trained on), none of them a training or first held-out phrase."""
+    out: set[str] = set()
+
+    def draw(count: int, make: Callable[[], str]) -> None:
+        goal = len(out) + count
+        while len(out) < goal:
+            if (text := make()) not in seen:
+                out.add(text)
+
+    for n in (3, 4, 5):  # every two-digit string is a training phrase
+        draw(10, lambda n=n: " ".join(rng.choice(DIGITS) for _ in range(n)))
+    draw(10, lambda: "call " + " ".join(rng.choice(DIGITS) for _ in range(4)))
+    draw(30, lambda: "turn {} the {} and the {}".format(rng.choice(["on", "off"]),
+                                                        *rng.sample(DEVICES, 2)))
+    return sorted(out)
+
+
 def main() -> None:
     rng = random.Random(7)
     everything = phrases(rng)
@@ -78,7 +100,9 @@ def main() -> None:
             tasks = [{"speak": True}]
             f.write(json.dumps({"text": text, "tasks": tasks}) + "\n")
     (here / "speak_heldout.txt").write_text("\n".join(heldout) + "\n")
-    print(f"{len(train)} training phrases, {len(heldout)} held out")
+    more = more_heldout(set(everything) | set(train), random.Random(13))
+    (here / "speak_heldout_more.txt").write_text("\n".join(more) + "\n")
+    print(f"{len(train)} training phrases, {len(heldout)} held out, {len(more)} more held out")
 
 
 if __name__ == "__main__":

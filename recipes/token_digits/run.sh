@@ -44,5 +44,7 @@ rm -f "$journal" "$journal-wal" "$journal-shm"  # a fresh evaluation of the mode
   --journal "$journal" --run token-digits-digit-clean
 ./dev speechllm report --journal "$journal" -o docs/token_digits
 
-# 6. Speaking: held-out phrases, token LM -> unit-to-speech -> Whisper.
-.venv/bin/python bench/token_tts.py $out/final --wavs $out/tts | tee docs/token_digits/tts.md
+# 6. Speaking: both held-out sets (107 phrases), token LM -> unit-to-speech -> Whisper.
+.venv/bin/python bench/token_tts.py $out/final --wavs $out/tts \
+  --phrases recipes/token_digits/speak_heldout.txt \
+  --phrases recipes/token_digits/speak_heldout_more.txt | tee docs/token_digits/tts.md

@@ -18,7 +18,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -27,6 +27,7 @@ from speechllm.eval.journal import Journal, Row
 from speechllm.eval.tasks import Task, make_task
 
 LOWER_IS_BETTER = {"wer", "cer"}
+T = TypeVar("T")  # what bootstrap resamples: journal rows, or any per-item record
 RUN_KEYS = {"task", "manifest", "perturb", "seed", "limit"}  # not part of the approach label
 STAGE_COLOURS = {"vad": "#8c8c8c", "asr": "#1f77b4", "postprocess": "#9467bd",
                  "prefill": "#ff7f0e", "decode": "#2ca02c", "tts": "#d62728"}
@@ -70,7 +71,7 @@ def load_runs(journal: Journal, names: Sequence[str]) -> list[RunData]:
     return runs
 
 
-def bootstrap(rows: Sequence[Row], metrics: Callable[[Sequence[Row]], dict[str, float]],
+def bootstrap(rows: Sequence[T], metrics: Callable[[Sequence[T]], dict[str, float]],
               resamples: int = 1000, seed: int = 0) -> dict[str, tuple[float, float]]:
     """95% percentile intervals of each metric, resampling items with replacement."""
     if len(rows) < 2:
