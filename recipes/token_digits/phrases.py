@@ -5,7 +5,8 @@ does. Beyond the pool the held-out phrases are drawn from, training gets more co
 the same words (longer digit strings, new command frames): the LM then sees each word in many
 contexts, and learns the word's units rather than whole phrases. Writes speak_train.jsonl
 (speak tasks, for `speechllm synth`), speak_heldout.txt and a larger second held-out set,
-speak_heldout_more.txt, next to this file. Deterministic:
+speak_heldout_more.txt, and speak_thin_frames.jsonl (phrases in the frames that set found
+thin), next to this file. Deterministic:
 rerunning gives the same files.
 
     python recipes/token_digits/phrases.py
@@ -88,6 +89,29 @@ def more_heldout(seen: set[str], rng: random.Random) -> list[str]:
     return sorted(out)
 
 
+def thin_frames(seen: set[str], rng: random.Random) -> list[str]:
+    """More phrases in the frames the larger held-out set found thin ("the X and the Y",
+    "call" numbers), none of them held out: for the unit-to-speech decoder, which heard "and
+    the" in 12 phrases against 122 of "in the"."""
+    out: set[str] = set()
+    for state in ("on", "off"):
+        for first in DEVICES:
+            for second in DEVICES:
+                text = f"turn {state} the {first} and the {second}"
+                if first != second and text not in seen:
+                    out.add(text)
+    for verb in ("open", "close"):
+        for first in OPENABLE:
+            for second in OPENABLE:
+                if first != second:
+                    out.add(f"{verb} the {first} and the {second}")
+    while len(out) < 72:
+        text = "call " + " ".join(rng.choice(DIGITS) for _ in range(rng.choice((3, 4))))
+        if text not in seen:
+            out.add(text)
+    return sorted(out)
+
+
 def main() -> None:
     rng = random.Random(7)
     everything = phrases(rng)
@@ -102,7 +126,12 @@ def main() -> None:
     (here / "speak_heldout.txt").write_text("\n".join(heldout) + "\n")
     more = more_heldout(set(everything) | set(train), random.Random(13))
     (here / "speak_heldout_more.txt").write_text("\n".join(more) + "\n")
-    print(f"{len(train)} training phrases, {len(heldout)} held out, {len(more)} more held out")
+    extra = thin_frames(set(everything) | set(train) | set(more), random.Random(17))
+    with open(here / "speak_thin_frames.jsonl", "w") as f:
+        for text in extra:
+            f.write(json.dumps({"text": text, "tasks": [{"speak": True}]}) + "\n")
+    print(f"{len(train)} training phrases, {len(heldout)} held out, {len(more)} more held "
+          f"out, {len(extra)} in thin frames")
 
 
 if __name__ == "__main__":

@@ -568,7 +568,8 @@ def tokens_fit(
 
 @tokens_app.command("train-u2s")
 def tokens_train_u2s(
-    manifest: Annotated[Path, typer.Argument(help="JSONL manifest of one voice's speech.")],
+    manifests: Annotated[list[Path], typer.Argument(
+        help="JSONL manifest(s) of one voice's speech, trained on together.")],
     units: Annotated[Path, typer.Option(help="A unit tokenizer folder (tokens fit --kind "
                      "units).")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Unit-to-speech folder.")],
@@ -583,7 +584,7 @@ def tokens_train_u2s(
 
     try:
         tok = KMeansUnits.load(units)
-        audios = [load(item.audio) for item in read_manifest(manifest)]
+        audios = [load(item.audio) for m in manifests for item in read_manifest(m)]
         with Progress(TextColumn("training"), BarColumn(), MofNCompleteColumn(),
                       TextColumn("loss {task.fields[loss]}"), TimeRemainingColumn(),
                       console=err) as bar:

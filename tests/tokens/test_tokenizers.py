@@ -185,6 +185,33 @@ def test_unit_to_speech_learns_saves_and_decodes(units, speech, tmp_path):
         again.decode((np.array([40]),))
 
 
+def test_cli_trains_unit_to_speech_on_several_manifests(units, speech, tmp_path):
+    """`tokens train-u2s A B` learns from both manifests' clips; a missing one is named."""
+    audios = speech[0][: len(TEXTS)]  # one voice
+    for part, chunk in (("a", audios[:8]), ("b", audios[8:])):
+        for n, a in enumerate(chunk):
+            save(a, tmp_path / part / f"{n}.wav")
+        (tmp_path / part / "manifest.jsonl").write_text("".join(
+            json.dumps({"audio": f"{n}.wav"}) + "\n" for n in range(len(chunk))))
+    folder = units.save(tmp_path / "units")
+    run = subprocess.run([str(EXE), "tokens", "train-u2s", str(tmp_path / "a/manifest.jsonl"),
+                          str(tmp_path / "b/manifest.jsonl"), "--units", str(folder), "-o",
+                          str(tmp_path / "u2s"), "--steps", "3"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert f"on {len(audios)} files" in run.stdout
+    from speechllm.tokens.load import load_tokenizer
+
+    decoded = load_tokenizer(tmp_path / "u2s").decode(units.encode(audios[9]))
+    assert abs(decoded.duration - audios[9].duration) < 0.1
+    missing = subprocess.run([str(EXE), "tokens", "train-u2s", str(tmp_path / "a/manifest.jsonl"),
+                              str(tmp_path / "nope.jsonl"), "--units", str(folder), "-o",
+                              str(tmp_path / "u2s-2"), "--steps", "3"],
+                             capture_output=True, text=True, timeout=300)
+    assert missing.returncode != 0 and "nope.jsonl" in missing.stderr
+    assert not (tmp_path / "u2s-2").exists()
+
+
 def test_vocoder_learns_reloads_and_decodes_for_its_tokenizer(rvq, speech, tmp_path):
     """The neural vocoder: its loss falls, it reloads to identical output, an RVQ folder holding
     it decodes through it, and one trained on other mel settings is refused."""
