@@ -18,10 +18,6 @@ journal=$out/eval.sqlite
   --voices piper,espeak:en-us,espeak:en-gb,espeak:en-gb-scotland,espeak:en-029,espeak:en-us+f3,espeak:en-gb+f4,espeak:en-us-nyc+m3,espeak:en-gb-x-rp+f2 \
   --rates 0.85,1.0,1.2 --snr clean,15 --effects clean,telephone
 ./dev speechllm synth recipes/token_digits/speak_train.jsonl -o data/token_speak --voices piper
-# more phrases in the frames the larger held-out set found thin ("the X and the Y", "call"
-# numbers), for the unit-to-speech decoder
-./dev speechllm synth recipes/token_digits/speak_thin_frames.jsonl -o data/token_speak_thin \
-  --voices piper
 # Word timings of the speaking clips (Whisper forced alignment, boundaries moved into pauses):
 # the token LM speaks word by word, each word's text then its units. Resumes like synth.
 ./dev speechllm tokens align data/token_speak/manifest.jsonl
@@ -33,8 +29,7 @@ journal=$out/eval.sqlite
 
 # 3. Unit-to-speech on the Piper voice: the token LM's units become audible.
 [ -f $out/voice/unit2speech.safetensors ] || ./dev speechllm tokens train-u2s \
-  data/token_speak/manifest.jsonl data/token_speak_thin/manifest.jsonl --units $out/units \
-  -o $out/voice --steps 1500
+  data/token_speak/manifest.jsonl --units $out/units -o $out/voice --steps 1500
 
 # 4. The token LM, with the latent trainer: 300 steps of understanding alone, then on to
 #    1100 steps drawing understanding and word-interleaved speaking examples 1:1 (the trainer

@@ -1,6 +1,6 @@
 """The token recipe's held-out phrases are really held out: in either held-out set, never a
-training phrase of the LM or of the unit-to-speech decoder, while every word of them is
-trained on (the claim docs/tokens.md makes about its TTS figures)."""
+training phrase (nor one of the thin-frame phrases kept for the next run), while every word of
+them is trained on (the claim docs/tokens.md makes about its TTS figures)."""
 
 from __future__ import annotations
 
