@@ -6,8 +6,7 @@ the same words (longer digit strings, new command frames): the LM then sees each
 contexts, and learns the word's units rather than whole phrases. Writes speak_train.jsonl
 (speak tasks, for `speechllm synth`), speak_heldout.txt and a larger second held-out set,
 speak_heldout_more.txt, and speak_thin_frames.jsonl (phrases in the frames that set found
-thin), next to this file. Deterministic:
-rerunning gives the same files.
+thin), next to this file. Deterministic: rerunning gives the same files.
 
     python recipes/token_digits/phrases.py
 """
@@ -69,23 +68,31 @@ def more_phrases(rng: random.Random) -> set[str]:
     return out
 
 
+def draw(out: set[str], seen: set[str], count: int, make: Callable[[], str]) -> None:
+    """Add `count` new phrases from `make` to `out`, none of them in `seen`."""
+    goal = len(out) + count
+    while len(out) < goal:
+        if (text := make()) not in seen:
+            out.add(text)
+
+
+def write_speak(path: Path, texts: list[str]) -> None:
+    """A manifest of speak tasks for `speechllm synth`."""
+    with open(path, "w") as f:
+        for text in texts:
+            f.write(json.dumps({"text": text, "tasks": [{"speak": True}]}) + "\n")
+
+
 def more_heldout(seen: set[str], rng: random.Random) -> list[str]:
     """A second, larger held-out set, for a tighter estimate: new combinations in frames the
     model trained on (digit strings, "call" numbers, "turn on/off the X and the Y" with pairs
     never trained on), none of them a training or first held-out phrase."""
     out: set[str] = set()
-
-    def draw(count: int, make: Callable[[], str]) -> None:
-        goal = len(out) + count
-        while len(out) < goal:
-            if (text := make()) not in seen:
-                out.add(text)
-
     for n in (3, 4, 5):  # every two-digit string is a training phrase
-        draw(10, lambda n=n: " ".join(rng.choice(DIGITS) for _ in range(n)))
-    draw(10, lambda: "call " + " ".join(rng.choice(DIGITS) for _ in range(4)))
-    draw(30, lambda: "turn {} the {} and the {}".format(rng.choice(["on", "off"]),
-                                                        *rng.sample(DEVICES, 2)))
+        draw(out, seen, 10, lambda n=n: " ".join(rng.choice(DIGITS) for _ in range(n)))
+    draw(out, seen, 10, lambda: "call " + " ".join(rng.choice(DIGITS) for _ in range(4)))
+    draw(out, seen, 30, lambda: "turn {} the {} and the {}".format(
+        rng.choice(["on", "off"]), *rng.sample(DEVICES, 2)))
     return sorted(out)
 
 
@@ -106,10 +113,8 @@ def thin_frames(seen: set[str], rng: random.Random) -> list[str]:
             for second in OPENABLE:
                 if first != second:
                     out.add(f"{verb} the {first} and the {second}")
-    while len(out) < 72:
-        text = "call " + " ".join(rng.choice(DIGITS) for _ in range(rng.choice((3, 4))))
-        if text not in seen:
-            out.add(text)
+    draw(out, seen, 72 - len(out),
+         lambda: "call " + " ".join(rng.choice(DIGITS) for _ in range(rng.choice((3, 4)))))
     return sorted(out)
 
 
@@ -120,17 +125,12 @@ def main() -> None:
     heldout = sorted(p for p in everything[:40] if p not in DIGITS)  # single digits stay in
     train = sorted((set(everything) | more_phrases(random.Random(11))) - set(heldout))
     here = Path(__file__).parent
-    with open(here / "speak_train.jsonl", "w") as f:
-        for text in train:
-            tasks = [{"speak": True}]
-            f.write(json.dumps({"text": text, "tasks": tasks}) + "\n")
+    write_speak(here / "speak_train.jsonl", train)
     (here / "speak_heldout.txt").write_text("\n".join(heldout) + "\n")
     more = more_heldout(set(everything) | set(train), random.Random(13))
     (here / "speak_heldout_more.txt").write_text("\n".join(more) + "\n")
     extra = thin_frames(set(everything) | set(train) | set(more), random.Random(17))
-    with open(here / "speak_thin_frames.jsonl", "w") as f:
-        for text in extra:
-            f.write(json.dumps({"text": text, "tasks": [{"speak": True}]}) + "\n")
+    write_speak(here / "speak_thin_frames.jsonl", extra)
     print(f"{len(train)} training phrases, {len(heldout)} held out, {len(more)} more held "
           f"out, {len(extra)} in thin frames")
 
