@@ -8,12 +8,16 @@ each transcribed by Whisper base with its usual decoding (temperature 0, falling
 sampling, seeded, when the text repeats itself: without it one short clip can come back as
 "9, 9, 9, ..." and outweigh every other phrase); WER with numerals read as words and digit
 strings digit by digit (Whisper writes a spoken "eight seven one" as "871"), with a 95%
-bootstrap interval over phrases and a breakdown by kind of phrase.
+bootstrap interval over phrases and a breakdown by kind of phrase. The sampling seed is reset
+before every clip, so a clip's transcript depends on its audio alone and two runs can be
+compared phrase by phrase. `--from-wavs` judges the audio a run wrote with `--wavs` again
+without speaking anything (a few minutes instead of twenty).
 
     .venv/bin/python bench/token_tts.py runs/token_digits/final [--wavs runs/token_tts]
     .venv/bin/python bench/token_tts.py runs/token_digits/final \
         --phrases recipes/token_digits/speak_heldout.txt \
         --phrases recipes/token_digits/speak_heldout_more.txt   # both held-out sets
+    .venv/bin/python bench/token_tts.py --from-wavs runs/token_tts --phrases ...  # judge again
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import numpy as np
 
 from speechllm.asr.base import ASROptions
 from speechllm.asr.faster_whisper import FasterWhisperASR
-from speechllm.audio import Audio, save
+from speechllm.audio import Audio, load, save
 from speechllm.eval.report import bootstrap
 from speechllm.text_norm import word_errors
 from speechllm.tokens.model import TokenSpeechLM
@@ -49,43 +53,79 @@ def rate(counts: Sequence[tuple[int, int]]) -> dict[str, float]:
     return {"wer": 100 * sum(e for e, _ in counts) / max(1, sum(n for _, n in counts))}
 
 
+NAMES = ("piper", "resynth", "token LM")
+
+
+def wav_path(folder: Path, n: int, name: str) -> Path:
+    return folder / f"{n:02d}-{name.replace(' ', '_')}.wav"
+
+
+def saved_audio(folder: Path, count: int) -> list[dict[str, Audio]]:
+    missing = [p for n in range(count) for name in NAMES if not (p := wav_path(folder, n, name)
+                                                                   ).is_file()]
+    if missing:
+        raise SystemExit(f"{folder}: {len(missing)} clips missing (first {missing[0].name}); "
+                         "was it written with --wavs and the same --phrases?")
+    return [{name: load(wav_path(folder, n, name)) for name in NAMES} for n in range(count)]
+
+
+class Speaker:
+    """The three audios of one phrase: Piper's, Piper's units through the decoder, the LM's."""
+
+    def __init__(self, model: Path) -> None:
+        self.lm = TokenSpeechLM.from_pretrained(model)
+        if self.lm.voice is None:
+            raise SystemExit(f"{model}: no unit-to-speech decoder to speak with")
+        self.piper = PiperTTS()
+        self.lm_time = 0.0
+
+    def speak(self, text: str) -> dict[str, Audio]:
+        voice = self.lm.voice
+        assert voice is not None
+        original = Audio.concat(list(self.piper.stream(text))).resample(16000)
+        began = time.perf_counter()
+        units = self.lm.speak_units(text)
+        self.lm_time += time.perf_counter() - began
+        return {"piper": original, "resynth": voice.decode(voice.encode(original)),
+                "token LM": voice.decode((np.asarray(units or [0], np.int64),))}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("model", type=Path)
+    parser.add_argument("model", type=Path, nargs="?",
+                        help="A saved token model (not needed with --from-wavs).")
     parser.add_argument("--phrases", type=Path, action="append",
                         help="A file of held-out phrases, one a line (repeatable; default "
                              "recipes/token_digits/speak_heldout.txt).")
     parser.add_argument("--wavs", type=Path, help="Also write each audio here.")
+    parser.add_argument("--from-wavs", type=Path,
+                        help="Judge the audio a run wrote with --wavs (same --phrases) again.")
     args = parser.parse_args()
+    if (args.model is None) == (args.from_wavs is None):
+        parser.error("give a model to speak with, or --from-wavs DIR, not both")
     files = args.phrases or [ROOT / "recipes/token_digits/speak_heldout.txt"]
     texts = [t for f in files for t in f.read_text().splitlines() if t.strip()]
-    lm = TokenSpeechLM.from_pretrained(args.model)
-    if lm.voice is None:
-        raise SystemExit(f"{args.model}: no unit-to-speech decoder to speak with")
-    piper = PiperTTS()
     asr = FasterWhisperASR("whisper-base")
-    ctranslate2.set_random_seed(0)  # the fallback's sampling, repeatable
     opts = ASROptions(language="en")
-    rows: dict[str, list[str]] = {"piper": [], "resynth": [], "token LM": []}
-    seconds = {"piper": 0.0, "resynth": 0.0, "token LM": 0.0}
-    lm_time = 0.0
+    rows: dict[str, list[str]] = {name: [] for name in NAMES}
+    seconds = dict.fromkeys(NAMES, 0.0)
+    audios = saved_audio(args.from_wavs, len(texts)) if args.from_wavs else None
+    speaker = None if audios else Speaker(args.model)
     for n, text in enumerate(texts):
-        original = Audio.concat(list(piper.stream(text))).resample(16000)
-        resynth = lm.voice.decode(lm.voice.encode(original))
-        began = time.perf_counter()
-        units = lm.speak_units(text)
-        lm_time += time.perf_counter() - began
-        spoken = lm.voice.decode((np.asarray(units or [0], np.int64),))
-        for name, audio in (("piper", original), ("resynth", resynth), ("token LM", spoken)):
-            heard = asr.transcribe(audio, opts).text.strip()
-            rows[name].append(heard)
+        clips = audios[n] if audios else speaker.speak(text)  # type: ignore[union-attr]
+        for name, audio in clips.items():
+            ctranslate2.set_random_seed(0)  # the fallback's sampling: the same for every clip
+            rows[name].append(asr.transcribe(audio, opts).text.strip())
             seconds[name] += audio.duration
             if args.wavs:
                 args.wavs.mkdir(parents=True, exist_ok=True)
-                save(audio, args.wavs / f"{n:02d}-{name.replace(' ', '_')}.wav")
-        print(f"{text!r:45} LM ({len(units)} units) -> {rows['token LM'][-1]!r}", flush=True)
-    print(f"\n{len(texts)} held-out phrases; token LM speaking time "
-          f"{lm_time / max(1e-9, seconds['token LM']):.2f} s per second of speech\n")
+                save(audio, wav_path(args.wavs, n, name))
+        print(f"{text!r:45} LM -> {rows['token LM'][-1]!r}", flush=True)
+    print(f"\n{len(texts)} held-out phrases", end="")
+    if speaker:
+        print(f"; token LM speaking time {speaker.lm_time / max(1e-9, seconds['token LM']):.2f}"
+              " s per second of speech", end="")
+    print("\n")
     counts = {name: [word_errors(t, h, digits=True) for t, h in zip(texts, heard, strict=True)]
               for name, heard in rows.items()}
     print("| audio | seconds | Whisper WER % | 95% interval |")

@@ -98,9 +98,8 @@ def more_heldout(seen: set[str], rng: random.Random) -> list[str]:
 
 def thin_frames(seen: set[str], rng: random.Random) -> list[str]:
     """More phrases in the frames the larger held-out set found thin ("the X and the Y",
-    "call" numbers), none of them held out. Not in the recipe: a unit-to-speech decoder also
-    trained on them rendered Piper's units better but the LM's units worse (docs/tokens.md);
-    they are for the LM's next run."""
+    "call" numbers), none of them held out. Not in the recipe: the LM and the unit-to-speech
+    decoder trained on them as well spoke the held-out phrases no better (docs/tokens.md)."""
     out: set[str] = set()
     for state in ("on", "off"):
         for first in DEVICES:
