@@ -61,8 +61,8 @@ def wav_path(folder: Path, n: int, name: str) -> Path:
 
 
 def saved_audio(folder: Path, count: int) -> list[dict[str, Audio]]:
-    missing = [p for n in range(count) for name in NAMES if not (p := wav_path(folder, n, name)
-                                                                   ).is_file()]
+    paths = [wav_path(folder, n, name) for n in range(count) for name in NAMES]
+    missing = [p for p in paths if not p.is_file()]
     if missing:
         raise SystemExit(f"{folder}: {len(missing)} clips missing (first {missing[0].name}); "
                          "was it written with --wavs and the same --phrases?")
@@ -102,7 +102,7 @@ def main() -> None:
                         help="Judge the audio a run wrote with --wavs (same --phrases) again.")
     args = parser.parse_args()
     if (args.model is None) == (args.from_wavs is None):
-        parser.error("give a model to speak with, or --from-wavs DIR, not both")
+        parser.error("give one of: a model to speak with, or --from-wavs DIR")
     files = args.phrases or [ROOT / "recipes/token_digits/speak_heldout.txt"]
     texts = [t for f in files for t in f.read_text().splitlines() if t.strip()]
     asr = FasterWhisperASR("whisper-base")
@@ -110,9 +110,9 @@ def main() -> None:
     rows: dict[str, list[str]] = {name: [] for name in NAMES}
     seconds = dict.fromkeys(NAMES, 0.0)
     audios = saved_audio(args.from_wavs, len(texts)) if args.from_wavs else None
-    speaker = None if audios else Speaker(args.model)
+    speaker = Speaker(args.model) if args.model else None
     for n, text in enumerate(texts):
-        clips = audios[n] if audios else speaker.speak(text)  # type: ignore[union-attr]
+        clips = speaker.speak(text) if speaker else audios[n]  # type: ignore[index]
         for name, audio in clips.items():
             ctranslate2.set_random_seed(0)  # the fallback's sampling: the same for every clip
             rows[name].append(asr.transcribe(audio, opts).text.strip())
