@@ -1,5 +1,5 @@
 """The token recipe's held-out phrases are really held out: in either held-out set, never a
-training phrase (nor one of the thin-frame phrases kept for the next run), while every word of
+training phrase (nor one of the thin-frame phrases a training run may add), while every word of
 them is trained on (the claim docs/tokens.md makes about its TTS figures)."""
 
 from __future__ import annotations
