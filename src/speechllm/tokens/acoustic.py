@@ -72,8 +72,12 @@ def griffin_lim(frames: np.ndarray, mel: MelConfig, iters: int = 48) -> Audio:
     """Waveform from (T, n_mels) log-mel frames: mel -> linear magnitude (NNLS) -> Griffin-Lim."""
     librosa = require("librosa", "tokens")
     power = np.exp(frames.T.astype(np.float64))
-    y = librosa.feature.inverse.mel_to_audio(power, sr=mel.sample_rate, n_fft=mel.n_fft,
-                                             hop_length=mel.hop, power=2.0, n_iter=iters)
+    magnitude = librosa.feature.inverse.mel_to_stft(power, sr=mel.sample_rate,
+                                                    n_fft=mel.n_fft, power=2.0)
+    # a fixed start phase: the same frames always give the same waveform (librosa's default
+    # draws it from NumPy's global generator, so two calls differed)
+    y = librosa.griffinlim(magnitude, n_iter=iters, hop_length=mel.hop, n_fft=mel.n_fft,
+                           random_state=0)
     peak = float(np.abs(y).max()) if y.size else 0.0
     if peak > 0.99:
         y = y * (0.99 / peak)
