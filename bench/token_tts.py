@@ -11,18 +11,22 @@ strings digit by digit (Whisper writes a spoken "eight seven one" as "871"), wit
 bootstrap interval over phrases and a breakdown by kind of phrase. The sampling seed is reset
 before every clip, so a clip's transcript depends on its audio alone and two runs can be
 compared phrase by phrase. `--from-wavs` judges the audio a run wrote with `--wavs` again
-without speaking anything (a few minutes instead of twenty).
+without speaking anything (a few minutes instead of twenty). A run with `--wavs` also keeps the
+LM's units there (units.jsonl); `--voice U2S --from-wavs DIR` decodes Piper's audio and those
+same units with another unit-to-speech decoder, so decoders compare on identical LM output.
 
     .venv/bin/python bench/token_tts.py runs/token_digits/final [--wavs runs/token_tts]
     .venv/bin/python bench/token_tts.py runs/token_digits/final \
         --phrases recipes/token_digits/speak_heldout.txt \
         --phrases recipes/token_digits/speak_heldout_more.txt   # both held-out sets
     .venv/bin/python bench/token_tts.py --from-wavs runs/token_tts --phrases ...  # judge again
+    .venv/bin/python bench/token_tts.py --from-wavs runs/token_tts --voice runs/u2s_new ...
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,6 +40,7 @@ from speechllm.audio import Audio, load, save
 from speechllm.eval.report import bootstrap
 from speechllm.text_norm import word_errors
 from speechllm.tokens.model import TokenSpeechLM
+from speechllm.tokens.unit2speech import UnitToSpeech
 from speechllm.tts.piper import PiperTTS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,16 +83,35 @@ class Speaker:
             raise SystemExit(f"{model}: no unit-to-speech decoder to speak with")
         self.piper = PiperTTS()
         self.lm_time = 0.0
+        self.units: list[list[int]] = []
 
     def speak(self, text: str) -> dict[str, Audio]:
         voice = self.lm.voice
         assert voice is not None
         original = Audio.concat(list(self.piper.stream(text))).resample(16000)
         began = time.perf_counter()
-        units = self.lm.speak_units(text)
+        units = self.lm.speak_units(text) or [0]
         self.lm_time += time.perf_counter() - began
-        return {"piper": original, "resynth": voice.decode(voice.encode(original)),
-                "token LM": voice.decode((np.asarray(units or [0], np.int64),))}
+        self.units.append(list(units))
+        return three_clips(voice, original, units)
+
+
+def three_clips(voice: UnitToSpeech, original: Audio, units: Sequence[int]) -> dict[str, Audio]:
+    return {"piper": original, "resynth": voice.decode(voice.encode(original)),
+            "token LM": voice.decode((np.asarray(units, np.int64),))}
+
+
+def redecoded(folder: Path, voice: UnitToSpeech, count: int) -> list[dict[str, Audio]]:
+    """A --wavs run's Piper audio and LM units, decoded again by `voice`."""
+    path = folder / "units.jsonl"
+    if not path.is_file():
+        raise SystemExit(f"{path} missing: --voice needs a run written with --wavs since units "
+                         "were kept")
+    units = [json.loads(line)["units"] for line in path.read_text().splitlines() if line]
+    if len(units) != count:
+        raise SystemExit(f"{path} has {len(units)} phrases, --phrases give {count}")
+    return [three_clips(voice, load(wav_path(folder, n, "piper")), units[n])
+            for n in range(count)]
 
 
 def main() -> None:
@@ -100,6 +124,9 @@ def main() -> None:
     parser.add_argument("--wavs", type=Path, help="Also write each audio here.")
     parser.add_argument("--from-wavs", type=Path,
                         help="Judge the audio a run wrote with --wavs (same --phrases) again.")
+    parser.add_argument("--voice", type=Path,
+                        help="With --from-wavs: decode that run's Piper audio and LM units with "
+                             "this unit-to-speech decoder instead of judging its audio.")
     args = parser.parse_args()
     if (args.model is None) == (args.from_wavs is None):
         parser.error("give one of: a model to speak with, or --from-wavs DIR")
@@ -109,7 +136,12 @@ def main() -> None:
     opts = ASROptions(language="en")
     rows: dict[str, list[str]] = {name: [] for name in NAMES}
     seconds = dict.fromkeys(NAMES, 0.0)
-    audios = saved_audio(args.from_wavs, len(texts)) if args.from_wavs else None
+    if args.voice and not args.from_wavs:
+        parser.error("--voice needs --from-wavs (a run whose LM units it decodes)")
+    if args.voice:
+        audios = redecoded(args.from_wavs, UnitToSpeech.load(args.voice), len(texts))
+    else:
+        audios = saved_audio(args.from_wavs, len(texts)) if args.from_wavs else None
     speaker = Speaker(args.model) if args.model else None
     for n, text in enumerate(texts):
         clips = speaker.speak(text) if speaker else audios[n]  # type: ignore[index]
@@ -121,6 +153,10 @@ def main() -> None:
                 args.wavs.mkdir(parents=True, exist_ok=True)
                 save(audio, wav_path(args.wavs, n, name))
         print(f"{text!r:45} LM -> {rows['token LM'][-1]!r}", flush=True)
+    if speaker and args.wavs:
+        (args.wavs / "units.jsonl").write_text("".join(
+            json.dumps({"text": t, "units": u}) + "\n" for t, u in zip(texts, speaker.units,
+                                                                     strict=True)))
     print(f"\n{len(texts)} held-out phrases", end="")
     if speaker:
         print(f"; token LM speaking time {speaker.lm_time / max(1e-9, seconds['token LM']):.2f}"

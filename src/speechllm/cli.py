@@ -29,7 +29,7 @@ from rich.table import Table
 from speechllm import audio as audio_io
 from speechllm import errors, models
 from speechllm._optional import require
-from speechllm.errors import SpeechLLMError
+from speechllm.errors import ModelError, SpeechLLMError
 from speechllm.speechlm import Request, Response, SpeechLM
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -574,6 +574,13 @@ def tokens_train_u2s(
                      "units).")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Unit-to-speech folder.")],
     steps: Annotated[int, typer.Option(help="Training steps.")] = 1500,
+    centroid_inputs: Annotated[bool, typer.Option(
+        help="Also feed each unit's k-means centroid, so units that sound alike start alike."
+    )] = False,
+    lm: Annotated[Path | None, typer.Option(
+        help="A token model (same units) whose teacher-forced predictions half the examples "
+             "read instead of the clip's units, so the decoder renders its near misses. The "
+             "manifests need word timings if it was trained with interleave_words.")] = None,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
 ) -> None:
     """Train a unit-to-speech decoder (units -> log-mel -> Griffin-Lim) on a voice."""
@@ -584,19 +591,51 @@ def tokens_train_u2s(
 
     try:
         tok = KMeansUnits.load(units)
-        audios = [load(item.audio) for m in manifests for item in read_manifest(m)]
-        with Progress(TextColumn("training"), BarColumn(), MofNCompleteColumn(),
-                      TextColumn("loss {task.fields[loss]}"), TimeRemainingColumn(),
+        items = [item for m in manifests for item in read_manifest(m)]
+        audios = [load(item.audio) for item in items]
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TextColumn("{task.fields[loss]}"), TimeRemainingColumn(),
                       console=err) as bar:
-            job = bar.add_task("train", total=steps, loss="-")
-            u2s = UnitToSpeech.train(audios, tok, U2SConfig.for_units(tok, steps=steps), seed,
+            forced = None if lm is None else _TeacherForced(lm, tok, items, bar)
+            job = bar.add_task("training", total=steps, loss="loss -")
+            u2s = UnitToSpeech.train(audios, tok, U2SConfig.for_units(
+                tok, steps=steps, centroid_inputs=centroid_inputs), seed,
                                      lambda step, total, loss: bar.update(
-                                         job, completed=step, loss=f"{loss:.3f}"))
+                                         job, completed=step, loss=f"loss {loss:.3f}"),
+                                     forced)
         u2s.save(output)
     except (SpeechLLMError, ValueError) as exc:
         raise _fail(exc) from None
+    if forced is not None:
+        out.print(f"the token model's teacher-forced units equal the clips' on "
+                  f"{forced.agreement():.1%} of frames", highlight=False)
     out.print(f"trained unit-to-speech on {len(audios)} files for {steps} steps; saved "
               f"{output}", highlight=False)
+
+
+class _TeacherForced:
+    """`alternates` for UnitToSpeech.train: a token model's prediction at each unit."""
+
+    def __init__(self, model: Path, units: Any, items: list[Any], bar: Progress) -> None:
+        from speechllm.tokens.model import SpeakTarget, TokenSpeechLM
+
+        self.lm = TokenSpeechLM.from_pretrained(model)
+        if self.lm.units.config.k != units.config.k or \
+                not (self.lm.units.centroids == units.centroids).all():
+            raise ModelError(f"{model} writes other units than --units")
+        self.targets = [SpeakTarget.from_item(item) for item in items]
+        self.bar, self.job = bar, bar.add_task("teacher forcing", total=len(items), loss="")
+        self.same = self.total = 0
+
+    def __call__(self, n: int, clip: Any) -> list[int]:
+        predicted: list[int] = self.lm.teacher_forced_units(self.targets[n], clip.tolist())
+        self.same += sum(int(a == b) for a, b in zip(predicted, clip.tolist(), strict=True))
+        self.total += len(predicted)
+        self.bar.advance(self.job)
+        return predicted
+
+    def agreement(self) -> float:
+        return self.same / max(1, self.total)
 
 
 @tokens_app.command("train-vocoder")

@@ -143,6 +143,43 @@ def test_cli_says_text_and_refuses_nothing_to_say(trained, tmp_path):
     assert not (tmp_path / "none.wav").exists()
 
 
+def test_decoder_trains_on_the_token_models_teacher_forced_units(trained, tmp_path):
+    """`tokens train-u2s --lm MODEL`: the decoder also reads the model's prediction at each
+    unit of its speaking clips (one per unit, mostly the clip's own units on clips it learnt);
+    the decoder then speaks; a model with other units is refused by name."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from speechllm.audio import load
+    from speechllm.eval.manifest import read_manifest
+    from speechllm.tokens.model import SpeakTarget
+
+    root, result, _ = trained
+    model = TokenSpeechLM.from_pretrained(result.output)
+    item = read_manifest(root / "speak.jsonl")[1]
+    clip = model.units.encode(load(item.audio))[0].tolist()
+    predicted = model.teacher_forced_units(SpeakTarget(item.text), clip)
+    assert len(predicted) == len(clip) and all(0 <= u < 24 for u in predicted)
+    exe = str(Path(sys.executable).parent / "speechllm")
+    done = subprocess.run([exe, "tokens", "train-u2s", str(root / "speak.jsonl"), "--units",
+                           str(root / "voice/units"), "--lm", str(result.output), "-o",
+                           str(tmp_path / "u2s"), "--steps", "5"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    share = float(done.stdout.split("clips' on ")[1].split("%")[0])
+    assert share > 50, done.stdout  # it learnt these clips: its units are mostly theirs
+    spoken = UnitToSpeech.load(tmp_path / "u2s").decode((np.asarray(predicted),))
+    assert abs(spoken.duration - len(clip) / 25) < 0.1
+    u = model.units  # the same k, other centroids
+    other = KMeansUnits(u.config, u.centroids + 1.0, u.mean, u.std).save(tmp_path / "other")
+    refused = subprocess.run([exe, "tokens", "train-u2s", str(root / "speak.jsonl"), "--units",
+                              str(other), "--lm", str(result.output), "-o",
+                              str(tmp_path / "no"), "--steps", "5"],
+                             capture_output=True, text=True, timeout=600)
+    assert refused.returncode != 0 and "writes other units than --units" in refused.stderr
+
+
 def test_speak_tasks_need_a_token_model(trained):
     root, _, _ = trained
     from speechllm.eval.manifest import read_manifest

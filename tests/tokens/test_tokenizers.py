@@ -162,17 +162,19 @@ def test_damaged_tokenizer_folders_are_refused(units, tmp_path):
         KMeansUnits.load(folder)
 
 
-def test_unit_to_speech_learns_saves_and_decodes(units, speech, tmp_path):
-    """A small decoder trained briefly on one voice: its loss falls, it reloads to the same
-    output, and decodes units into audio of the clip's length, the same audio every time;
-    bad units are refused."""
+@pytest.mark.parametrize("centroid_inputs", [False, True])
+def test_unit_to_speech_learns_saves_and_decodes(units, speech, tmp_path, centroid_inputs):
+    """A small decoder trained briefly on one voice (units as free embeddings, or also as
+    their centroids): its loss falls, it reloads to the same output, and decodes units into
+    audio of the clip's length, the same audio every time; bad units are refused."""
     from speechllm.tokens.load import load_tokenizer
     from speechllm.tokens.unit2speech import U2SConfig, UnitToSpeech
 
     audios = speech[0][: len(TEXTS)]  # one voice
     losses: list[float] = []
     u2s = UnitToSpeech.train(audios, units, U2SConfig(k=32, channels=64, layers=4, steps=60,
-                                                       batch_size=8, crop_units=50),
+                                                       batch_size=8, crop_units=50,
+                                                       centroid_inputs=centroid_inputs),
                              progress=lambda step, total, loss: losses.append(loss))
     assert np.mean(losses[-10:]) < 0.6 * np.mean(losses[:5]), losses
     folder = u2s.save(tmp_path / "u2s")

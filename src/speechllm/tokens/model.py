@@ -430,6 +430,23 @@ class TokenSpeechLM:
                 prompt, past.pending = [*past.pending, self.end_id], []
         return out
 
+    def teacher_forced_units(self, target: SpeakTarget, units: Sequence[int]) -> list[int]:
+        """The unit this model would write at each position of `units` (a clip of `target`)
+        given the clip's true units before it: the LM's kind of near misses, aligned one to
+        one with the clip's frames, for training a unit-to-speech decoder that renders them
+        well (as Tacotron 2's vocoder trains on ground-truth-aligned predictions)."""
+        ids, labels = self.speaking_rows(target, units)
+        with self._lock, torch.inference_mode():
+            hidden = self._causal().model(
+                inputs_embeds=self.embed_ids(ids)[None]).last_hidden_state[0]
+            marked = torch.tensor(labels[1:])
+            is_unit = (marked >= self.base_vocab) & (marked < self.start_id)
+            scores = self.audio_logits(hidden[:-1][is_unit])[:, : self.k]
+        out = scores.argmax(dim=1).tolist()
+        if len(out) != len(units):  # every unit is a target exactly once
+            raise ModelError(f"{len(out)} predictions for {len(units)} units")
+        return out
+
     def continue_units(self, units: Sequence[int], max_units: int = 200) -> list[int]:
         """Continuation direction: more units after `units`."""
         with self._lock, torch.inference_mode():

@@ -51,6 +51,10 @@ class U2SConfig:
     crop_units: int = 100  # 4 s windows per training example
     lr: float = 2e-3
     griffin_lim_iters: int = 48
+    # Each unit also enters as its k-means centroid (the Whisper states it stands for), so
+    # units that sound alike start alike and a near miss by the token LM decodes to a near
+    # sound; without it every unit is a free embedding learnt from its own frames only.
+    centroid_inputs: bool = False
 
 
     @classmethod
@@ -62,10 +66,18 @@ class U2SConfig:
 
 
 class UnitToMel(nn.Module):
-    def __init__(self, c: U2SConfig) -> None:
+    def __init__(self, c: U2SConfig, centroids: np.ndarray | None = None) -> None:
         super().__init__()
         self.upsample = c.upsample
         self.embed = nn.Embedding(c.k, c.channels)
+        self.centroid_proj: nn.Linear | None = None
+        if c.centroid_inputs:
+            if centroids is None or len(centroids) != c.k:
+                raise ValueError("centroid_inputs needs the unit tokenizer's k centroids")
+            # not saved with the network: the units/ folder beside it holds them
+            self.register_buffer("centroids", torch.as_tensor(centroids, dtype=torch.float32),
+                                 persistent=False)
+            self.centroid_proj = nn.Linear(centroids.shape[1], c.channels)
         self.blocks = nn.ModuleList()
         for n in range(c.layers):
             dilation = 2 ** (n % 4)
@@ -78,7 +90,10 @@ class UnitToMel(nn.Module):
     def forward(self, units: Tensor) -> Tensor:
         """units (B, T) -> log-mel (B, T * upsample, n_mels). The first half of the blocks
         runs at the unit rate, the rest at the frame rate."""
-        h = self.embed(units).transpose(1, 2)
+        h = self.embed(units)
+        if self.centroid_proj is not None:
+            h = h + self.centroid_proj(self.get_buffer("centroids")[units])
+        h = h.transpose(1, 2)
         half = len(self.blocks) // 2
         for n, (block, norm) in enumerate(zip(self.blocks, self.norms, strict=True)):
             if n == half:
@@ -115,9 +130,15 @@ class UnitToSpeech:
 
     @classmethod
     def train(cls, audios: Sequence[Audio], units: KMeansUnits, config: U2SConfig | None = None,
-              seed: int = 0, progress: Callable[[int, int, float], None] | None = None
+              seed: int = 0, progress: Callable[[int, int, float], None] | None = None,
+              alternates: Callable[[int, np.ndarray], Sequence[int]] | None = None
               ) -> UnitToSpeech:
-        """Fit the network on (units, log-mel) pairs of `audios` (one voice)."""
+        """Fit the network on (units, log-mel) pairs of `audios` (one voice).
+
+        `alternates(n, units)`: another unit sequence of the same length that should sound
+        like audio n (a token LM's teacher-forced predictions,
+        `TokenSpeechLM.teacher_forced_units`); half the examples then read those instead of
+        the clip's own units, so the decoder learns to render the LM's near misses."""
         c = config or U2SConfig.for_units(units)
         if c.upsample != 2 * units.config.stride:
             raise ValueError(f"upsample {c.upsample} does not turn {units.info.rates[0]:g} "
@@ -126,18 +147,27 @@ class UnitToSpeech:
         torch.manual_seed(seed)
         rng = random.Random(seed)
         pairs: list[tuple[Tensor, Tensor]] = []
-        for a, u in zip(audios, units.encode_many(audios), strict=True):
+        others: list[Tensor] = []
+        for n, (a, u) in enumerate(zip(audios, units.encode_many(audios), strict=True)):
             mel = log_mel(a, MEL)
             frames = len(u) * c.upsample
             if len(mel) < frames:  # the last unit may cover a partial frame
                 mel = np.concatenate([mel, np.repeat(mel[-1:], frames - len(mel), axis=0)])
             pairs.append((torch.as_tensor(u), torch.as_tensor(mel[:frames])))
-        net = UnitToMel(c)
+            if alternates is not None:
+                other = np.asarray(alternates(n, u), np.int64)
+                if len(other) != len(u):
+                    raise ValueError(f"audio {n}: {len(other)} alternate units for {len(u)}")
+                others.append(torch.as_tensor(other))
+        net = UnitToMel(c, units.centroids)
 
         def batch_loss() -> Tensor:
             batch_u, batch_m = [], []
             for _ in range(c.batch_size):
-                all_u, all_m = rng.choice(pairs)
+                pick = rng.randrange(len(pairs))
+                all_u, all_m = pairs[pick]
+                if others and rng.random() < 0.5:
+                    all_u = others[pick]
                 start = rng.randrange(max(1, len(all_u) - c.crop_units + 1))
                 cu = all_u[start:start + c.crop_units]
                 cm = all_m[start * c.upsample:(start + len(cu)) * c.upsample]
@@ -171,7 +201,8 @@ class UnitToSpeech:
             if raw.pop("kind", None) != "unit2speech":
                 raise ValueError("not a unit-to-speech model")
             config = U2SConfig(**raw)
-            net = UnitToMel(config)
+            units = KMeansUnits.load(path / "units")
+            net = UnitToMel(config, units.centroids)
             net.load_state_dict(st.load_file(str(path / "unit2speech.safetensors")))
         except FileNotFoundError as exc:
             raise ModelError(f"{path}: not a saved unit-to-speech model ({exc.filename} "
@@ -183,5 +214,5 @@ class UnitToSpeech:
         if (path / "vocoder").is_dir():
             from speechllm.tokens.vocoder import attached
             vocoder = attached(path, MEL)
-        return cls(config, KMeansUnits.load(path / "units"), net, vocoder)
+        return cls(config, units, net, vocoder)
 
