@@ -13,19 +13,23 @@ before every clip, so a clip's transcript depends on its audio alone and two run
 compared phrase by phrase. `--from-wavs` judges the audio a run wrote with `--wavs` again
 without speaking anything (a few minutes instead of twenty). A run with `--wavs` also keeps the
 LM's units there (units.jsonl); `--voice U2S --from-wavs DIR` decodes Piper's audio and those
-same units with another unit-to-speech decoder, so decoders compare on identical LM output.
+same units with another unit-to-speech decoder, so decoders compare on identical LM output;
+`--phases N` decodes them again from N Griffin-Lim start phases (the judge hears each phase
+differently: a few points of WER) and reports each and their mean.
 
     .venv/bin/python bench/token_tts.py runs/token_digits/final [--wavs runs/token_tts]
     .venv/bin/python bench/token_tts.py runs/token_digits/final \
         --phrases recipes/token_digits/speak_heldout.txt \
         --phrases recipes/token_digits/speak_heldout_more.txt   # both held-out sets
     .venv/bin/python bench/token_tts.py --from-wavs runs/token_tts --phrases ...  # judge again
-    .venv/bin/python bench/token_tts.py --from-wavs runs/token_tts --voice runs/u2s_new ...
+    .venv/bin/python bench/token_tts.py --from-wavs runs/token_tts --voice runs/u2s_new \
+        --phases 3 --phrases ...
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from collections.abc import Sequence
@@ -114,6 +118,16 @@ def redecoded(folder: Path, voice: UnitToSpeech, count: int) -> list[dict[str, A
             for n in range(count)]
 
 
+def judged(asr: FasterWhisperASR, opts: ASROptions, texts: Sequence[str],
+           clips: Sequence[Audio]) -> float:
+    """WER % of `clips` against `texts`, each clip transcribed with the fallback seed reset."""
+    found = []
+    for text, audio in zip(texts, clips, strict=True):
+        ctranslate2.set_random_seed(0)
+        found.append(word_errors(text, asr.transcribe(audio, opts).text.strip(), digits=True))
+    return rate(found)["wer"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("model", type=Path, nargs="?",
@@ -127,6 +141,9 @@ def main() -> None:
     parser.add_argument("--voice", type=Path,
                         help="With --from-wavs: decode that run's Piper audio and LM units with "
                              "this unit-to-speech decoder instead of judging its audio.")
+    parser.add_argument("--phases", type=int, default=1,
+                        help="With --voice: also decode from this many Griffin-Lim start "
+                             "phases (seeds 0..N-1) and report the WER of each and the mean.")
     args = parser.parse_args()
     if (args.model is None) == (args.from_wavs is None):
         parser.error("give one of: a model to speak with, or --from-wavs DIR")
@@ -138,8 +155,13 @@ def main() -> None:
     seconds = dict.fromkeys(NAMES, 0.0)
     if args.voice and not args.from_wavs:
         parser.error("--voice needs --from-wavs (a run whose LM units it decodes)")
-    if args.voice:
-        audios = redecoded(args.from_wavs, UnitToSpeech.load(args.voice), len(texts))
+    if args.phases > 1 and not args.voice:
+        parser.error("--phases needs --voice (the decoder to decode from other phases)")
+    voice = UnitToSpeech.load(args.voice) if args.voice else None
+    audios: list[dict[str, Audio]] | None
+    if voice:
+        voice.config = dataclasses.replace(voice.config, griffin_lim_seed=0)
+        audios = redecoded(args.from_wavs, voice, len(texts))
     else:
         audios = saved_audio(args.from_wavs, len(texts)) if args.from_wavs else None
     speaker = Speaker(args.model) if args.model else None
@@ -179,7 +201,20 @@ def main() -> None:
         cells = " | ".join(f"{rate([found[n] for n in picked])['wer']:.1f}"
                            for found in counts.values())
         print(f"| {k} | {len(picked)} | {words} | {cells} |")
+    if voice and args.phases > 1:
+        spread = {0: (rate(counts["resynth"])["wer"], rate(counts["token LM"])["wer"])}
+        for seed in range(1, args.phases):
+            voice.config = dataclasses.replace(voice.config, griffin_lim_seed=seed)
+            again = redecoded(args.from_wavs, voice, len(texts))
+            spread[seed] = (judged(asr, opts, texts, [c["resynth"] for c in again]),
+                            judged(asr, opts, texts, [c["token LM"] for c in again]))
+        print("\n| Griffin-Lim start phase | resynth WER % | token LM WER % |\n|---|---|---|")
+        for seed, (resynth, lm) in spread.items():
+            print(f"| {seed}{' (default)' if seed == 0 else ''} | {resynth:.1f} | {lm:.1f} |")
+        print(f"| mean of {args.phases} | {np.mean([r for r, _ in spread.values()]):.1f} | "
+              f"{np.mean([m for _, m in spread.values()]):.1f} |")
 
 
 if __name__ == "__main__":
     main()
+

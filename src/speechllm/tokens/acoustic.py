@@ -68,8 +68,9 @@ def log_mel(audio: Audio, mel: MelConfig) -> np.ndarray:
     return np.log(np.maximum(m, mel.floor)).T.astype(np.float32)
 
 
-def griffin_lim(frames: np.ndarray, mel: MelConfig, iters: int = 48) -> Audio:
-    """Waveform from (T, n_mels) log-mel frames: mel -> linear magnitude (NNLS) -> Griffin-Lim."""
+def griffin_lim(frames: np.ndarray, mel: MelConfig, iters: int = 48, seed: int = 0) -> Audio:
+    """Waveform from (T, n_mels) log-mel frames: mel -> linear magnitude (NNLS) -> Griffin-Lim
+    from the random start phase `seed` draws."""
     librosa = require("librosa", "tokens")
     power = np.exp(frames.T.astype(np.float64))
     magnitude = librosa.feature.inverse.mel_to_stft(power, sr=mel.sample_rate,
@@ -77,7 +78,7 @@ def griffin_lim(frames: np.ndarray, mel: MelConfig, iters: int = 48) -> Audio:
     # a fixed start phase: the same frames always give the same waveform (librosa's default
     # draws it from NumPy's global generator, so two calls differed)
     y = librosa.griffinlim(magnitude, n_iter=iters, hop_length=mel.hop, n_fft=mel.n_fft,
-                           random_state=0)
+                           random_state=seed)
     peak = float(np.abs(y).max()) if y.size else 0.0
     if peak > 0.99:
         y = y * (0.99 / peak)
