@@ -43,6 +43,7 @@ from speechllm.asr.faster_whisper import FasterWhisperASR
 from speechllm.audio import Audio, load, save
 from speechllm.eval.report import bootstrap
 from speechllm.text_norm import word_errors
+from speechllm.tokens.base import Codes
 from speechllm.tokens.model import TokenSpeechLM
 from speechllm.tokens.unit2speech import UnitToSpeech
 from speechllm.tts.piper import PiperTTS
@@ -100,13 +101,17 @@ class Speaker:
         return three_clips(voice, original, units)
 
 
-def three_clips(voice: UnitToSpeech, original: Audio, units: Sequence[int]) -> dict[str, Audio]:
-    return {"piper": original, "resynth": voice.decode(voice.encode(original)),
+def three_clips(voice: UnitToSpeech, original: Audio, units: Sequence[int],
+                piper_units: Codes | None = None) -> dict[str, Audio]:
+    resynth = voice.decode(piper_units if piper_units is not None else voice.encode(original))
+    return {"piper": original, "resynth": resynth,
             "token LM": voice.decode((np.asarray(units, np.int64),))}
 
 
-def redecoded(folder: Path, voice: UnitToSpeech, count: int) -> list[dict[str, Audio]]:
-    """A --wavs run's Piper audio and LM units, decoded again by `voice`."""
+def redecoded(folder: Path, voice: UnitToSpeech, count: int,
+              piper_units: dict[int, Codes]) -> list[dict[str, Audio]]:
+    """A --wavs run's Piper audio and LM units, decoded again by `voice`; Piper's units are
+    encoded once into `piper_units` and reused by later calls (other start phases)."""
     path = folder / "units.jsonl"
     if not path.is_file():
         raise SystemExit(f"{path} missing: --voice needs a run written with --wavs since units "
@@ -114,8 +119,13 @@ def redecoded(folder: Path, voice: UnitToSpeech, count: int) -> list[dict[str, A
     units = [json.loads(line)["units"] for line in path.read_text().splitlines() if line]
     if len(units) != count:
         raise SystemExit(f"{path} has {len(units)} phrases, --phrases give {count}")
-    return [three_clips(voice, load(wav_path(folder, n, "piper")), units[n])
-            for n in range(count)]
+    clips = []
+    for n in range(count):
+        piper = load(wav_path(folder, n, "piper"))
+        if n not in piper_units:
+            piper_units[n] = voice.encode(piper)
+        clips.append(three_clips(voice, piper, units[n], piper_units[n]))
+    return clips
 
 
 def judged(asr: FasterWhisperASR, opts: ASROptions, texts: Sequence[str],
@@ -161,7 +171,8 @@ def main() -> None:
     audios: list[dict[str, Audio]] | None
     if voice:
         voice.config = dataclasses.replace(voice.config, griffin_lim_seed=0)
-        audios = redecoded(args.from_wavs, voice, len(texts))
+        encoded: dict[int, Codes] = {}
+        audios = redecoded(args.from_wavs, voice, len(texts), encoded)
     else:
         audios = saved_audio(args.from_wavs, len(texts)) if args.from_wavs else None
     speaker = Speaker(args.model) if args.model else None
@@ -205,7 +216,7 @@ def main() -> None:
         spread = {0: (rate(counts["resynth"])["wer"], rate(counts["token LM"])["wer"])}
         for seed in range(1, args.phases):
             voice.config = dataclasses.replace(voice.config, griffin_lim_seed=seed)
-            again = redecoded(args.from_wavs, voice, len(texts))
+            again = redecoded(args.from_wavs, voice, len(texts), encoded)
             spread[seed] = (judged(asr, opts, texts, [c["resynth"] for c in again]),
                             judged(asr, opts, texts, [c["token LM"] for c in again]))
         print("\n| Griffin-Lim start phase | resynth WER % | token LM WER % |\n|---|---|---|")
@@ -217,4 +228,3 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
-
