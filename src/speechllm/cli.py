@@ -577,6 +577,9 @@ def tokens_train_u2s(
     centroid_inputs: Annotated[bool, typer.Option(
         help="Also feed each unit's k-means centroid, so units that sound alike start alike."
     )] = False,
+    max_dilation: Annotated[int, typer.Option(
+        help="Largest dilation of the network's blocks (a power of two): how much context "
+             "each frame sees (8: +-1.5 s, 1: +-0.4 s).")] = 8,
     lm: Annotated[Path | None, typer.Option(
         help="A token model (same units) whose teacher-forced predictions half the examples "
              "read instead of the clip's units, so the decoder renders its near misses. The "
@@ -599,7 +602,8 @@ def tokens_train_u2s(
             forced = None if lm is None else _TeacherForced(lm, tok, items, bar)
             job = bar.add_task("training", total=steps, loss="loss -")
             u2s = UnitToSpeech.train(audios, tok, U2SConfig.for_units(
-                tok, steps=steps, centroid_inputs=centroid_inputs), seed,
+                tok, steps=steps, centroid_inputs=centroid_inputs,
+                max_dilation=max_dilation), seed,
                                      lambda step, total, loss: bar.update(
                                          job, completed=step, loss=f"loss {loss:.3f}"),
                                      forced)

@@ -162,11 +162,14 @@ def test_damaged_tokenizer_folders_are_refused(units, tmp_path):
         KMeansUnits.load(folder)
 
 
-@pytest.mark.parametrize("centroid_inputs", [False, True])
-def test_unit_to_speech_learns_saves_and_decodes(units, speech, tmp_path, centroid_inputs):
+@pytest.mark.parametrize(("centroid_inputs", "max_dilation"), [(False, 8), (True, 8),
+                                                               (False, 2)])
+def test_unit_to_speech_learns_saves_and_decodes(units, speech, tmp_path, centroid_inputs,
+                                                 max_dilation):
     """A small decoder trained briefly on one voice (units as free embeddings, or also as
-    their centroids): its loss falls, it reloads to the same output, and decodes units into
-    audio of the clip's length, the same audio every time; bad units are refused."""
+    their centroids; wide or narrow context): its loss falls, it reloads to the same output
+    (so its settings were saved with it), and decodes units into audio of the clip's length,
+    the same audio every time; bad units are refused."""
     from speechllm.tokens.load import load_tokenizer
     from speechllm.tokens.unit2speech import U2SConfig, UnitToSpeech
 
@@ -174,7 +177,8 @@ def test_unit_to_speech_learns_saves_and_decodes(units, speech, tmp_path, centro
     losses: list[float] = []
     u2s = UnitToSpeech.train(audios, units, U2SConfig(k=32, channels=64, layers=4, steps=60,
                                                        batch_size=8, crop_units=50,
-                                                       centroid_inputs=centroid_inputs),
+                                                       centroid_inputs=centroid_inputs,
+                                                       max_dilation=max_dilation),
                              progress=lambda step, total, loss: losses.append(loss))
     assert np.mean(losses[-10:]) < 0.6 * np.mean(losses[:5]), losses
     folder = u2s.save(tmp_path / "u2s")
@@ -188,6 +192,31 @@ def test_unit_to_speech_learns_saves_and_decodes(units, speech, tmp_path, centro
     assert np.array_equal(again.decode(codes).samples, audio.samples)  # same units, same audio
     with pytest.raises(ValueError, match="units must be in"):
         again.decode((np.array([40]),))
+
+
+def test_unit_to_speech_context_is_bounded_by_its_largest_dilation():
+    """Changing one unit moves the decoded frames only within the context the largest
+    dilation allows (+-0.4 s at 1: the frames 0.5 s on hardly move, beyond the group norm's
+    whole-clip statistics); at 8 the same change still reaches them. A bad setting is named."""
+    import torch
+
+    from speechllm.tokens.unit2speech import U2SConfig, UnitToMel
+
+    moved = {}
+    for largest in (1, 8):
+        torch.manual_seed(0)
+        net = UnitToMel(U2SConfig(k=32, channels=64, max_dilation=largest)).eval()
+        units = torch.randint(0, 32, (1, 100))
+        other = units.clone()
+        other[0, 0] = (units[0, 0] + 1) % 32
+        with torch.no_grad():
+            change = (net(units) - net(other)).abs().amax(dim=2)[0]
+        moved[largest] = (float(change[:4].mean()), float(change[50:70].max()))
+    near, far = moved[1]
+    assert near > 0.1 and far < 1e-3 * near, moved  # 1 unit = 4 frames: 50 frames = 0.5 s
+    assert moved[8][1] > 5 * far, moved
+    with pytest.raises(ValueError, match="power of two"):
+        UnitToMel(U2SConfig(k=32, max_dilation=3))
 
 
 def test_cli_trains_unit_to_speech_on_several_manifests(units, speech, tmp_path):

@@ -58,7 +58,10 @@ class U2SConfig:
     # units that sound alike start alike and a near miss by the token LM decodes to a near
     # sound; without it every unit is a free embedding learnt from its own frames only.
     centroid_inputs: bool = False
-
+    # The blocks' dilations cycle 1, 2, 4, .. up to this: it sets how much context each frame
+    # sees (8: about +-1.5 s, a whole command phrase; 4: +-0.8 s; 2: +-0.6 s; 1: +-0.4 s). A wide
+    # view lets the network learn whole training phrases instead of sounds.
+    max_dilation: int = 8
 
     @classmethod
     def for_units(cls, units: KMeansUnits, **changes: Any) -> U2SConfig:
@@ -81,9 +84,12 @@ class UnitToMel(nn.Module):
             self.register_buffer("centroids", torch.as_tensor(centroids, dtype=torch.float32),
                                  persistent=False)
             self.centroid_proj = nn.Linear(centroids.shape[1], c.channels)
+        if c.max_dilation < 1 or c.max_dilation & (c.max_dilation - 1):
+            raise ValueError(f"max_dilation must be a power of two, not {c.max_dilation}")
+        cycle = c.max_dilation.bit_length()  # 8 -> 1, 2, 4, 8
         self.blocks = nn.ModuleList()
         for n in range(c.layers):
-            dilation = 2 ** (n % 4)
+            dilation = 2 ** (n % cycle)
             self.blocks.append(nn.Sequential(
                 nn.Conv1d(c.channels, c.channels, 5, padding=2 * dilation, dilation=dilation),
                 nn.GELU(), nn.Conv1d(c.channels, c.channels, 1)))
