@@ -37,7 +37,7 @@ async def send_realtime(ws, data: bytes, speed: float = 1.0) -> None:
         await asyncio.sleep(0.1 / speed)
 
 
-async def until(ws, kind: str, seen: list[dict], timeout: float = 120) -> dict:
+async def until(ws, kind: str, seen: list[dict], timeout: float = 300) -> dict:
     deadline = time.monotonic() + timeout
     while True:
         message = json.loads(await asyncio.wait_for(ws.recv(), deadline - time.monotonic()))
@@ -179,19 +179,31 @@ def test_a_session_that_dies_mid_reply_does_not_hurt_another(server):
 
 
 def test_shutdown_is_graceful(tmp_path):
-    """SIGTERM while a request is in flight: it is answered, then the server exits cleanly."""
+    """SIGTERM while an answer is streaming: it is finished, then the server exits cleanly."""
     s = start_server(tmp_path, key=None)
     try:
         result: dict[str, object] = {}
 
+        started = threading.Event()
+
         def ask() -> None:
+            # streamed, so the test knows the request is being answered before it signals
             body = json.dumps({"messages": [{"role": "user", "content":
-                               "Count from one to twenty in words."}], "max_tokens": 80})
+                               "Count from one to twenty in words."}], "max_tokens": 80,
+                               "stream": True})
             request = urllib.request.Request(s.url + "/v1/chat/completions", body.encode(),
                                              {"Content-Type": "application/json"})
-            with urllib.request.urlopen(request, timeout=120) as r:
+            text = []
+            with urllib.request.urlopen(request, timeout=300) as r:
                 result["status"] = r.status
-                result["text"] = json.loads(r.read())["choices"][0]["message"]["content"]
+                for line in r:
+                    data = line.decode().removeprefix("data:").strip()
+                    if not line.startswith(b"data:") or data == "[DONE]":
+                        result["done"] = result.get("done") or data == "[DONE]"
+                        continue
+                    text.append(json.loads(data)["choices"][0]["delta"].get("content") or "")
+                    started.set()
+            result["text"] = "".join(text)
 
         async def voice_session_closed() -> int:
             async with websockets.connect(s.ws_url) as ws:
@@ -210,11 +222,12 @@ def test_shutdown_is_graceful(tmp_path):
         assert ready.wait(30)
         worker = threading.Thread(target=ask)
         worker.start()
-        time.sleep(0.5)  # the request is in flight
+        assert started.wait(300)  # the answer is streaming
         s.process.send_signal(signal.SIGTERM)
-        worker.join(120)
+        worker.join(300)
         voice.join(60)
-        assert result.get("status") == 200 and "twenty" in str(result["text"]).lower()
+        assert result.get("status") == 200 and result.get("done"), result
+        assert "twenty" in str(result["text"]).lower()  # answered to the end
         assert codes == [1012]  # the open voice session is told the service restarts
         assert s.process.wait(60) == 0
         log = s.log.read_text()
