@@ -183,7 +183,6 @@ def test_shutdown_is_graceful(tmp_path):
     s = start_server(tmp_path, key=None)
     try:
         result: dict[str, object] = {}
-
         started = threading.Event()
 
         def ask() -> None:
@@ -197,9 +196,11 @@ def test_shutdown_is_graceful(tmp_path):
             with urllib.request.urlopen(request, timeout=300) as r:
                 result["status"] = r.status
                 for line in r:
-                    data = line.decode().removeprefix("data:").strip()
-                    if not line.startswith(b"data:") or data == "[DONE]":
-                        result["done"] = result.get("done") or data == "[DONE]"
+                    if not line.startswith(b"data:"):
+                        continue
+                    data = line.removeprefix(b"data:").strip()
+                    if data == b"[DONE]":
+                        result["done"] = True
                         continue
                     text.append(json.loads(data)["choices"][0]["delta"].get("content") or "")
                     started.set()

@@ -59,8 +59,8 @@ class U2SConfig:
     # sound; without it every unit is a free embedding learnt from its own frames only.
     centroid_inputs: bool = False
     # The blocks' dilations cycle 1, 2, 4, .. up to this: it sets how much context each frame
-    # sees (8: about +-1.5 s, a whole command phrase; 4: +-0.8 s; 2: +-0.6 s; 1: +-0.4 s). A wide
-    # view lets the network learn whole training phrases instead of sounds.
+    # sees (8: about +-1.5 s, a whole command phrase; 4: +-0.8 s; 2: +-0.6 s; 1: +-0.4 s). The
+    # wide default renders a token LM's units better (docs/tokens.md, "the context it sees").
     max_dilation: int = 8
 
     @classmethod
