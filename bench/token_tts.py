@@ -128,14 +128,17 @@ def redecoded(folder: Path, voice: UnitToSpeech, count: int,
     return clips
 
 
+def heard(asr: FasterWhisperASR, opts: ASROptions, audio: Audio) -> str:
+    """What Whisper hears, with its fallback's sampling seed reset: the same for every clip."""
+    ctranslate2.set_random_seed(0)
+    return asr.transcribe(audio, opts).text.strip()
+
+
 def judged(asr: FasterWhisperASR, opts: ASROptions, texts: Sequence[str],
            clips: Sequence[Audio]) -> float:
-    """WER % of `clips` against `texts`, each clip transcribed with the fallback seed reset."""
-    found = []
-    for text, audio in zip(texts, clips, strict=True):
-        ctranslate2.set_random_seed(0)
-        found.append(word_errors(text, asr.transcribe(audio, opts).text.strip(), digits=True))
-    return rate(found)["wer"]
+    """WER % of `clips` against `texts`."""
+    return rate([word_errors(text, heard(asr, opts, audio), digits=True)
+                 for text, audio in zip(texts, clips, strict=True)])["wer"]
 
 
 def main() -> None:
@@ -179,8 +182,7 @@ def main() -> None:
     for n, text in enumerate(texts):
         clips = speaker.speak(text) if speaker else audios[n]  # type: ignore[index]
         for name, audio in clips.items():
-            ctranslate2.set_random_seed(0)  # the fallback's sampling: the same for every clip
-            rows[name].append(asr.transcribe(audio, opts).text.strip())
+            rows[name].append(heard(asr, opts, audio))
             seconds[name] += audio.duration
             if args.wavs:
                 args.wavs.mkdir(parents=True, exist_ok=True)
