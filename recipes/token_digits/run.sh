@@ -27,9 +27,17 @@ journal=$out/eval.sqlite
 [ -f $out/units/units.npz ] || ./dev speechllm tokens fit \
   data/latent_digits/manifest.jsonl --kind units -k 500 --window 4 -o $out/units
 
-# 3. Unit-to-speech on the Piper voice: the token LM's units become audible.
+# 3. Unit-to-speech on the Piper voice: the token LM's units become audible. The decoder
+#    learns from the speaking clips and two more renders of the same texts (Piper draws new
+#    noise on every render, so they are new unit sequences; only the decoder sees them), with
+#    dropout 0.2 (the default): it generalises to new phrases better (docs/tokens.md).
+for again in 2 3; do
+  ./dev speechllm synth recipes/token_digits/speak_train.jsonl -o data/token_speak_$again \
+    --voices piper
+done
 [ -f $out/voice/unit2speech.safetensors ] || ./dev speechllm tokens train-u2s \
-  data/token_speak/manifest.jsonl --units $out/units -o $out/voice --steps 1500
+  data/token_speak/manifest.jsonl data/token_speak_2/manifest.jsonl \
+  data/token_speak_3/manifest.jsonl --units $out/units -o $out/voice --steps 2000
 
 # 4. The token LM, with the latent trainer: 300 steps of understanding alone, then on to
 #    1100 steps drawing understanding and word-interleaved speaking examples 1:1 (the trainer

@@ -580,6 +580,9 @@ def tokens_train_u2s(
     max_dilation: Annotated[int, typer.Option(
         help="Largest dilation of the network's blocks (a power of two): how much context "
              "each frame sees (8: +-1.5 s, 1: +-0.4 s).")] = 8,
+    dropout: Annotated[float, typer.Option(
+        help="Dropout on each block's output while training, so the network does not "
+             "memorise its clips' exact unit sequences.")] = 0.2,
     lm: Annotated[Path | None, typer.Option(
         help="A token model (same units) whose teacher-forced predictions half the examples "
              "read instead of the clip's units, so the decoder renders its near misses. The "
@@ -603,7 +606,7 @@ def tokens_train_u2s(
             job = bar.add_task("training", total=steps, loss="loss -")
             u2s = UnitToSpeech.train(audios, tok, U2SConfig.for_units(
                 tok, steps=steps, centroid_inputs=centroid_inputs,
-                max_dilation=max_dilation), seed,
+                max_dilation=max_dilation, dropout=dropout), seed,
                                      lambda step, total, loss: bar.update(
                                          job, completed=step, loss=f"loss {loss:.3f}"),
                                      forced)

@@ -162,14 +162,15 @@ def test_damaged_tokenizer_folders_are_refused(units, tmp_path):
         KMeansUnits.load(folder)
 
 
-@pytest.mark.parametrize(("centroid_inputs", "max_dilation"), [(False, 8), (True, 8),
-                                                               (False, 2)])
+@pytest.mark.parametrize(("centroid_inputs", "max_dilation", "dropout"),
+                         [(False, 8, 0.0), (True, 8, 0.0), (False, 2, 0.0), (False, 8, 0.2)])
 def test_unit_to_speech_learns_saves_and_decodes(units, speech, tmp_path, centroid_inputs,
-                                                 max_dilation):
+                                                 max_dilation, dropout):
     """A small decoder trained briefly on one voice (units as free embeddings, or also as
-    their centroids; wide or narrow context): its loss falls, it reloads to the same output
-    (so its settings were saved with it), and decodes units into audio of the clip's length,
-    the same audio every time; bad units are refused."""
+    their centroids; wide or narrow context; with dropout): its loss falls, it reloads to the
+    same output (so its settings were saved with it, and dropout is off when decoding), and
+    decodes units into audio of the clip's length, the same audio every time; bad units are
+    refused."""
     from speechllm.tokens.load import load_tokenizer
     from speechllm.tokens.unit2speech import U2SConfig, UnitToSpeech
 
@@ -178,12 +179,14 @@ def test_unit_to_speech_learns_saves_and_decodes(units, speech, tmp_path, centro
     u2s = UnitToSpeech.train(audios, units, U2SConfig(k=32, channels=64, layers=4, steps=60,
                                                        batch_size=8, crop_units=50,
                                                        centroid_inputs=centroid_inputs,
-                                                       max_dilation=max_dilation),
+                                                       max_dilation=max_dilation,
+                                                       dropout=dropout),
                              progress=lambda step, total, loss: losses.append(loss))
     assert np.mean(losses[-10:]) < 0.6 * np.mean(losses[:5]), losses
     folder = u2s.save(tmp_path / "u2s")
     again = load_tokenizer(folder)
     assert isinstance(again, UnitToSpeech)
+    assert again.config == u2s.config
     codes = again.encode(audios[12])
     assert np.allclose(again.mel(codes), u2s.mel(codes))
     audio = again.decode(codes)
