@@ -746,6 +746,9 @@ def tokens_decode(
         raise _fail(exc) from None
 
 
+ALIGN_SAVE_EVERY = 50  # clips aligned between saves of the progress (~30 s of Whisper base)
+
+
 @tokens_app.command("align")
 def tokens_align(
     manifest: Annotated[Path, typer.Argument(help="JSONL manifest with each clip's text.")],
@@ -758,18 +761,23 @@ def tokens_align(
 ) -> None:
     """Add word timings ("words": [[word, start, end], ...]) to each clip, for token models
     that speak word by word (`"interleave_words": true`). Resumes: clips the output already
-    aligned (same audio, same text) keep their timings."""
+    aligned (same audio, same text) keep their timings, and so do those an interrupted run
+    had aligned."""
     from speechllm.asr.faster_whisper import FasterWhisperASR
     from speechllm.audio import load
     from speechllm.eval.manifest import read_manifest, write_manifest
     from speechllm.tokens.align import align_words
 
     target = output or manifest.with_name(manifest.stem + ".aligned.jsonl")
+    # progress is written beside the target as it goes (so relative audio paths hold), and
+    # an interrupted run resumes from it
+    partial = target.with_name(f".{target.name}.partial")
     try:
         items = read_manifest(manifest)
-        done = {} if redo or not target.is_file() else {
-            (old.audio, old.text): old.fields["words"] for old in read_manifest(target)
-            if "words" in old.fields}
+        done = {} if redo else {
+            (old.audio, old.text): old.fields["words"]
+            for earlier in (target, partial) if earlier.is_file()
+            for old in read_manifest(earlier) if "words" in old.fields}
         whisper = FasterWhisperASR(asr) if len(done) < len(items) else None
         rows, failed, kept = [], [], 0
         with Progress(TextColumn("aligning"), BarColumn(), MofNCompleteColumn(),
@@ -792,8 +800,9 @@ def tokens_align(
                     failed.append(f"{item.audio.name}: {exc}")
                 rows.append(item)
                 bar.advance(job)
-        # written beside the target (so relative audio paths hold), then moved into place
-        write_manifest(rows, target.with_name(f".{target.name}.partial")).replace(target)
+                if len(rows) % ALIGN_SAVE_EVERY == 0:
+                    write_manifest(rows, partial)
+        write_manifest(rows, partial).replace(target)
     except (SpeechLLMError, ValueError) as exc:
         raise _fail(exc) from None
     for line in failed[:10]:

@@ -178,3 +178,37 @@ def test_align_resumes_keeping_earlier_timings_unless_asked_to_redo(phrases):
     assert second["words"][-1][2] > 0.5 and second["text"] == rows[1]["text"]  # the new clip
     first, _ = align("--redo")
     assert first["words"] != marked and first["words"][-1][2] > 0.5
+
+
+def test_an_interrupted_align_keeps_what_it_finished(phrases, monkeypatch):
+    from typer.testing import CliRunner
+
+    import speechllm.cli
+    import speechllm.tokens.align
+    from speechllm.cli import app
+
+    root, _, _, _ = phrases
+    rows = [json.loads(x) for x in (root / "speak.jsonl").read_text().splitlines()][:3]
+    (root / "cut.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    real = speechllm.tokens.align.align_words
+    calls: list[str] = []
+
+    def stopped_on_the_third(asr, audio, text):  # Ctrl-C while the third clip aligns
+        calls.append(text)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(asr, audio, text)
+
+    monkeypatch.setattr(speechllm.cli, "ALIGN_SAVE_EVERY", 1)
+    monkeypatch.setattr(speechllm.tokens.align, "align_words", stopped_on_the_third)
+    args = ["tokens", "align", str(root / "cut.jsonl"), "--asr", "whisper-tiny.en"]
+    CliRunner().invoke(app, args)
+    assert len(calls) == 3 and not (root / "cut.aligned.jsonl").exists()
+    calls.clear()
+    done = CliRunner().invoke(app, args)
+    assert done.exit_code == 0, done.output
+    assert "aligned 3 of 3 clips (2 kept from before)" in done.output
+    assert calls == [rows[2]["text"]]  # only the clip the interrupted run had not finished
+    written = [json.loads(x) for x in (root / "cut.aligned.jsonl").read_text().splitlines()]
+    assert [len(r["words"]) for r in written] == [2, 2, 2]
+    assert not list(root.glob(".cut.aligned.jsonl.partial"))
