@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import os
@@ -774,10 +775,12 @@ def tokens_align(
     partial = target.with_name(f".{target.name}.partial")
     try:
         items = read_manifest(manifest)
-        done = {} if redo else {
-            (old.audio, old.text): old.fields["words"]
-            for earlier in (target, partial) if earlier.is_file()
-            for old in read_manifest(earlier) if "words" in old.fields}
+        earlier = [] if redo or not target.is_file() else read_manifest(target)
+        # a partial file cut mid-write is ignored: it is only a progress cache
+        with contextlib.suppress(SpeechLLMError, ValueError):
+            earlier += read_manifest(partial) if partial.is_file() and not redo else []
+        done = {(old.audio, old.text): old.fields["words"] for old in earlier
+                if "words" in old.fields}
         whisper = FasterWhisperASR(asr) if len(done) < len(items) else None
         rows, failed, kept = [], [], 0
         with Progress(TextColumn("aligning"), BarColumn(), MofNCompleteColumn(),
