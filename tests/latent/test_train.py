@@ -57,6 +57,8 @@ def test_bad_configs_fail_before_any_model_loads_naming_the_field(tmp_path, data
              ({"data": {"manifest": ["d/manifest.jsonl", "nope.jsonl"]}}, "data.manifest"),
              ({"data": {"manifest": ["d/manifest.jsonl", "d/manifest.jsonl"],
                         "weights": [1]}}, "data.weights"),
+             ({"model": {**good["model"], "lora_modules": []}}, "model.lora_modules"),
+             ({"model": {**good["model"], "lora_modules": "q_proj"}}, "model.lora_modules"),
              ({"extra": {}}, "extra: unknown section")]
     for change, field in cases:
         path = data / "bad.json"
@@ -70,6 +72,16 @@ def test_bad_configs_fail_before_any_model_loads_naming_the_field(tmp_path, data
     done = subprocess.run([str(EXE), "train", "latent", str(data / "broken.json")],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "not valid JSON" in done.stderr
+
+
+def test_lora_on_a_layer_the_llm_lacks_names_the_layers_it_has(data):
+    path = config(data, 1, output="lora-typo")
+    raw = json.loads(path.read_text())
+    raw["model"].update(lora_rank=4, lora_modules=["q_proj", "mlp_in"])
+    path.write_text(json.dumps(raw))
+    with pytest.raises(ConfigError, match=r"model\.lora_modules.*mlp_in.*gate_proj"):
+        train(load_config(path))
+    assert not (data / "lora-typo" / "final").exists()
 
 
 @pytest.fixture(scope="module")

@@ -24,6 +24,8 @@ from tests.tokens.unit_distance import unit_distance
 
 WORDS = ["two", "seven", "nine"]
 ASK = "Which number was said?"
+# LoRA on every projection of a Gemma block, the token recipe's choice
+ALL_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +51,7 @@ def trained(tmp_path_factory):
         units, channels=32, layers=2, steps=10, batch_size=4)).save(root / "voice")
     (root / "config.json").write_text(json.dumps({
         "model": {"approach": "tokens", "units": "voice", "llm": "gemma-3-270m",
-                  "lora_rank": 8},
+                  "lora_rank": 8, "lora_modules": ALL_PROJECTIONS},
         "data": {"manifest": ["manifest.jsonl", "speak.jsonl"], "weights": [1, 1]},
         "train": {"output": "out", "steps": 60, "batch_size": 6, "lr": 0.01, "warmup": 4,
                   "lora_lr": 0.002, "checkpoint_every": 20}}))
@@ -72,6 +74,15 @@ def test_token_model_learns_from_units_and_reloads(trained):
     assert right >= 4, answers  # it answers from units (training clips)
     again = TokenSpeechLM.from_pretrained(result.output)
     assert torch.equal(again.adapter.weight, model.adapter.weight)
+    # LoRA went where the config asked (the MLP too, as in the recipe), and came back with it
+    wrapped = {n.split(".lora_A")[0].rsplit(".", 1)[-1] for n, _ in again.lm.named_parameters()
+               if ".lora_A" in n}
+    assert wrapped == set(ALL_PROJECTIONS), wrapped
+    assert again.config.lora_modules == tuple(ALL_PROJECTIONS)
+    reloaded = [again.respond(Request(audio=load(root / r["audio"]), system=ASK, max_tokens=4,
+                                      want_audio=False)).text.strip(" .").lower()
+                for r in rows[:4]]
+    assert reloaded == answers[:4]
 
 
 def test_decoding_stays_in_its_token_family(trained):

@@ -25,6 +25,7 @@ from speechllm.errors import ModelError
 from speechllm.latent.adapters import AdapterConfig, make_adapter
 from speechllm.latent.encoders import SpeechEncoder, make_encoder
 from speechllm.latent.llm import load_causal_lm
+from speechllm.latent.lora import LORA_MODULES, lora_modules
 from speechllm.speechlm import Event, Message, Request, Response
 from speechllm.threaded_stream import threaded_stream
 from speechllm.timing import Stopwatch
@@ -44,6 +45,7 @@ class LatentConfig:
     adapter: AdapterConfig = field(default_factory=AdapterConfig)
     system: str = "You listen to audio and follow the instruction."
     lora_rank: int = 0  # > 0: the LLM carries LoRA weights (saved in lora/)
+    lora_modules: tuple[str, ...] = LORA_MODULES  # the LLM's linear layers that get LoRA
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "model") -> LatentConfig:
@@ -59,7 +61,8 @@ class LatentConfig:
             if key not in known_adapter:
                 raise ValueError(f"{where}.adapter.{key}: unknown field; known: "
                                  f"{', '.join(sorted(known_adapter))}")
-        return cls(**{**data, "adapter": AdapterConfig(**adapter)})
+        modules = lora_modules(data.get("lora_modules", LORA_MODULES), where)
+        return cls(**{**data, "adapter": AdapterConfig(**adapter), "lora_modules": modules})
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

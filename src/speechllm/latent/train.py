@@ -246,7 +246,14 @@ def train(config: TrainConfig, progress: Callable[[int, int, float], None] | Non
     if config.model.lora_rank:
         peft = require("peft", "latent")
         lora = peft.LoraConfig(r=config.model.lora_rank, lora_alpha=2 * config.model.lora_rank,
-                               target_modules=["q_proj", "v_proj"], lora_dropout=0.0)
+                               target_modules=list(config.model.lora_modules), lora_dropout=0.0)
+        # peft skips a named layer it cannot find as long as one other matches: check them all
+        names = {n.rsplit(".", 1)[-1] for n, m in model.lm.named_modules()
+                 if isinstance(m, torch.nn.Linear)}
+        missing = [m for m in config.model.lora_modules if m not in names]
+        if missing:
+            raise ConfigError(f"model.lora_modules: {', '.join(missing)} not in this LLM; its "
+                              f"linear layers: {', '.join(sorted(names))}")
         model.lm = peft.get_peft_model(model.lm, lora)
     model.adapter.train()
     groups: list[dict[str, Any]] = [{"params": list(model.adapter.parameters()), "lr": s.lr}]
@@ -327,7 +334,8 @@ def train(config: TrainConfig, progress: Callable[[int, int, float], None] | Non
             encoder.eval()
         final = model.save_pretrained(out / "final")
         _plot(losses, curve)
-        (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+        # not config.json: a user's own config kept in the output folder would be overwritten
+        (out / "train-config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
     else:
         final = out / "final"
     acc.wait_for_everyone()

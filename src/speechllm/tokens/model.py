@@ -39,6 +39,7 @@ import numpy as np
 from speechllm.audio import Audio
 from speechllm.errors import MissingDependency, ModelError
 from speechllm.latent.llm import load_causal_lm
+from speechllm.latent.lora import LORA_MODULES, lora_modules
 from speechllm.speechlm import Event, Message, Request, Response
 from speechllm.threaded_stream import threaded_stream
 from speechllm.timing import Stopwatch
@@ -64,6 +65,7 @@ class TokenLMConfig:
     units: str  # a unit tokenizer folder, or a unit-to-speech folder (which can also speak)
     llm: str = "gemma-3-270m"  # embedded GGUF name, .gguf path or HF directory
     lora_rank: int = 8
+    lora_modules: tuple[str, ...] = LORA_MODULES  # the LLM's linear layers that get LoRA
     dedup: bool = True  # read deduplicated units (runs collapsed), as unit LMs usually do
     # speak word by word (each word's text, then its units): the model need not learn which
     # units belong to which word, the alignment it otherwise gets wrong on small data
@@ -80,7 +82,8 @@ class TokenLMConfig:
             raise ValueError(f"{where}.units: required, a unit tokenizer folder")
         if not (Path(data["units"]) / "config.json").is_file():
             raise ValueError(f"{where}.units: {data['units']} is not a tokenizer folder")
-        return cls(**data)
+        return cls(**{**data, "lora_modules": lora_modules(data.get("lora_modules",
+                                                                    LORA_MODULES), where)})
 
     def to_dict(self) -> dict[str, Any]:
         return {"approach": "tokens", **asdict(self)}
