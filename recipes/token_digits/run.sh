@@ -52,7 +52,11 @@ rm -f "$journal" "$journal-wal" "$journal-shm"  # a fresh evaluation of the mode
   --journal "$journal" --run token-digits-digit-clean
 ./dev speechllm report --journal "$journal" -o docs/token_digits
 
-# 6. Speaking: both held-out sets (107 phrases), token LM -> unit-to-speech -> Whisper.
-.venv/bin/python bench/token_tts.py $out/final --wavs $out/tts \
-  --phrases recipes/token_digits/speak_heldout.txt \
-  --phrases recipes/token_digits/speak_heldout_more.txt | tee docs/token_digits/tts.md
+# 6. Speaking: both held-out sets (107 phrases), token LM -> unit-to-speech -> Whisper. The
+#    LM speaks once (its units kept in $out/tts); the judge then hears them decoded from three
+#    Griffin-Lim start phases (a few points apart) and reports each and the mean.
+heldout=(--phrases recipes/token_digits/speak_heldout.txt
+         --phrases recipes/token_digits/speak_heldout_more.txt)
+.venv/bin/python bench/token_tts.py $out/final --wavs $out/tts "${heldout[@]}" > $out/tts-spoken.md
+.venv/bin/python bench/token_tts.py --from-wavs $out/tts --voice $out/voice --phases 3 \
+  "${heldout[@]}" | tee docs/token_digits/tts.md
