@@ -24,7 +24,7 @@ from tests.tokens.unit_distance import unit_distance
 
 WORDS = ["two", "seven", "nine"]
 ASK = "Which number was said?"
-# LoRA on every projection of a Gemma block, the token recipe's choice
+# LoRA on every projection of a Gemma block (the default is q/v only)
 ALL_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
@@ -74,7 +74,7 @@ def test_token_model_learns_from_units_and_reloads(trained):
     assert right >= 4, answers  # it answers from units (training clips)
     again = TokenSpeechLM.from_pretrained(result.output)
     assert torch.equal(again.adapter.weight, model.adapter.weight)
-    # LoRA went where the config asked (the MLP too, as in the recipe), and came back with it
+    # LoRA went where the config asked (the MLP too), and came back with it
     wrapped = {n.split(".lora_A")[0].rsplit(".", 1)[-1] for n, _ in again.lm.named_parameters()
                if ".lora_A" in n}
     assert wrapped == set(ALL_PROJECTIONS), wrapped
