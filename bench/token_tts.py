@@ -15,7 +15,8 @@ without speaking anything (a few minutes instead of twenty). A run with `--wavs`
 LM's units there (units.jsonl); `--voice U2S --from-wavs DIR` decodes Piper's audio and those
 same units with another unit-to-speech decoder, so decoders compare on identical LM output;
 `--phases N` decodes them again from N Griffin-Lim start phases (the judge hears each phase
-differently: a few points of WER) and reports each and their mean.
+differently: a few points of WER) and reports each and their mean. `--min-word-units N`
+speaks with another floor on each word's length than the model's (0: none).
 
     .venv/bin/python bench/token_tts.py runs/token_digits/final [--wavs runs/token_tts]
     .venv/bin/python bench/token_tts.py runs/token_digits/final \
@@ -82,8 +83,10 @@ def saved_audio(folder: Path, count: int) -> list[dict[str, Audio]]:
 class Speaker:
     """The three audios of one phrase: Piper's, Piper's units through the decoder, the LM's."""
 
-    def __init__(self, model: Path) -> None:
+    def __init__(self, model: Path, min_word_units: int | None = None) -> None:
         self.lm = TokenSpeechLM.from_pretrained(model)
+        if min_word_units is not None:
+            self.lm.config = dataclasses.replace(self.lm.config, min_word_units=min_word_units)
         if self.lm.voice is None:
             raise SystemExit(f"{model}: no unit-to-speech decoder to speak with")
         self.piper = PiperTTS()
@@ -157,6 +160,9 @@ def main() -> None:
     parser.add_argument("--phases", type=int, default=1,
                         help="With --voice: also decode from this many Griffin-Lim start "
                              "phases (seeds 0..N-1) and report the WER of each and the mean.")
+    parser.add_argument("--min-word-units", type=int,
+                        help="Speak with this floor on each word's units instead of the "
+                             "model's (0: none; the model's default is 3).")
     args = parser.parse_args()
     if (args.model is None) == (args.from_wavs is None):
         parser.error("give one of: a model to speak with, or --from-wavs DIR")
@@ -178,7 +184,7 @@ def main() -> None:
         audios = redecoded(args.from_wavs, voice, len(texts), encoded)
     else:
         audios = saved_audio(args.from_wavs, len(texts)) if args.from_wavs else None
-    speaker = Speaker(args.model) if args.model else None
+    speaker = Speaker(args.model, args.min_word_units) if args.model else None
     for n, text in enumerate(texts):
         clips = speaker.speak(text) if speaker else audios[n]  # type: ignore[index]
         for name, audio in clips.items():

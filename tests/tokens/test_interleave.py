@@ -17,7 +17,7 @@ import pytest
 from speechllm.audio import Audio, load, save
 from speechllm.latent.train import ConfigError, load_config, train
 from speechllm.tokens.align import merge_to_words, unit_spans
-from speechllm.tokens.model import TokenSpeechLM
+from speechllm.tokens.model import TokenLMConfig, TokenSpeechLM
 from speechllm.tokens.semantic import KMeansUnits, UnitsConfig
 from speechllm.tokens.unit2speech import U2SConfig, UnitToSpeech
 from speechllm.tts.espeak import EspeakOptions, EspeakTTS
@@ -117,6 +117,26 @@ def test_interleaved_model_says_each_word_as_that_words_units(phrases, interleav
                          for w in WORDS if w != word)
     assert right >= 3, (right, total)
     assert model.say(" ".join(HELD_OUT)).duration > 0.2
+
+
+def test_no_word_is_spoken_shorter_than_the_floor(interleaved):
+    model, _ = interleaved
+    assert model.config.min_word_units == 3  # the default, saved with the model
+    natural = model.speak_words("nine two", min_word_units=0)
+    longest = max(map(len, natural))
+    stretched = model.speak_words("nine two", min_word_units=longest + 4)
+    assert all(len(w) >= longest + 4 for w in stretched)  # every word, the last one too
+    assert all(len(w) >= 3 for w in model.speak_words("seven nine"))
+    # a floor above the cap: the cap wins, so a model still stops
+    assert sum(map(len, model.speak_words("two nine", max_units=5, min_word_units=50))) <= 5
+
+
+@pytest.mark.parametrize("floor", [-1, "3", 2.5, True])
+def test_a_bad_word_floor_is_refused_by_name(interleaved, floor):
+    model, _ = interleaved
+    raw = {**model.config.to_dict(), "min_word_units": floor}
+    with pytest.raises(ValueError, match="min_word_units"):
+        TokenLMConfig.from_dict(raw)
 
 
 def test_interleaving_needs_aligned_clips(phrases, interleaved):

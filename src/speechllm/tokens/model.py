@@ -70,6 +70,11 @@ class TokenLMConfig:
     # speak word by word (each word's text, then its units): the model need not learn which
     # units belong to which word, the alignment it otherwise gets wrong on small data
     interleave_words: bool = False
+    # speaking: no word ends before this many units (120 ms at 25 units/s; the training
+    # clips have none under 2). Without it a small model's commonest error is an empty last
+    # word: it gives the phrase's closing silence to the word before, then ends the last at
+    # once ("eight seven one" heard as "8-7"). A decoding setting: it changes no weights.
+    min_word_units: int = 3
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "model") -> TokenLMConfig:
@@ -82,6 +87,10 @@ class TokenLMConfig:
             raise ValueError(f"{where}.units: required, a unit tokenizer folder")
         if not (Path(data["units"]) / "config.json").is_file():
             raise ValueError(f"{where}.units: {data['units']} is not a tokenizer folder")
+        floor = data.get("min_word_units", 0)
+        if not isinstance(floor, int) or isinstance(floor, bool) or floor < 0:
+            raise ValueError(f"{where}.min_word_units: a whole number of units >= 0, not "
+                             f"{floor!r}")
         return cls(**{**data, "lora_modules": lora_modules(data.get("lora_modules",
                                                                     LORA_MODULES), where)})
 
@@ -313,10 +322,11 @@ class TokenSpeechLM:
 
     def generate(self, prompt: list[int], family: str, max_tokens: int,
                  on_token: Callable[[list[int]], None] | None = None,
-                 past: Past | None = None) -> list[int]:
+                 past: Past | None = None, min_tokens: int = 0) -> list[int]:
         """Greedy continuation of `prompt`, constrained to `family` ("text" or "audio").
         `past` (a `Past`) carries the cache across calls: the next call's prompt continues
-        this one's output, as word-by-word speaking needs."""
+        this one's output, as word-by-word speaking needs. The stop (end of text, or the
+        audio end marker) is not allowed before `min_tokens` tokens."""
         if family == "text":
             score = self.text_logits
             stops = self.eos_ids
@@ -332,7 +342,10 @@ class TokenSpeechLM:
         for _ in range(max_tokens):
             result = causal.model(inputs_embeds=embeds, cache=cache, use_cache=True)
             cache = result.cache
-            token = int(score(result.last_hidden_state[0, -1]).argmax())
+            scores = score(result.last_hidden_state[0, -1])
+            if len(out) < min_tokens:
+                scores[list(stops)] = -torch.inf
+            token = int(scores.argmax())
             if token in stops:
                 break
             if family == "audio":
@@ -406,12 +419,14 @@ class TokenSpeechLM:
         """Generation direction: unit ids (0..k-1) for `text`."""
         if self.config.interleave_words:
             return [u for word in self.speak_words(text, max_units) for u in word]
+        cap = max_units or self.max_units(text)
         with self._lock, torch.inference_mode():
-            ids = self.generate(self.generation_ids(text), "audio",
-                                max_units or self.max_units(text))
+            ids = self.generate(self.generation_ids(text), "audio", cap, min_tokens=min(
+                cap, self.config.min_word_units * len(text.split())))
         return [i - self.base_vocab for i in ids]
 
-    def speak_words(self, text: str, max_units: int | None = None) -> list[list[int]]:
+    def speak_words(self, text: str, max_units: int | None = None,
+                    min_word_units: int | None = None) -> list[list[int]]:
         """Word by word (a model trained with `interleave_words`): each word's text is
         given, the model writes that word's units until it ends them, and its own units stay
         in the context for the next word. One list of units (0..k-1) per word."""
@@ -419,6 +434,7 @@ class TokenSpeechLM:
             raise ModelError("this token model speaks whole phrases; it was not trained with "
                              "interleave_words")
         budget = max_units or self.max_units(text)
+        floor = self.config.min_word_units if min_word_units is None else min_word_units
         past = Past()
         out: list[list[int]] = []
         with self._lock, torch.inference_mode():
@@ -427,7 +443,8 @@ class TokenSpeechLM:
                 cap = min(budget - sum(map(len, out)), self.max_units(word))
                 if cap <= 0:
                     break
-                ids = self.generate([*prompt, *self.word_ids(word)], "audio", cap, past=past)
+                ids = self.generate([*prompt, *self.word_ids(word)], "audio", cap, past=past,
+                                    min_tokens=min(cap, floor))
                 out.append([i - self.base_vocab for i in ids])
                 # the end marker closes the word, whether the model chose it or the cap did
                 prompt, past.pending = [*past.pending, self.end_id], []
