@@ -326,7 +326,8 @@ class TokenSpeechLM:
         """Greedy continuation of `prompt`, constrained to `family` ("text" or "audio").
         `past` (a `Past`) carries the cache across calls: the next call's prompt continues
         this one's output, as word-by-word speaking needs. The stop (end of text, or the
-        audio end marker) is not allowed before `min_tokens` tokens."""
+        audio end marker) is not allowed before `min_tokens` tokens; `max_tokens` still ends
+        the output."""
         if family == "text":
             score = self.text_logits
             stops = self.eos_ids
@@ -421,8 +422,8 @@ class TokenSpeechLM:
             return [u for word in self.speak_words(text, max_units) for u in word]
         cap = max_units or self.max_units(text)
         with self._lock, torch.inference_mode():
-            ids = self.generate(self.generation_ids(text), "audio", cap, min_tokens=min(
-                cap, self.config.min_word_units * len(text.split())))
+            ids = self.generate(self.generation_ids(text), "audio", cap,
+                                min_tokens=self.config.min_word_units * len(text.split()))
         return [i - self.base_vocab for i in ids]
 
     def speak_words(self, text: str, max_units: int | None = None,
@@ -444,7 +445,7 @@ class TokenSpeechLM:
                 if cap <= 0:
                     break
                 ids = self.generate([*prompt, *self.word_ids(word)], "audio", cap, past=past,
-                                    min_tokens=min(cap, floor))
+                                    min_tokens=floor)
                 out.append([i - self.base_vocab for i in ids])
                 # the end marker closes the word, whether the model chose it or the cap did
                 prompt, past.pending = [*past.pending, self.end_id], []
