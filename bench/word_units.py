@@ -1,0 +1,146 @@
+"""Can the units tell these words apart? A check on the unit inventory, not on a model.
+
+Two measurements on a speaking set with word timings (`speechllm tokens align`):
+
+1. Word spans: each clip containing one of `--words` is encoded with the unit tokenizer and
+   cut at its word timings (25 units/s). Every span, its repeats collapsed, is labelled with
+   the word of its nearest other span by edit distance (leave-one-out 1-NN), with the same
+   number of spans drawn per word (`--per-word`, redrawn `--draws` times) so that a frequent
+   word does not win by numbers. A word the units keep apart is labelled as itself; one they
+   do not is labelled as the words it sounds like in units.
+2. Phrase starts (`--voice U2S --starting WORD`): clips whose text starts with WORD, heard by
+   Whisper base as Piper said it, resynthesised from its own units by the unit-to-speech
+   decoder (the best a token LM's units could sound), and through Griffin-Lim from Piper's
+   own mel frames (no units): which of the three keeps the first word. These are training
+   clips, so the decoder has seen these very unit sequences.
+
+    .venv/bin/python bench/word_units.py data/token_speak/manifest.aligned.jsonl \
+        --units runs/token_digits/units --words and,in,call,close,heater,the
+    .venv/bin/python bench/word_units.py data/token_speak/manifest.aligned.jsonl \
+        --units runs/token_digits/units --voice runs/token_digits/voice --starting call
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT / "src"))
+
+from unit_choice import edit  # noqa: E402
+
+from speechllm.audio import load  # noqa: E402
+from speechllm.eval.manifest import Item, read_manifest  # noqa: E402
+from speechllm.text_norm import normalize  # noqa: E402
+from speechllm.tokens.base import dedup  # noqa: E402
+from speechllm.tokens.load import load_tokenizer  # noqa: E402
+from speechllm.tokens.semantic import KMeansUnits  # noqa: E402
+from speechllm.tokens.unit2speech import MEL, UnitToSpeech, griffin_lim, log_mel  # noqa: E402
+
+
+def spans(items: list[Item], units: KMeansUnits, words: set[str]) -> dict[str, list[np.ndarray]]:
+    """Each word's unit spans (repeats collapsed) in the clips that hold one of `words`."""
+    rate = units.info.rates[0]
+    chosen = [it for it in items if words & set(str(it.text).split()) and it.fields.get("words")]
+    out: dict[str, list[np.ndarray]] = defaultdict(list)
+    for start in range(0, len(chosen), 16):
+        batch = chosen[start:start + 16]
+        for it, u in zip(batch, units.encode_many([load(it.audio) for it in batch]), strict=True):
+            for word, begin, end in it.fields["words"]:
+                piece = u[round(begin * rate):round(end * rate)]
+                if word in words and len(piece):
+                    out[word].append(dedup(piece)[0])
+        print(f"  encoded {min(start + 16, len(chosen))}/{len(chosen)} clips", file=sys.stderr,
+              flush=True)
+    return out
+
+
+def confusions(by_word: dict[str, list[np.ndarray]], per_word: int, draws: int,
+               seed: int) -> dict[str, Counter[str]]:
+    """How each word's spans are labelled by their nearest other span, over `draws` draws
+    of `per_word` spans per word."""
+    rng = random.Random(seed)
+    out: dict[str, Counter[str]] = {w: Counter() for w in by_word}
+    for _ in range(draws):
+        pool = [(w, s) for w, all_s in by_word.items() for s in rng.sample(all_s, per_word)]
+        for n, (word, span) in enumerate(pool):
+            dists = [(edit(span, other), w) for m, (w, other) in enumerate(pool) if m != n]
+            best = min(d for d, _ in dists)
+            ties = [w for d, w in dists if d == best]
+            out[word][rng.choice(ties)] += 1  # a tie is a coin toss, not a win
+    return out
+
+
+def first_word_heard(items: list[Item], voice: UnitToSpeech, word: str, clips: int) -> None:
+    from token_tts import heard
+
+    from speechllm.asr.base import ASROptions
+    from speechllm.asr.faster_whisper import FasterWhisperASR
+
+    asr, opts = FasterWhisperASR("whisper-base"), ASROptions(language="en")
+    chosen = [it for it in items if str(it.text).split()[:1] == [word]][:clips]
+    kept: Counter[str] = Counter()
+    print("\n| clip | Piper | decoder on Piper's units | Griffin-Lim on Piper's mel |")
+    print("|---|---|---|---|")
+    for it in chosen:
+        audio = load(it.audio)
+        renders = {"Piper": audio, "decoder": voice.decode(voice.encode(audio)),
+                   "Griffin-Lim": griffin_lim(log_mel(audio, MEL), MEL,
+                                              voice.config.griffin_lim_iters,
+                                              voice.config.griffin_lim_seed)}
+        texts = {name: heard(asr, opts, a) for name, a in renders.items()}
+        for name, text in texts.items():
+            kept[name] += normalize(text, digits=True).split()[:1] == [word]
+        print(f"| {it.text} | " + " | ".join(texts.values()) + " |", flush=True)
+    print(f"\n'{word}' heard as the first word, of {len(chosen)} clips: "
+          + ", ".join(f"{name} {n}" for name, n in kept.items()))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("manifest", type=Path, help="A speaking set with word timings.")
+    ap.add_argument("--units", type=Path, help="The unit tokenizer folder.")
+    ap.add_argument("--words", default="and,in,call,close,heater,the")
+    ap.add_argument("--per-word", type=int, default=0,
+                    help="Spans drawn per word (default: the rarest word's count).")
+    ap.add_argument("--draws", type=int, default=20)
+    ap.add_argument("--voice", type=Path, help="A unit-to-speech decoder: run check 2.")
+    ap.add_argument("--starting", default="call")
+    ap.add_argument("--clips", type=int, default=10)
+    args = ap.parse_args()
+    items = read_manifest(args.manifest)
+    if args.voice:
+        voice = UnitToSpeech.load(args.voice)
+        first_word_heard(items, voice, args.starting, args.clips)
+        return
+    if args.units is None:
+        raise SystemExit("--units is needed for the word spans")
+    units = load_tokenizer(args.units)
+    if not isinstance(units, KMeansUnits):
+        raise SystemExit(f"{args.units} is not a k-means unit tokenizer")
+    by_word = spans(items, units, set(args.words.split(",")))
+    missing = set(args.words.split(",")) - set(by_word)
+    if missing:
+        raise SystemExit(f"no timed spans of {sorted(missing)} in {args.manifest}")
+    per_word = args.per_word or min(len(s) for s in by_word.values())
+    table = confusions(by_word, per_word, args.draws, seed=0)
+    names = sorted(by_word)
+    print(f"{args.manifest}: {per_word} spans per word, {args.draws} draws; row = the word "
+          "said, column = the word of its nearest other span (share of its spans)\n")
+    print("| word (spans in all) | " + " | ".join(names) + " |")
+    print("|---|" + "---|" * len(names))
+    for w in names:
+        total = sum(table[w].values())
+        print(f"| {w} ({len(by_word[w])}) | "
+              + " | ".join(f"{table[w][o] / total:.2f}" for o in names) + " |")
+
+
+if __name__ == "__main__":
+    main()
