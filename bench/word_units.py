@@ -125,8 +125,9 @@ def main() -> None:
     units = load_tokenizer(args.units)
     if not isinstance(units, KMeansUnits):
         raise SystemExit(f"{args.units} is not a k-means unit tokenizer")
-    by_word = spans(items, units, set(args.words.split(",")))
-    missing = set(args.words.split(",")) - set(by_word)
+    words = set(args.words.split(","))
+    by_word = spans(items, units, words)
+    missing = words - set(by_word)
     if missing:
         raise SystemExit(f"no timed spans of {sorted(missing)} in {args.manifest}")
     per_word = args.per_word or min(len(s) for s in by_word.values())
