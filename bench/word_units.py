@@ -18,6 +18,15 @@ Two measurements on a speaking set with word timings (`speechllm tokens align`):
         --units runs/token_digits/units --words and,in,call,close,heater,the
     .venv/bin/python bench/word_units.py data/token_speak/manifest.aligned.jsonl \
         --units runs/token_digits/units --voice runs/token_digits/voice --starting call
+
+3. Other inventories (`--fit MANIFEST [--fit MANIFEST2] -k 500,1000 --stride 2,1`): units
+   fitted here on the fit manifests' audio for every k and stride (2 = 25 units/s, the
+   recipe's; 1 = 50/s), each judged as in 1 on the same spans: is there an inventory, short of
+   a new encoder, that keeps "and" apart from "in"? Whisper runs once per clip (stride 1 states
+   pooled for stride 2, as the tokenizer pools them); k-means as `speechllm tokens fit` does.
+
+    .venv/bin/python bench/word_units.py data/token_speak/manifest.aligned.jsonl \
+        --fit data/latent_digits/manifest.jsonl -k 500,1000 --stride 2,1
 """
 
 from __future__ import annotations
@@ -41,7 +50,7 @@ from speechllm.eval.manifest import Item, read_manifest  # noqa: E402
 from speechllm.text_norm import normalize  # noqa: E402
 from speechllm.tokens.base import dedup  # noqa: E402
 from speechllm.tokens.load import load_tokenizer  # noqa: E402
-from speechllm.tokens.semantic import KMeansUnits  # noqa: E402
+from speechllm.tokens.semantic import KMeansUnits, UnitFeatures, UnitsConfig  # noqa: E402
 from speechllm.tokens.unit2speech import MEL, UnitToSpeech, griffin_lim, log_mel  # noqa: E402
 
 
@@ -60,6 +69,61 @@ def spans(items: list[Item], units: KMeansUnits, words: set[str]) -> dict[str, l
         print(f"  encoded {min(start + 16, len(chosen))}/{len(chosen)} clips", file=sys.stderr,
               flush=True)
     return out
+
+
+def pooled(states: np.ndarray, stride: int) -> np.ndarray:
+    """50/s states pooled `stride` at a time, the last repeated to fill (as UnitFeatures)."""
+    pad = (-len(states)) % stride
+    if pad:
+        states = np.concatenate([states, np.repeat(states[-1:], pad, axis=0)])
+    return states.reshape(-1, stride, states.shape[1]).mean(axis=1)
+
+
+def inventories(items: list[Item], fit_items: list[Item], ks: list[int], strides: list[int],
+                words: set[str], draws: int) -> None:
+    """Check 3: units fitted on `fit_items` for each k and stride, judged on the word spans."""
+    cluster = __import__("sklearn.cluster", fromlist=["MiniBatchKMeans"])
+    features = UnitFeatures(UnitsConfig(stride=1, window_seconds=4.0))
+
+    def states(chosen: list[Item], what: str) -> list[np.ndarray]:
+        out: list[np.ndarray] = []
+        for start in range(0, len(chosen), 32):
+            out += features([load(it.audio) for it in chosen[start:start + 32]])
+            print(f"  {what}: {len(out)}/{len(chosen)} clips", file=sys.stderr, flush=True)
+        return out
+
+    timed = [it for it in items if words & set(str(it.text).split()) and it.fields.get("words")]
+    fit_states, word_states = states(fit_items, "fit set"), states(timed, "word clips")
+    names = sorted(words)
+    print(f"Units fitted on {len(fit_items)} clips, judged on {len(timed)} timed clips; each "
+          f"word's share of its spans labelled as itself ({draws} draws)\n")
+    print("| k | units/s | " + " | ".join(names) + " | 'and' taken for 'in' |")
+    print("|---|---|" + "---|" * len(names) + "---|")
+    rng = np.random.default_rng(0)
+    for stride in strides:
+        x = np.concatenate([pooled(s, stride) for s in fit_states])
+        mean, std = x.mean(axis=0), x.std(axis=0) + 1e-5
+        x = (x - mean) / std
+        if len(x) > 200_000:
+            x = x[rng.choice(len(x), 200_000, replace=False)]
+        for k in ks:
+            km = cluster.MiniBatchKMeans(n_clusters=k, random_state=0, n_init=3,
+                                         batch_size=4096, max_iter=200).fit(x)
+            units = KMeansUnits(UnitsConfig(k=k, stride=stride), km.cluster_centers_, mean, std)
+            rate = units.info.rates[0]
+            by_word: dict[str, list[np.ndarray]] = defaultdict(list)
+            for it, s in zip(timed, word_states, strict=True):
+                u = units.assign(pooled(s, stride))
+                for word, begin, end in it.fields["words"]:
+                    piece = u[round(begin * rate):round(end * rate)]
+                    if word in words and len(piece):
+                        by_word[word].append(dedup(piece)[0])
+            per_word = min(len(v) for v in by_word.values())
+            table = confusions(by_word, per_word, draws, seed=0)
+            share = {w: table[w][w] / sum(table[w].values()) for w in names}
+            to_in = table["and"]["in"] / sum(table["and"].values()) if "and" in table else 0.0
+            print(f"| {k} | {rate:g} | " + " | ".join(f"{share[w]:.2f}" for w in names)
+                  + f" | {to_in:.2f} |", flush=True)
 
 
 def confusions(by_word: dict[str, list[np.ndarray]], per_word: int, draws: int,
@@ -114,8 +178,18 @@ def main() -> None:
     ap.add_argument("--voice", type=Path, help="A unit-to-speech decoder: run check 2.")
     ap.add_argument("--starting", default="call")
     ap.add_argument("--clips", type=int, default=10)
+    ap.add_argument("--fit", type=Path, action="append", default=[],
+                    help="Fit units on this manifest's audio instead of --units (check 3).")
+    ap.add_argument("-k", default="500", help="Unit counts to fit, comma-separated.")
+    ap.add_argument("--stride", default="2", help="Strides to fit (2 = 25 units/s).")
     args = ap.parse_args()
     items = read_manifest(args.manifest)
+    if args.fit:
+        fit_items = [it for m in args.fit for it in read_manifest(m)]
+        inventories(items, fit_items, [int(k) for k in args.k.split(",")],
+                    [int(s) for s in args.stride.split(",")], set(args.words.split(",")),
+                    args.draws)
+        return
     if args.voice:
         voice = UnitToSpeech.load(args.voice)
         first_word_heard(items, voice, args.starting, args.clips)

@@ -117,6 +117,21 @@ def thin_frames(seen: set[str], rng: random.Random) -> list[str]:
     return sorted(out)
 
 
+def word_mixes(train: list[str], heldout: list[str], rng: random.Random, count: int = 600) -> list[str]:
+    """Random sequences of 3-6 training words, each word drawn alike (a digit 15% of the time),
+    none holding a held-out phrase. In the phrases a word like "and" follows "turn on the X"
+    in 12 of them where "in" does in 122, so the LM can write a word's units from the words
+    before it instead of from the word it is given; here only the word itself tells."""
+    words = sorted({w for text in train for w in text.split()} - set(DIGITS))
+    out: set[str] = set()
+    while len(out) < count:
+        text = " ".join(rng.choice(DIGITS) if rng.random() < 0.15 else rng.choice(words)
+                        for _ in range(rng.randint(3, 6)))
+        if not any(f" {h} " in f" {text} " for h in heldout):
+            out.add(text)
+    return sorted(out)
+
+
 def main() -> None:
     rng = random.Random(7)
     everything = phrases(rng)
@@ -130,8 +145,10 @@ def main() -> None:
     (here / "speak_heldout_more.txt").write_text("\n".join(more) + "\n")
     extra = thin_frames(set(everything) | set(train) | set(more), random.Random(17))
     write_speak(here / "speak_thin_frames.jsonl", extra)
+    mixes = word_mixes(train, heldout + more, random.Random(19))
+    write_speak(here / "speak_word_mixes.jsonl", mixes)
     print(f"{len(train)} training phrases, {len(heldout)} held out, {len(more)} more held "
-          f"out, {len(extra)} in thin frames")
+          f"out, {len(extra)} in thin frames, {len(mixes)} word mixes")
 
 
 if __name__ == "__main__":
