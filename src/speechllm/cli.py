@@ -531,12 +531,21 @@ def tokens_fit(
     encoder: Annotated[str, typer.Option(help="Whisper encoder (units only).")] = "whisper-base",
     window: Annotated[float, typer.Option(help="Encoder window in seconds (units only; "
                       "shorter is faster, longer audio is cut into windows).")] = 10.0,
+    rate: Annotated[float, typer.Option(help="Units per second (units only): 50 keeps every "
+                    "Whisper encoder state, 25 pools two, 12.5 four.")] = 25.0,
     seed: Annotated[int, typer.Option(help="k-means seed.")] = 0,
 ) -> None:
     """Fit a tokenizer on a manifest's audio and save it."""
     from speechllm.audio import load
     from speechllm.eval.manifest import read_manifest
+    from speechllm.tokens.semantic import STATE_RATE
 
+    # the encoder gives 50 states/s, so a rate is a whole number of states pooled per unit
+    stride = round(STATE_RATE / rate) if rate > 0 else 0
+    if stride < 1 or abs(STATE_RATE / stride - rate) > 0.01 * rate:
+        raise _fail(ValueError(f"--rate {rate:g}: units are {STATE_RATE} Whisper encoder "
+                               f"states/s pooled a whole number at a time (50, 25, 16.67, "
+                               "12.5, ...)"))
     try:
         items = read_manifest(manifest)
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -554,6 +563,7 @@ def tokens_fit(
             if kind == TokenKind.units:
                 from speechllm.tokens.semantic import KMeansUnits, UnitsConfig
                 tok: Any = KMeansUnits.fit(audios, UnitsConfig(encoder=encoder, k=k,
+                                                               stride=stride,
                                                                window_seconds=window), seed,
                                            show)
             else:

@@ -155,6 +155,34 @@ def test_cli_fit_encode_decode_round_trip(speech, tmp_path):
     assert bad.returncode == 4 and "not a tokenizer folder" in bad.stderr.replace("\n", " ")
 
 
+def test_cli_fits_units_at_the_rate_asked(speech, tmp_path):
+    """`--rate 50` keeps every encoder state: twice the units a second of the default 25."""
+    audios, _ = speech
+    folder = tmp_path / "data"
+    for n, a in enumerate(audios[:6]):
+        save(a, folder / f"{n}.wav")
+    (folder / "manifest.jsonl").write_text(
+        "".join(json.dumps({"audio": f"{n}.wav"}) + "\n" for n in range(6)))
+    lengths = {}
+    for rate in ("25", "50"):
+        fit = subprocess.run([str(EXE), "tokens", "fit", str(folder / "manifest.jsonl"), "-k",
+                              "8", "--rate", rate, "-o", str(tmp_path / rate)],
+                             capture_output=True, text=True, timeout=300)
+        assert fit.returncode == 0, fit.stderr
+        assert f"{int(rate) * 3} bit/s" in fit.stdout  # log2(8) = 3 bits a unit
+        enc = subprocess.run([str(EXE), "tokens", "encode", str(tmp_path / rate),
+                              str(folder / "0.wav")], capture_output=True, text=True, timeout=120)
+        assert enc.returncode == 0, enc.stderr
+        lengths[rate] = len(json.loads(enc.stdout)["codes"][0])
+    assert abs(lengths["25"] - audios[0].duration * 25) <= 1
+    assert abs(lengths["50"] - audios[0].duration * 50) <= 1
+    bad = subprocess.run([str(EXE), "tokens", "fit", str(folder / "manifest.jsonl"), "--rate",
+                          "30", "-o", str(tmp_path / "bad")], capture_output=True, text=True,
+                         timeout=60)
+    assert bad.returncode == 3 and "--rate 30" in bad.stderr
+    assert not (tmp_path / "bad").exists()
+
+
 def test_damaged_tokenizer_folders_are_refused(units, tmp_path):
     folder = units.save(tmp_path / "u")
     (folder / "units.npz").write_bytes(b"junk")
