@@ -16,7 +16,9 @@ LM's units there (units.jsonl); `--voice U2S --from-wavs DIR` decodes Piper's au
 same units with another unit-to-speech decoder, so decoders compare on identical LM output;
 `--phases N` decodes them again from N Griffin-Lim start phases (the judge hears each phase
 differently: a few points of WER) and reports each and their mean. `--min-word-units N`
-speaks with another floor on each word's length than the model's (0: none).
+speaks with another floor on each word's length than the model's (0: none). `--piper-only`
+with `--voice` judges Piper's audio through a decoder on other units (another rate or k) than
+the LM wrote, without the LM's row.
 
     .venv/bin/python bench/token_tts.py runs/token_digits/final [--wavs runs/token_tts]
     .venv/bin/python bench/token_tts.py runs/token_digits/final \
@@ -104,17 +106,26 @@ class Speaker:
         return three_clips(voice, original, units)
 
 
-def three_clips(voice: UnitToSpeech, original: Audio, units: Sequence[int],
+def three_clips(voice: UnitToSpeech, original: Audio, units: Sequence[int] | None,
                 piper_units: Codes | None = None) -> dict[str, Audio]:
+    """Piper's audio, its units through `voice`, and the LM's units (left out when None)."""
     resynth = voice.decode(piper_units if piper_units is not None else voice.encode(original))
-    return {"piper": original, "resynth": resynth,
-            "token LM": voice.decode((np.asarray(units, np.int64),))}
+    clips = {"piper": original, "resynth": resynth}
+    if units is not None:
+        clips["token LM"] = voice.decode((np.asarray(units, np.int64),))
+    return clips
 
 
 def redecoded(folder: Path, voice: UnitToSpeech, count: int,
-              piper_units: dict[int, Codes]) -> list[dict[str, Audio]]:
+              piper_units: dict[int, Codes], with_lm: bool = True) -> list[dict[str, Audio]]:
     """A --wavs run's Piper audio and LM units, decoded again by `voice`; Piper's units are
     encoded once into `piper_units` and reused by later calls (other start phases)."""
+    if not with_lm:  # a decoder on other units than the LM wrote: Piper's side only
+        for n in range(count):
+            if n not in piper_units:
+                piper_units[n] = voice.encode(load(wav_path(folder, n, "piper")))
+        return [three_clips(voice, load(wav_path(folder, n, "piper")), None, piper_units[n])
+                for n in range(count)]
     path = folder / "units.jsonl"
     if not path.is_file():
         raise SystemExit(f"{path} missing: --voice needs a run written with --wavs since units "
@@ -160,6 +171,9 @@ def main() -> None:
     parser.add_argument("--phases", type=int, default=1,
                         help="With --voice: also decode from this many Griffin-Lim start "
                              "phases (seeds 0..N-1) and report the WER of each and the mean.")
+    parser.add_argument("--piper-only", action="store_true",
+                        help="With --voice: judge only Piper's audio and its units through the "
+                             "decoder (for a decoder on other units than the run's LM wrote).")
     parser.add_argument("--min-word-units", type=int,
                         help="Speak with this floor on each word's units instead of the "
                              "model's (0: none; the model's default is 3).")
@@ -170,10 +184,13 @@ def main() -> None:
     texts = [t for f in files for t in f.read_text().splitlines() if t.strip()]
     asr = FasterWhisperASR("whisper-base")
     opts = ASROptions(language="en")
-    rows: dict[str, list[str]] = {name: [] for name in NAMES}
-    seconds = dict.fromkeys(NAMES, 0.0)
+    names = NAMES[:2] if args.piper_only else NAMES
+    rows: dict[str, list[str]] = {name: [] for name in names}
+    seconds = dict.fromkeys(names, 0.0)
     if args.voice and not args.from_wavs:
         parser.error("--voice needs --from-wavs (a run whose LM units it decodes)")
+    if args.piper_only and (not args.voice or args.phases > 1):
+        parser.error("--piper-only needs --voice, at one start phase")
     if args.phases > 1 and not args.voice:
         parser.error("--phases needs --voice (the decoder to decode from other phases)")
     voice = UnitToSpeech.load(args.voice) if args.voice else None
@@ -181,7 +198,7 @@ def main() -> None:
     if voice:
         voice.config = dataclasses.replace(voice.config, griffin_lim_seed=0)
         encoded: dict[int, Codes] = {}
-        audios = redecoded(args.from_wavs, voice, len(texts), encoded)
+        audios = redecoded(args.from_wavs, voice, len(texts), encoded, not args.piper_only)
     else:
         audios = saved_audio(args.from_wavs, len(texts)) if args.from_wavs else None
     speaker = Speaker(args.model, args.min_word_units) if args.model else None
@@ -193,7 +210,9 @@ def main() -> None:
             if args.wavs:
                 args.wavs.mkdir(parents=True, exist_ok=True)
                 save(audio, wav_path(args.wavs, n, name))
-        print(f"{text!r:45} LM -> {rows['token LM'][-1]!r}", flush=True)
+        last = rows["token LM" if "token LM" in rows else "resynth"][-1]
+        print(f"{text!r:45} {'LM' if 'token LM' in rows else 'resynth'} -> {last!r}",
+              flush=True)
     if speaker and args.wavs:
         (args.wavs / "units.jsonl").write_text("".join(
             json.dumps({"text": t, "units": u}) + "\n" for t, u in zip(texts, speaker.units,
