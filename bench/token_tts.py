@@ -120,17 +120,13 @@ def redecoded(folder: Path, voice: UnitToSpeech, count: int,
               piper_units: dict[int, Codes], with_lm: bool = True) -> list[dict[str, Audio]]:
     """A --wavs run's Piper audio and LM units, decoded again by `voice`; Piper's units are
     encoded once into `piper_units` and reused by later calls (other start phases)."""
-    if not with_lm:  # a decoder on other units than the LM wrote: Piper's side only
-        for n in range(count):
-            if n not in piper_units:
-                piper_units[n] = voice.encode(load(wav_path(folder, n, "piper")))
-        return [three_clips(voice, load(wav_path(folder, n, "piper")), None, piper_units[n])
-                for n in range(count)]
     path = folder / "units.jsonl"
-    if not path.is_file():
+    if with_lm and not path.is_file():
         raise SystemExit(f"{path} missing: --voice needs a run written with --wavs since units "
                          "were kept")
-    units = [json.loads(line)["units"] for line in path.read_text().splitlines() if line]
+    # without the LM (a decoder on other units than it wrote): Piper's side only
+    units = ([json.loads(line)["units"] for line in path.read_text().splitlines() if line]
+             if with_lm else [None] * count)
     if len(units) != count:
         raise SystemExit(f"{path} has {len(units)} phrases, --phrases give {count}")
     clips = []
@@ -187,6 +183,7 @@ def main() -> None:
     names = NAMES[:2] if args.piper_only else NAMES
     rows: dict[str, list[str]] = {name: [] for name in names}
     seconds = dict.fromkeys(names, 0.0)
+    shown = "resynth" if args.piper_only else "LM"
     if args.voice and not args.from_wavs:
         parser.error("--voice needs --from-wavs (a run whose LM units it decodes)")
     if args.piper_only and (not args.voice or args.phases > 1):
@@ -210,9 +207,7 @@ def main() -> None:
             if args.wavs:
                 args.wavs.mkdir(parents=True, exist_ok=True)
                 save(audio, wav_path(args.wavs, n, name))
-        last = rows["token LM" if "token LM" in rows else "resynth"][-1]
-        print(f"{text!r:45} {'LM' if 'token LM' in rows else 'resynth'} -> {last!r}",
-              flush=True)
+        print(f"{text!r:45} {shown} -> {rows[names[-1]][-1]!r}", flush=True)
     if speaker and args.wavs:
         (args.wavs / "units.jsonl").write_text("".join(
             json.dumps({"text": t, "units": u}) + "\n" for t, u in zip(texts, speaker.units,
