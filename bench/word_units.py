@@ -50,7 +50,12 @@ from speechllm.eval.manifest import Item, read_manifest  # noqa: E402
 from speechllm.text_norm import normalize  # noqa: E402
 from speechllm.tokens.base import dedup  # noqa: E402
 from speechllm.tokens.load import load_tokenizer  # noqa: E402
-from speechllm.tokens.semantic import KMeansUnits, UnitFeatures, UnitsConfig  # noqa: E402
+from speechllm.tokens.semantic import (  # noqa: E402
+    KMeansUnits,
+    UnitFeatures,
+    UnitsConfig,
+    pool_states,
+)
 from speechllm.tokens.unit2speech import MEL, UnitToSpeech, griffin_lim, log_mel  # noqa: E402
 
 
@@ -71,18 +76,9 @@ def spans(items: list[Item], units: KMeansUnits, words: set[str]) -> dict[str, l
     return out
 
 
-def pooled(states: np.ndarray, stride: int) -> np.ndarray:
-    """50/s states pooled `stride` at a time, the last repeated to fill (as UnitFeatures)."""
-    pad = (-len(states)) % stride
-    if pad:
-        states = np.concatenate([states, np.repeat(states[-1:], pad, axis=0)])
-    return states.reshape(-1, stride, states.shape[1]).mean(axis=1)
-
-
 def inventories(items: list[Item], fit_items: list[Item], ks: list[int], strides: list[int],
                 words: set[str], draws: int) -> None:
     """Check 3: units fitted on `fit_items` for each k and stride, judged on the word spans."""
-    cluster = __import__("sklearn.cluster", fromlist=["MiniBatchKMeans"])
     features = UnitFeatures(UnitsConfig(stride=1, window_seconds=4.0))
 
     def states(chosen: list[Item], what: str) -> list[np.ndarray]:
@@ -99,21 +95,14 @@ def inventories(items: list[Item], fit_items: list[Item], ks: list[int], strides
           f"word's share of its spans labelled as itself ({draws} draws)\n")
     print("| k | units/s | " + " | ".join(names) + " | 'and' taken for 'in' |")
     print("|---|---|" + "---|" * len(names) + "---|")
-    rng = np.random.default_rng(0)
     for stride in strides:
-        x = np.concatenate([pooled(s, stride) for s in fit_states])
-        mean, std = x.mean(axis=0), x.std(axis=0) + 1e-5
-        x = (x - mean) / std
-        if len(x) > 200_000:
-            x = x[rng.choice(len(x), 200_000, replace=False)]
+        fit_pooled = [pool_states(s, stride) for s in fit_states]
         for k in ks:
-            km = cluster.MiniBatchKMeans(n_clusters=k, random_state=0, n_init=3,
-                                         batch_size=4096, max_iter=200).fit(x)
-            units = KMeansUnits(UnitsConfig(k=k, stride=stride), km.cluster_centers_, mean, std)
+            units = KMeansUnits.fit_features(fit_pooled, UnitsConfig(k=k, stride=stride))
             rate = units.info.rates[0]
             by_word: dict[str, list[np.ndarray]] = defaultdict(list)
             for it, s in zip(timed, word_states, strict=True):
-                u = units.assign(pooled(s, stride))
+                u = units.assign(pool_states(s, stride))
                 for word, begin, end in it.fields["words"]:
                     piece = u[round(begin * rate):round(end * rate)]
                     if word in words and len(piece):

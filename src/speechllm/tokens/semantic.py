@@ -67,14 +67,15 @@ class UnitFeatures:
             states, lengths = self.encoder.encode([p for _, p in batch])
             for (n, _), s, length in zip(batch, states, lengths, strict=True):
                 per_audio[n].append(s[: int(length)])
-        out = []
-        for parts in per_audio:
-            s = np.concatenate(parts)
-            pad = (-len(s)) % stride
-            if pad:  # repeat the last state rather than pool in zeros
-                s = np.concatenate([s, np.repeat(s[-1:], pad, axis=0)])
-            out.append(s.reshape(-1, stride, s.shape[1]).mean(axis=1))
-        return out
+        return [pool_states(np.concatenate(parts), stride) for parts in per_audio]
+
+
+def pool_states(states: np.ndarray, stride: int) -> np.ndarray:
+    """(T, D) 50/s states mean-pooled `stride` at a time: (ceil(T / stride), D)."""
+    pad = (-len(states)) % stride
+    if pad:  # repeat the last state rather than pool in zeros
+        states = np.concatenate([states, np.repeat(states[-1:], pad, axis=0)])
+    return states.reshape(-1, stride, states.shape[1]).mean(axis=1)
 
 
 class KMeansUnits:
@@ -112,7 +113,6 @@ class KMeansUnits:
     def fit(cls, audios: Sequence[Audio], config: UnitsConfig | None = None, seed: int = 0,
             progress: Callable[[int, int], None] | None = None) -> KMeansUnits:
         """Fit k centroids on the pooled states of `audios` (all frames, or a 200k sample)."""
-        cluster = require("sklearn.cluster", "tokens")
         config = config or UnitsConfig()
         features = UnitFeatures(config)
         chunks = []
@@ -120,7 +120,16 @@ class KMeansUnits:
             chunks += features(audios[start:start + 32])
             if progress:
                 progress(min(start + 32, len(audios)), len(audios))
-        x = np.concatenate(chunks)
+        tok = cls.fit_features(chunks, config, seed)
+        tok._features = features
+        return tok
+
+    @classmethod
+    def fit_features(cls, features: Sequence[np.ndarray], config: UnitsConfig,
+                     seed: int = 0) -> KMeansUnits:
+        """Fit k centroids on pooled states already computed (`config.stride` per unit)."""
+        cluster = require("sklearn.cluster", "tokens")
+        x = np.concatenate(list(features))
         if len(x) < config.k:
             raise ValueError(f"{len(x)} frames cannot make {config.k} units; give more audio "
                              "or a smaller k")
@@ -132,9 +141,7 @@ class KMeansUnits:
         km = cluster.MiniBatchKMeans(n_clusters=config.k, random_state=seed, n_init=3,
                                      batch_size=4096, max_iter=200)
         km.fit(x)
-        tok = cls(config, km.cluster_centers_, mean, std)
-        tok._features = features
-        return tok
+        return cls(config, km.cluster_centers_, mean, std)
 
     def save(self, folder: str | os.PathLike[str]) -> Path:
         out = Path(folder)
