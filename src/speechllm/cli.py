@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -486,19 +487,11 @@ def train_latent(
                         if n in models.REGISTRY])
         main_process = os.environ.get("RANK", "0") == "0"  # torchrun / accelerate launch
         with Progress(TextColumn("training"), BarColumn(), TextColumn("step {task.completed}/"
-                      "{task.total}"), TextColumn("loss {task.fields[loss]}"),
+                      "{task.total}"), TextColumn("{task.fields[loss]}"),
                       TimeRemainingColumn(), console=err, disable=not main_process) as bar:
-            job = bar.add_task("train", total=settings.train.steps, loss="-")
-            every = settings.train.log_every
-
-            def report(step: int, total: int, loss: float) -> None:
-                bar.update(job, completed=step, loss=f"{loss:.4f}")
-                if main_process and not err.is_terminal and (step % every == 0 or
-                                                             step == total):
-                    # a log file gets a line every log_every steps (no live bar there)
-                    err.print(f"step {step}/{total} loss {loss:.4f}", highlight=False)
-
-            result = train(settings, report)
+            job = bar.add_task("train", total=settings.train.steps, loss="loss -")
+            result = train(settings, _step_report(bar, job, settings.train.log_every,
+                                                  main_process))
     except (SpeechLLMError, ValueError) as exc:
         raise _fail(exc) from None
     if not main_process:
@@ -508,6 +501,19 @@ def train_latent(
               f"{result.final_loss:.4f}; {result.seconds_per_step:.2f} s/step; peak RSS "
               f"{result.peak_rss_mb:.0f} MB); loss curve {result.loss_curve}", highlight=False,
               soft_wrap=True)  # one line: scripts read it
+
+
+def _step_report(bar: Progress, job: TaskID, every: int, log: bool = True
+                 ) -> Callable[[int, int, float], None]:
+    """A training loop's progress callback: the live bar, and on a log file (where rich
+    draws nothing until the end) a line every `every` steps and at the last."""
+
+    def report(step: int, total: int, loss: float) -> None:
+        bar.update(job, completed=step, loss=f"loss {loss:.4f}")
+        if log and not err.is_terminal and (step % every == 0 or step == total):
+            err.print(f"step {step}/{total} loss {loss:.4f}", highlight=False)
+
+    return report
 
 
 tokens_app = typer.Typer(no_args_is_help=True, help="Discrete audio tokens.")
@@ -618,9 +624,7 @@ def tokens_train_u2s(
             u2s = UnitToSpeech.train(audios, tok, U2SConfig.for_units(
                 tok, steps=steps, centroid_inputs=centroid_inputs,
                 max_dilation=max_dilation, dropout=dropout), seed,
-                                     lambda step, total, loss: bar.update(
-                                         job, completed=step, loss=f"loss {loss:.3f}"),
-                                     forced)
+                                     _step_report(bar, job, 50), forced)
         u2s.save(output)
     except (SpeechLLMError, ValueError) as exc:
         raise _fail(exc) from None
@@ -681,12 +685,11 @@ def tokens_train_vocoder(
         mel = tok.config.mel if hasattr(tok.config, "mel") else MEL
         audios = [load(item.audio) for item in read_manifest(manifest)]
         with Progress(TextColumn("training"), BarColumn(), MofNCompleteColumn(),
-                      TextColumn("loss {task.fields[loss]}"), TimeRemainingColumn(),
+                      TextColumn("{task.fields[loss]}"), TimeRemainingColumn(),
                       console=err) as bar:
-            job = bar.add_task("train", total=steps, loss="-")
+            job = bar.add_task("train", total=steps, loss="loss -")
             vocoder = MelVocoder.train(audios, VocoderConfig(mel=mel, steps=steps), seed,
-                                       lambda step, total, loss: bar.update(
-                                           job, completed=step, loss=f"{loss:.3f}"))
+                                       _step_report(bar, job, 50))
         vocoder.save(tokenizer / "vocoder")
     except (SpeechLLMError, ValueError) as exc:
         raise _fail(exc) from None
