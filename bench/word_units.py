@@ -89,6 +89,9 @@ def inventories(items: list[Item], fit_items: list[Item], ks: list[int], strides
         return out
 
     timed = [it for it in items if words & set(str(it.text).split()) and it.fields.get("words")]
+    missing = words - {w for it in timed for w, _, _ in it.fields["words"]}
+    if missing:  # before Whisper runs on anything
+        raise SystemExit(f"no timed spans of {sorted(missing)} in the manifest")
     fit_states, word_states = states(fit_items, "fit set"), states(timed, "word clips")
     names = sorted(words)
     print(f"Units fitted on {len(fit_items)} clips, judged on {len(timed)} timed clips; each "
