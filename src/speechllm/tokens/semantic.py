@@ -113,6 +113,7 @@ class KMeansUnits:
     def fit(cls, audios: Sequence[Audio], config: UnitsConfig | None = None, seed: int = 0,
             progress: Callable[[int, int], None] | None = None) -> KMeansUnits:
         """Fit k centroids on the pooled states of `audios` (all frames, or a 200k sample)."""
+        require("sklearn.cluster", "tokens")  # a missing extra is named before the encoding
         config = config or UnitsConfig()
         features = UnitFeatures(config)
         chunks = []
