@@ -17,7 +17,7 @@ import pytest
 from speechllm.audio import Audio, load, save
 from speechllm.latent.train import ConfigError, load_config, train
 from speechllm.tokens.align import merge_to_words, unit_spans
-from speechllm.tokens.model import TokenLMConfig, TokenSpeechLM
+from speechllm.tokens.model import TokenLMConfig, TokenSpeechLM, word_floor_units
 from speechllm.tokens.semantic import KMeansUnits, UnitsConfig
 from speechllm.tokens.unit2speech import U2SConfig, UnitToSpeech
 from speechllm.tts.espeak import EspeakOptions, EspeakTTS
@@ -121,7 +121,8 @@ def test_interleaved_model_says_each_word_as_that_words_units(phrases, interleav
 
 def test_no_word_is_spoken_shorter_than_the_floor(interleaved):
     model, _ = interleaved
-    assert model.config.min_word_units == 3  # the default, saved with the model
+    # the default floor is 120 ms at the units' rate: these units come at 25/s
+    assert model.config.min_word_units is None and model.word_floor == 3
     natural = model.speak_words("nine two", min_word_units=0)
     longest = max(map(len, natural))
     stretched = model.speak_words("nine two", min_word_units=longest + 4)
@@ -129,6 +130,20 @@ def test_no_word_is_spoken_shorter_than_the_floor(interleaved):
     assert all(len(w) >= 3 for w in model.speak_words("seven nine"))
     # a floor above the cap: the cap wins, so a model still stops
     assert sum(map(len, model.speak_words("two nine", max_units=5, min_word_units=50))) <= 5
+
+
+def test_the_default_word_floor_is_the_same_duration_at_any_unit_rate(interleaved):
+    model, _ = interleaved
+    rate = model.units.info.rates[0]
+    for faster in (1, 2, 4):  # 50/s units (stride 1) need twice the units for 120 ms
+        assert word_floor_units(rate * faster) == model.word_floor * faster
+    default = model.config
+    try:  # a model saved with a count (as before the default scaled) keeps its count
+        model.config = TokenLMConfig.from_dict({**default.to_dict(), "min_word_units": 5})
+        assert model.word_floor == 5
+        assert all(len(w) >= 5 for w in model.speak_words("seven nine"))
+    finally:
+        model.config = default
 
 
 @pytest.mark.parametrize("floor", [-1, "3", 2.5, True])

@@ -60,6 +60,14 @@ DEFAULT_INSTRUCTION = "Answer the question in the audio."
 SPEAK_TASK = "<|speak|>"
 
 
+WORD_FLOOR_SECONDS = 0.12  # the default shortest spoken word (see min_word_units)
+
+
+def word_floor_units(rate: float) -> int:
+    """WORD_FLOOR_SECONDS in units at `rate` units/s, at least one."""
+    return max(1, round(WORD_FLOOR_SECONDS * rate))
+
+
 @dataclass(frozen=True)
 class TokenLMConfig:
     units: str  # a unit tokenizer folder, or a unit-to-speech folder (which can also speak)
@@ -70,11 +78,12 @@ class TokenLMConfig:
     # speak word by word (each word's text, then its units): the model need not learn which
     # units belong to which word, the alignment it otherwise gets wrong on small data
     interleave_words: bool = False
-    # speaking: no word ends before this many units (120 ms at 25 units/s; the training
-    # clips have none under 2). Without it a small model's commonest error is an empty last
-    # word: it gives the phrase's closing silence to the word before, then ends the last at
-    # once ("eight seven one" heard as "8-7"). A decoding setting: it changes no weights.
-    min_word_units: int = 3
+    # speaking: no word ends before this many units; None: WORD_FLOOR_SECONDS at the units'
+    # rate (3 at 25 units/s, 6 at 50; the training clips have no word under 80 ms). Without
+    # it a small model's commonest error is an empty last word: it gives the phrase's closing
+    # silence to the word before, then ends the last at once ("eight seven one" heard as
+    # "8-7"). A decoding setting: it changes no weights.
+    min_word_units: int | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "model") -> TokenLMConfig:
@@ -87,10 +96,11 @@ class TokenLMConfig:
             raise ValueError(f"{where}.units: required, a unit tokenizer folder")
         if not (Path(data["units"]) / "config.json").is_file():
             raise ValueError(f"{where}.units: {data['units']} is not a tokenizer folder")
-        floor = data.get("min_word_units", 0)
-        if not isinstance(floor, int) or isinstance(floor, bool) or floor < 0:
-            raise ValueError(f"{where}.min_word_units: a whole number of units >= 0, not "
-                             f"{floor!r}")
+        floor = data.get("min_word_units")
+        if floor is not None and (not isinstance(floor, int) or isinstance(floor, bool)
+                                  or floor < 0):
+            raise ValueError(f"{where}.min_word_units: a whole number of units >= 0 (or null "
+                             f"for {WORD_FLOOR_SECONDS * 1000:.0f} ms), not {floor!r}")
         return cls(**{**data, "lora_modules": lora_modules(data.get("lora_modules",
                                                                     LORA_MODULES), where)})
 
@@ -410,6 +420,14 @@ class TokenSpeechLM:
             raise ModelError("the model ended the audio before any unit")
         return self.voice.decode((np.asarray(units, np.int64),))
 
+    @property
+    def word_floor(self) -> int:
+        """Fewest units a spoken word may have: the config's setting, else the default floor
+        at these units' rate."""
+        if self.config.min_word_units is not None:
+            return self.config.min_word_units
+        return word_floor_units(self.units.info.rates[0])
+
     @staticmethod
     def max_units(text: str) -> int:
         # a generous cap (about 1 s per 4 characters at 25 units/s) so a model that never
@@ -423,7 +441,7 @@ class TokenSpeechLM:
         cap = max_units or self.max_units(text)
         with self._lock, torch.inference_mode():
             ids = self.generate(self.generation_ids(text), "audio", cap,
-                                min_tokens=self.config.min_word_units * len(text.split()))
+                                min_tokens=self.word_floor * len(text.split()))
         return [i - self.base_vocab for i in ids]
 
     def speak_words(self, text: str, max_units: int | None = None,
@@ -435,7 +453,7 @@ class TokenSpeechLM:
             raise ModelError("this token model speaks whole phrases; it was not trained with "
                              "interleave_words")
         budget = max_units or self.max_units(text)
-        floor = self.config.min_word_units if min_word_units is None else min_word_units
+        floor = self.word_floor if min_word_units is None else min_word_units
         past = Past()
         out: list[list[int]] = []
         with self._lock, torch.inference_mode():
