@@ -99,3 +99,18 @@ def test_unknown_model_and_bad_option():
     assert p.returncode == 4 and "whisper-base" in p.stderr
     p = run("transcribe", str(ROOT / "examples/question.wav"), "--task", "summarise")
     assert p.returncode == 2
+
+
+@pytest.mark.parametrize(("group", "expected"), [
+    ((), {"transcribe", "chat", "synth", "eval", "report", "serve", "train", "tokens"}),
+    (("train",), {"latent"}),
+    (("tokens",), {"fit", "encode", "decode", "align", "say", "train-u2s", "train-vocoder"}),
+])
+def test_help_gives_each_command_a_one_line_summary(group, expected):
+    p = run(*group, "--help")
+    assert p.returncode == 0, p.stderr
+    box = p.stdout[p.stdout.index("Commands"):].splitlines()[1:]
+    rows = [line for line in box if line.startswith("│")]
+    assert {row.split()[1] for row in rows if row[2] != " "} >= expected
+    # a summary broken over lines (or cut short by markup) reads as a ragged listing
+    assert [row for row in rows if row[2] == " "] == [], p.stdout

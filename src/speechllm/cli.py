@@ -272,8 +272,9 @@ def synth(
                                                "speed:factor=0.9).")] = "clean",
     seed: Annotated[int, typer.Option(help="Noise seed.")] = 0,
 ) -> None:
-    """Synthesise a speech dataset (WAVs + manifest.jsonl) from text with the local voices:
-    every text x voice x rate x SNR x effect."""
+    """Synthesise a speech dataset (WAVs + manifest.jsonl) from text with the local voices.
+
+    One clip for every text x voice x rate x SNR x effect."""
     from speechllm.eval.synth import SynthSpec, read_texts, synthesize_dataset
 
     try:
@@ -379,8 +380,9 @@ def eval_cmd(
     ray: Annotated[str | None, typer.Option(help="Run on Ray: a cluster address "
                                                   "(ray://host:10001, auto) or 'local'.")] = None,
 ) -> None:
-    """Run any approach on a dataset for a task; every item is journaled as it finishes, and
-    a killed run resumes where it stopped."""
+    """Run any approach on a dataset for a task, journaling every item as it finishes.
+
+    A killed run resumes where it stopped."""
     from speechllm import approach
     from speechllm.eval import runner
     from speechllm.eval.backends import Job, RayActors, Serial, Threads
@@ -476,9 +478,11 @@ app.add_typer(train_app, name="train")
 def train_latent(
     config: Annotated[Path, typer.Argument(help="JSON training config (model, data, train).")],
 ) -> None:
-    """Train a latent speech LLM (encoder -> adapter -> LLM); resumes from the output folder's
-    latest checkpoint. Several processes: torchrun --nproc_per_node N -m speechllm.cli train
-    latent CONFIG (or accelerate launch with a multi-process config)."""
+    """Train a speech LLM (latent adapter, or token LM) from a JSON config.
+
+    Resumes from the output folder's latest checkpoint. Several processes: torchrun
+    --nproc_per_node N -m speechllm.cli train latent CONFIG (or accelerate launch with a
+    multi-process config)."""
     from speechllm.latent.train import load_config, train
 
     try:
@@ -773,10 +777,11 @@ def tokens_align(
     redo: Annotated[bool, typer.Option("--redo", help="Align every clip again, even those "
                     "the output already has timings for.")] = False,
 ) -> None:
-    """Add word timings ("words": [[word, start, end], ...]) to each clip, for token models
-    that speak word by word (`"interleave_words": true`). Resumes: clips the output already
-    aligned (same audio, same text) keep their timings, and so do those an interrupted run
-    had aligned."""
+    """Add word timings to each clip, for token models that speak word by word.
+
+    Each row gets "words": a list of (word, start, end) in seconds. Needed by
+    `"interleave_words": true`. Resumes: clips the output already aligned (same audio, same
+    text) keep their timings, and so do those an interrupted run had aligned."""
     from speechllm.asr.faster_whisper import FasterWhisperASR
     from speechllm.audio import load
     from speechllm.eval.manifest import read_manifest, write_manifest
@@ -869,8 +874,10 @@ def serve(
                             "seconds.")] = 120.0,
     model_id: Annotated[str, typer.Option(help="Model id listed by /v1/models.")] = "speechllm",
 ) -> None:
-    """Serve a speech LLM: OpenAI-compatible HTTP API, realtime voice over WebSocket
-    (/v1/realtime) and a web page to talk to (/). Models load once, at start-up."""
+    """Serve a speech LLM: OpenAI-compatible HTTP API, realtime voice and a web page.
+
+    Realtime voice is a WebSocket at /v1/realtime, the page is at /. Models load once, at
+    start-up."""
     uvicorn = require("uvicorn", "serve")
     from speechllm.serve.app import create_app
     from speechllm.serve.settings import ServeSettings
