@@ -428,11 +428,10 @@ class TokenSpeechLM:
             return self.config.min_word_units
         return word_floor_units(self.units.info.rates[0])
 
-    @staticmethod
-    def max_units(text: str) -> int:
-        # a generous cap (about 1 s per 4 characters at 25 units/s) so a model that never
-        # ends its audio stops
-        return 50 + 8 * len(text)
+    def max_units(self, text: str) -> int:
+        # a generous cap (2 s plus 0.32 s a character: 50 + 8 per character at 25 units/s)
+        # so a model that never ends its audio stops; in seconds, so faster units get as long
+        return round((2.0 + 0.32 * len(text)) * self.units.info.rates[0])
 
     def speak_units(self, text: str, max_units: int | None = None) -> list[int]:
         """Generation direction: unit ids (0..k-1) for `text`."""
