@@ -76,8 +76,17 @@ def spans(items: list[Item], units: KMeansUnits, words: set[str]) -> dict[str, l
     return out
 
 
+def stack_states(states: np.ndarray, stride: int) -> np.ndarray:
+    """(T, D) states as (ceil(T / stride), stride * D): each unit sees its frames side by side
+    instead of their mean, so a short sound inside a unit is not averaged away."""
+    pad = (-len(states)) % stride
+    if pad:
+        states = np.concatenate([states, np.repeat(states[-1:], pad, axis=0)])
+    return states.reshape(-1, stride * states.shape[1])
+
+
 def inventories(items: list[Item], fit_items: list[Item], ks: list[int], strides: list[int],
-                words: set[str], draws: int) -> None:
+                words: set[str], draws: int, pools: list[str]) -> None:
     """Check 3: units fitted on `fit_items` for each k and stride, judged on the word spans."""
     features = UnitFeatures(UnitsConfig(stride=1, window_seconds=4.0))
 
@@ -96,16 +105,17 @@ def inventories(items: list[Item], fit_items: list[Item], ks: list[int], strides
     names = sorted(words)
     print(f"Units fitted on {len(fit_items)} clips, judged on {len(timed)} timed clips; each "
           f"word's share of its spans labelled as itself ({draws} draws)\n")
-    print("| k | units/s | " + " | ".join(names) + " | 'and' taken for 'in' |")
-    print("|---|---|" + "---|" * len(names) + "---|")
-    for stride in strides:
-        fit_pooled = [pool_states(s, stride) for s in fit_states]
+    print("| k | units/s | pooling | " + " | ".join(names) + " | 'and' taken for 'in' |")
+    print("|---|---|---|" + "---|" * len(names) + "---|")
+    for stride, pool in [(st, p) for st in strides for p in pools if st > 1 or p == pools[0]]:
+        pooled = pool_states if pool == "mean" else stack_states
+        fit_pooled = [pooled(s, stride) for s in fit_states]
         for k in ks:
             units = KMeansUnits.fit_features(fit_pooled, UnitsConfig(k=k, stride=stride))
             rate = units.info.rates[0]
             by_word: dict[str, list[np.ndarray]] = defaultdict(list)
             for it, s in zip(timed, word_states, strict=True):
-                u = units.assign(pool_states(s, stride))
+                u = units.assign(pooled(s, stride))
                 for word, begin, end in it.fields["words"]:
                     piece = u[round(begin * rate):round(end * rate)]
                     if word in words and len(piece):
@@ -114,7 +124,7 @@ def inventories(items: list[Item], fit_items: list[Item], ks: list[int], strides
             table = confusions(by_word, per_word, draws, seed=0)
             share = {w: table[w][w] / sum(table[w].values()) for w in names}
             to_in = table["and"]["in"] / sum(table["and"].values()) if "and" in table else 0.0
-            print(f"| {k} | {rate:g} | " + " | ".join(f"{share[w]:.2f}" for w in names)
+            print(f"| {k} | {rate:g} | {pool} | " + " | ".join(f"{share[w]:.2f}" for w in names)
                   + f" | {to_in:.2f} |", flush=True)
 
 
@@ -174,13 +184,16 @@ def main() -> None:
                     help="Fit units on this manifest's audio instead of --units (check 3).")
     ap.add_argument("-k", default="500", help="Unit counts to fit, comma-separated.")
     ap.add_argument("--stride", default="2", help="Strides to fit (2 = 25 units/s).")
+    ap.add_argument("--pool", default="mean",
+                    help="How a stride's states make one unit, comma-separated: mean (the "
+                         "tokenizer's) or stack (side by side).")
     args = ap.parse_args()
     items = read_manifest(args.manifest)
     if args.fit:
         fit_items = [it for m in args.fit for it in read_manifest(m)]
         inventories(items, fit_items, [int(k) for k in args.k.split(",")],
                     [int(s) for s in args.stride.split(",")], set(args.words.split(",")),
-                    args.draws)
+                    args.draws, args.pool.split(","))
         return
     if args.voice:
         voice = UnitToSpeech.load(args.voice)

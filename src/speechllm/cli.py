@@ -531,7 +531,8 @@ class TokenKind(StrEnum):
 
 @tokens_app.command("fit")
 def tokens_fit(
-    manifest: Annotated[Path, typer.Argument(help="JSONL manifest of the audio to fit on.")],
+    manifests: Annotated[list[Path], typer.Argument(
+        help="JSONL manifest(s) of the audio to fit on, fitted on together.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Tokenizer folder.")],
     kind: Annotated[TokenKind, typer.Option(help="units: k-means over Whisper encoder "
                     "states (semantic); rvq: residual VQ of log-mel frames (acoustic).")] = (
@@ -557,7 +558,7 @@ def tokens_fit(
                                f"states/s pooled a whole number at a time (50, 25, 16.67, "
                                "12.5, ...)"))
     try:
-        items = read_manifest(manifest)
+        items = [item for manifest in manifests for item in read_manifest(manifest)]
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                       TimeRemainingColumn(), console=err, transient=True) as bar:
             job = bar.add_task("reading audio", total=len(items))

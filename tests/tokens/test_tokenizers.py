@@ -156,20 +156,26 @@ def test_cli_fit_encode_decode_round_trip(speech, tmp_path):
 
 
 def test_cli_fits_units_at_the_rate_asked(speech, tmp_path):
-    """`--rate 50` keeps every encoder state: twice the units a second of the default 25."""
+    """`--rate 50` keeps every encoder state: twice the units a second of the default 25.
+    Several manifests are fitted on together."""
     audios, _ = speech
     folder = tmp_path / "data"
     for n, a in enumerate(audios[:6]):
         save(a, folder / f"{n}.wav")
     (folder / "manifest.jsonl").write_text(
         "".join(json.dumps({"audio": f"{n}.wav"}) + "\n" for n in range(6)))
+    (folder / "first.jsonl").write_text(
+        "".join(json.dumps({"audio": f"{n}.wav"}) + "\n" for n in range(4)))
+    (folder / "second.jsonl").write_text(
+        "".join(json.dumps({"audio": f"{n}.wav"}) + "\n" for n in range(4, 6)))
     lengths = {}
-    for rate in ("25", "50"):
-        fit = subprocess.run([str(EXE), "tokens", "fit", str(folder / "manifest.jsonl"), "-k",
-                              "8", "--rate", rate, "-o", str(tmp_path / rate)],
+    for rate, manifests in (("25", ["first.jsonl", "second.jsonl"]), ("50", ["manifest.jsonl"])):
+        fit = subprocess.run([str(EXE), "tokens", "fit", *(str(folder / m) for m in manifests),
+                              "-k", "8", "--rate", rate, "-o", str(tmp_path / rate)],
                              capture_output=True, text=True, timeout=300)
         assert fit.returncode == 0, fit.stderr
         assert f"{int(rate) * 3} bit/s" in fit.stdout  # log2(8) = 3 bits a unit
+        assert "on 6 files" in fit.stdout  # both manifests' audio, not the first's alone
         enc = subprocess.run([str(EXE), "tokens", "encode", str(tmp_path / rate),
                               str(folder / "0.wav")], capture_output=True, text=True, timeout=120)
         assert enc.returncode == 0, enc.stderr
