@@ -24,6 +24,7 @@ Two measurements on a speaking set with word timings (`speechllm tokens align`):
    recipe's; 1 = 50/s), each judged as in 1 on the same spans: is there an inventory, short of
    a new encoder, that keeps "and" apart from "in"? Whisper runs once per clip (stride 1 states
    pooled for stride 2, as the tokenizer pools them); k-means as `speechllm tokens fit` does.
+   `--pool mean,stack` also tries each unit's states side by side instead of averaged.
 
     .venv/bin/python bench/word_units.py data/token_speak/manifest.aligned.jsonl \
         --fit data/latent_digits/manifest.jsonl -k 500,1000 --stride 2,1
