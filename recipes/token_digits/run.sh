@@ -22,19 +22,25 @@ journal=$out/eval.sqlite
 # the token LM speaks word by word, each word's text then its units. Resumes like synth.
 ./dev speechllm tokens align data/token_speak/manifest.jsonl
 
-# 2. Units: k-means (k=500, 25 units/s) over Whisper base encoder states of the synthetic set
-#    (k and rate chosen with bench/unit_choice.py on two FSDD speakers; see docs/tokens.md).
-[ -f $out/units/units.npz ] || ./dev speechllm tokens fit \
-  data/latent_digits/manifest.jsonl --kind units -k 500 --window 4 -o $out/units
-
-# 3. Unit-to-speech on the Piper voice: the token LM's units become audible. The decoder
-#    learns from the speaking clips and two more renders of the same texts (Piper draws new
-#    noise on every render, so they are new unit sequences; only the decoder sees them), with
-#    dropout 0.2 (the default): it generalises to new phrases better (docs/tokens.md).
+# Two more Piper renders of the speaking texts (Piper draws new noise on every render, so
+# they are new unit sequences): the units are fitted on the second, the decoder hears all three.
 for again in 2 3; do
   ./dev speechllm synth recipes/token_digits/speak_train.jsonl -o data/token_speak_$again \
     --voices piper
 done
+
+# 2. Units: k-means (k=500, 25 units/s) over Whisper base encoder states of the synthetic
+#    understanding set and the second render of the speaking texts, so that the words only
+#    the speaking texts hold ("and", "call", "heater") have units of their own (k and rate
+#    chosen with bench/unit_choice.py on two FSDD speakers, the fitting set with
+#    bench/word_units.py; see docs/tokens.md).
+[ -f $out/units/units.npz ] || ./dev speechllm tokens fit \
+  data/latent_digits/manifest.jsonl data/token_speak_2/manifest.jsonl \
+  --kind units -k 500 --window 4 -o $out/units
+
+# 3. Unit-to-speech on the Piper voice: the token LM's units become audible. The decoder
+#    learns from the speaking clips and the two more renders (only the decoder hears those),
+#    with dropout 0.2 (the default): it generalises to new phrases better (docs/tokens.md).
 [ -f $out/voice/unit2speech.safetensors ] || ./dev speechllm tokens train-u2s \
   data/token_speak/manifest.jsonl data/token_speak_2/manifest.jsonl \
   data/token_speak_3/manifest.jsonl --units $out/units -o $out/voice --steps 2000
