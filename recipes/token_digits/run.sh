@@ -39,7 +39,7 @@ done
   --kind units -k 500 --window 4 -o $out/units
 
 # 3. Unit-to-speech on the Piper voice: the token LM's units become audible. The decoder
-#    learns from the speaking clips and the two more renders (only the decoder hears those),
+#    learns from the speaking clips and the two more renders (the LM never trains on those),
 #    with dropout 0.2 (the default): it generalises to new phrases better (docs/tokens.md).
 [ -f $out/voice/unit2speech.safetensors ] || ./dev speechllm tokens train-u2s \
   data/token_speak/manifest.jsonl data/token_speak_2/manifest.jsonl \
