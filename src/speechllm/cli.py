@@ -546,7 +546,7 @@ def tokens_fit(
                     "Whisper encoder state, 25 pools two, 12.5 four.")] = 25.0,
     seed: Annotated[int, typer.Option(help="k-means seed.")] = 0,
 ) -> None:
-    """Fit a tokenizer on a manifest's audio and save it."""
+    """Fit a tokenizer on the audio of one or more manifests and save it."""
     from speechllm.audio import load
     from speechllm.eval.manifest import read_manifest
     from speechllm.tokens.semantic import STATE_RATE
