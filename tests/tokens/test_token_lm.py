@@ -202,24 +202,34 @@ def test_speak_tasks_need_a_token_model(trained):
 
 def test_a_rerun_reads_units_from_its_cache_and_survives_a_damaged_one(trained, monkeypatch):
     """Continuing a run (more steps, same output folder) takes every clip's units from
-    `encoded.pt` instead of running the Whisper encoder again; a damaged cache is rebuilt."""
+    `encoded.pt` instead of running the Whisper encoder again, and reads no audio; a damaged
+    cache is rebuilt."""
+    import speechllm.audio
+
     root, _, rows = trained
     shutil.copytree(root / "out", root / "again")
     cfg = json.loads((root / "config.json").read_text())
     calls: list[int] = []
-    real = KMeansUnits.encode_many
+    loads: list[int] = []
+    real, real_load = KMeansUnits.encode_many, speechllm.audio.load
 
     def counting(self, audios):
         calls.append(len(audios))
         return real(self, audios)
 
+    def counting_load(*args, **kwargs):
+        loads.append(1)
+        return real_load(*args, **kwargs)
+
     monkeypatch.setattr(KMeansUnits, "encode_many", counting)
+    monkeypatch.setattr(speechllm.audio, "load", counting_load)
     for steps, damage in ((61, False), (62, True)):
         if damage:
+            assert not loads and not calls  # the first rerun read and encoded nothing
             (root / "again" / "encoded.pt").write_bytes(b"not a cache")
         cfg["train"] |= {"output": "again", "steps": steps}
         (root / "again.json").write_text(json.dumps(cfg))
         result = train(load_config(root / "again.json"))
         assert result.steps == steps
     clips = len(rows) + len(WORDS)  # both manifests' items
-    assert calls and sum(calls) == clips  # the first rerun encoded nothing; the second, all
+    assert sum(calls) == clips and len(loads) == clips  # the second encoded and read them all

@@ -125,27 +125,28 @@ class LatentSpeechLM:
               answers: Sequence[list[int]] | None = None) -> dict[str, Any]:
         """Spliced input embeddings, right-padded: inputs_embeds (B, L, D), attention_mask
         (B, L) and, with `answers` (token ids), labels (B, L) that score only the answers."""
-        audio, audio_len = self.adapter(states, lengths)
         table = self.lm.get_input_embeddings()
+        device = table.weight.device  # the encoder's states come from the CPU
+        audio, audio_len = self.adapter(states.to(device), lengths.to(device))
         rows, labels = [], []
         for b, instruction in enumerate(instructions):
             before, after = self.prompt_ids(instruction)
             target = list(answers[b]) if answers is not None else []
             ids_after = after + target
-            parts = [table(torch.tensor(before)), audio[b, : int(audio_len[b])],
-                     table(torch.tensor(ids_after, dtype=torch.long))]
+            parts = [table(torch.tensor(before, device=device)), audio[b, : int(audio_len[b])],
+                     table(torch.tensor(ids_after, dtype=torch.long, device=device))]
             rows.append(torch.cat(parts))
             prompt_len = len(before) + int(audio_len[b]) + len(after)
             labels.append([-100] * prompt_len + target)
         width = max(r.shape[0] for r in rows)
         dim = rows[0].shape[1]
-        embeds = torch.zeros(len(rows), width, dim, dtype=rows[0].dtype)
-        mask = torch.zeros(len(rows), width, dtype=torch.long)
-        label_t = torch.full((len(rows), width), -100, dtype=torch.long)
+        embeds = torch.zeros(len(rows), width, dim, dtype=rows[0].dtype, device=device)
+        mask = torch.zeros(len(rows), width, dtype=torch.long, device=device)
+        label_t = torch.full((len(rows), width), -100, dtype=torch.long, device=device)
         for b, r in enumerate(rows):
             embeds[b, : r.shape[0]] = r
             mask[b, : r.shape[0]] = 1
-            label_t[b, : len(labels[b])] = torch.tensor(labels[b])
+            label_t[b, : len(labels[b])] = torch.tensor(labels[b], device=device)
         out = {"inputs_embeds": embeds, "attention_mask": mask}
         if answers is not None:
             out["labels"] = label_t

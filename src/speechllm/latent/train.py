@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from speechllm._optional import require
-from speechllm.errors import SpeechLLMError
+from speechllm.errors import AudioError, SpeechLLMError
 from speechllm.eval.manifest import Item, read_manifest
 from speechllm.latent.encoders import is_hf_whisper
 from speechllm.latent.model import LatentConfig
@@ -255,6 +255,13 @@ def train(config: TrainConfig, progress: Callable[[int, int, float], None] | Non
             raise ConfigError(f"model.lora_modules: {', '.join(missing)} not in this LLM; its "
                               f"linear layers: {', '.join(sorted(names))}")
         model.lm = peft.get_peft_model(model.lm, lora)
+    # The LM and adapter train on the accelerator when there is one; each model's loss moves
+    # its batch there. TF32 matrix products: ~2x on recent GPUs, ample precision for LoRA.
+    device = acc.device
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+    model.lm.to(device)
+    model.adapter.to(device)
     model.adapter.train()
     groups: list[dict[str, Any]] = [{"params": list(model.adapter.parameters()), "lr": s.lr}]
     lora_params = [p for p in model.lm.parameters() if p.requires_grad]
@@ -265,6 +272,7 @@ def train(config: TrainConfig, progress: Callable[[int, int, float], None] | Non
         for name, param in encoder.named_parameters():
             # Whisper's positional table is fixed sinusoids, frozen as in its own training
             param.requires_grad = not name.startswith("embed_positions")
+        encoder.to(device)
         encoder.train()
         model.tuned_encoder = True
         groups.append({"params": [p for p in encoder.parameters() if p.requires_grad],
@@ -277,7 +285,8 @@ def train(config: TrainConfig, progress: Callable[[int, int, float], None] | Non
     step, losses = 0, []
     latest = _latest_checkpoint(out)
     if latest is not None:
-        state = torch.load(latest / "trainer_state.pt", weights_only=False)
+        # on the CPU first: a run on a GPU resumes on a CPU machine and back
+        state = torch.load(latest / "trainer_state.pt", weights_only=False, map_location="cpu")
         model.adapter.load_state_dict(state["adapter"])
         if encoder is not None and "encoder" in state:
             encoder.load_state_dict(state["encoder"])
@@ -287,10 +296,12 @@ def train(config: TrainConfig, progress: Callable[[int, int, float], None] | Non
         schedule.load_state_dict(state["schedule"])
         step, losses = state["step"], state["losses"]
 
-    audios = [load(it.audio) for it in items]
+    audios: list[Any] = []
     cache: list[Any] = []
     if encoder is None:  # a frozen encoder's states are computed once for the whole set
-        cache = _encode_all(model, items, audios, out)
+        cache = _encode_all(model, items, out)
+    else:
+        audios = [load(it.audio) for it in items]
 
     rng = random.Random(s.seed * 1000 + step)  # resumed runs draw fresh, reproducible batches
     world, rank = acc.num_processes, acc.process_index
@@ -332,6 +343,11 @@ def train(config: TrainConfig, progress: Callable[[int, int, float], None] | Non
         model.adapter.eval()
         if encoder is not None:
             encoder.eval()
+        # saved from the CPU, so the folder loads the same on any machine
+        model.lm.to("cpu")
+        model.adapter.to("cpu")
+        if encoder is not None:
+            encoder.to("cpu")
         final = model.save_pretrained(out / "final")
         _plot(losses, curve)
         # not config.json: a user's own config kept in the output folder would be overwritten
@@ -347,11 +363,13 @@ def train(config: TrainConfig, progress: Callable[[int, int, float], None] | Non
                        curve, world, tuple(losses))
 
 
-def _encode_all(model: Any, items: list[Item], audios: list[Any], out: Path) -> list[Any]:
+def _encode_all(model: Any, items: list[Item], out: Path) -> list[Any]:
     """Every clip's frozen encoding. A token model's (unit ids, small) are also kept in
     `<output>/encoded.pt` per clip path, size and mtime, so a rerun or a continued run skips
-    the Whisper encoder; latent states are too big to keep and are recomputed."""
+    the Whisper encoder and reads no audio; latent states are too big to keep and are
+    recomputed."""
     torch = require("torch", "latent")
+    from speechllm.audio import load
     key = model.cache_key() if hasattr(model, "cache_key") else None
     path = out / "encoded.pt"
     kept: dict[str, Any] = {}
@@ -363,6 +381,8 @@ def _encode_all(model: Any, items: list[Item], audios: list[Any], out: Path) -> 
             kept = {}
 
     def stamp(item: Item) -> str:
+        if not Path(item.audio).is_file():
+            raise AudioError(f"{item.audio}: no such file")
         st = Path(item.audio).stat()
         return f"{Path(item.audio).resolve()}|{st.st_size}|{st.st_mtime_ns}"
 
@@ -372,7 +392,7 @@ def _encode_all(model: Any, items: list[Item], audios: list[Any], out: Path) -> 
     with torch.no_grad():
         for start in range(0, len(todo), 16):
             chunk = todo[start:start + 16]
-            states, lengths = model.encode_audio([audios[n] for n in chunk])
+            states, lengths = model.encode_audio([load(items[n].audio) for n in chunk])
             for b, n in enumerate(chunk):
                 fresh[n] = states[b, : int(lengths[b])].clone()
     if key is None:

@@ -206,9 +206,9 @@ class TokenSpeechLM:
         return self.lm.get_base_model() if hasattr(self.lm, "get_base_model") else self.lm
 
     def embed_ids(self, ids: Sequence[int] | Tensor) -> Tensor:
-        ids = torch.as_tensor(ids, dtype=torch.long)
-        new = ids >= self.base_vocab
         table = self.lm.get_input_embeddings()
+        ids = torch.as_tensor(ids, dtype=torch.long, device=table.weight.device)
+        new = ids >= self.base_vocab
         out = table(ids.clamp(max=self.base_vocab - 1))
         if bool(new.any()):
             out = out.clone()
@@ -309,6 +309,9 @@ class TokenSpeechLM:
         for b, r in enumerate(rows):
             ids[b, : len(r)], mask[b, : len(r)] = torch.tensor(r), 1
             labels[b, : len(r)] = torch.tensor(targets[b])
+        # built on the CPU (many small writes), moved once to where the LM is
+        device = self.adapter.weight.device
+        ids, mask, labels = ids.to(device), mask.to(device), labels.to(device)
         hidden = self._causal().model(inputs_embeds=self.embed_ids(ids),
                                       attention_mask=mask).last_hidden_state
         shifted = labels[:, 1:]
@@ -477,7 +480,7 @@ class TokenSpeechLM:
         with self._lock, torch.inference_mode():
             hidden = self._causal().model(
                 inputs_embeds=self.embed_ids(ids)[None]).last_hidden_state[0]
-            marked = torch.tensor(labels[1:])
+            marked = torch.tensor(labels[1:], device=hidden.device)
             is_unit = (marked >= self.base_vocab) & (marked < self.start_id)
             scores = self.audio_logits(hidden[:-1][is_unit])[:, : self.k]
         out = scores.argmax(dim=1).tolist()
