@@ -874,6 +874,8 @@ def serve(
     idle_timeout: Annotated[float, typer.Option(help="Close voice sessions idle this many "
                             "seconds.")] = 120.0,
     model_id: Annotated[str, typer.Option(help="Model id listed by /v1/models.")] = "speechllm",
+    shutdown_grace: Annotated[int, typer.Option(min=0, help="On SIGTERM, seconds to let "
+                              "answers in flight finish before they are cut.")] = 30,
 ) -> None:
     """Serve a speech LLM: OpenAI-compatible HTTP API, realtime voice and a web page.
 
@@ -903,7 +905,7 @@ def serve(
     # there tells service managers the shutdown went as planned.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info",
-                timeout_graceful_shutdown=30)
+                timeout_graceful_shutdown=shutdown_grace)
 
 
 async def _stream_turn(lm: SpeechLM, request: Request, live: bool) -> Response:

@@ -180,7 +180,8 @@ def test_a_session_that_dies_mid_reply_does_not_hurt_another(server):
 
 def test_shutdown_is_graceful(tmp_path):
     """SIGTERM while an answer is streaming: it is finished, then the server exits cleanly."""
-    s = start_server(tmp_path, key=None)
+    # a grace longer than any answer: on a loaded machine the default 30 s can cut this one
+    s = start_server(tmp_path, "--shutdown-grace", "600", key=None)
     try:
         result: dict[str, object] = {}
         started = threading.Event()
