@@ -256,7 +256,7 @@ def train(config: TrainConfig, progress: Callable[[int, int, float], None] | Non
                               f"linear layers: {', '.join(sorted(names))}")
         model.lm = peft.get_peft_model(model.lm, lora)
     # The LM and adapter train on the accelerator when there is one; each model's loss moves
-    # its batch there. TF32 matrix products: ~2x on recent GPUs, ample precision for LoRA.
+    # its batch there. TF32 matrix products (tensor cores): ample precision for LoRA.
     device = acc.device
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
