@@ -53,8 +53,8 @@ def pack(out: Path, run: Path, llm: str) -> None:
         rel = path.relative_to(data_root)
         (out / "data" / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(path, out / "data" / rel)
-    shutil.copytree(ROOT / "runs" / "token_digits" / "units", out / "units")
-    shutil.copy(ROOT / "runs" / "token_digits" / "encoded.pt", out / "encoded.pt")
+    shutil.copytree(run / "units", out / "units")
+    shutil.copy(run / "encoded.pt", out / "encoded.pt")
     _, tok = load_causal_lm(llm)  # its cached folder holds config.json and the tokenizer
     lm_dir = Path(tok.name_or_path)
     (out / "llm").mkdir()
