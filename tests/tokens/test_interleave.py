@@ -73,6 +73,23 @@ def test_align_puts_each_word_boundary_in_the_pause(phrases):
         assert quiet_from - 0.02 <= e1 <= quiet_to + 0.02, (row, quiet_from, quiet_to)
 
 
+def test_clips_aligned_together_match_clips_aligned_one_by_one(phrases):
+    # the default packs the short clips into one Whisper window; one by one is the reference
+    root, _, _, _ = phrases
+    exe = str(Path(sys.executable).parent / "speechllm")
+    done = subprocess.run([exe, "tokens", "align", str(root / "speak.jsonl"), "--asr",
+                           "whisper-tiny.en", "--pack", "0", "-o", str(root / "single.jsonl")],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    single = [json.loads(x) for x in (root / "single.jsonl").read_text().splitlines()]
+    packed = [json.loads(x) for x in (root / "speak.aligned.jsonl").read_text().splitlines()]
+    assert [r["audio"] for r in single] == [r["audio"] for r in packed]
+    for one, many in zip(single, packed, strict=True):
+        assert [w for w, _, _ in one["words"]] == [w for w, _, _ in many["words"]]
+        assert np.allclose([t for _, a, b in one["words"] for t in (a, b)],
+                           [t for _, a, b in many["words"] for t in (a, b)], atol=0.03)
+
+
 def test_whisper_words_merge_back_into_the_texts_words():
     pieces = [("Hello", 0.0, 0.3), (",", 0.3, 0.3), ("world", 0.35, 0.7), (".", 0.7, 0.7)]
     assert merge_to_words("Hello, world.", pieces) == [("Hello,", 0.0, 0.3),
@@ -236,7 +253,8 @@ def test_an_interrupted_align_keeps_what_it_finished(phrases, monkeypatch):
 
     monkeypatch.setattr(speechllm.cli, "ALIGN_SAVE_EVERY", 1)
     monkeypatch.setattr(speechllm.tokens.align, "align_words", stopped_on_the_third)
-    args = ["tokens", "align", str(root / "cut.jsonl"), "--asr", "whisper-tiny.en"]
+    args = ["tokens", "align", str(root / "cut.jsonl"), "--asr", "whisper-tiny.en",
+            "--pack", "0"]  # clip by clip, so the third clip's alignment can be cut
     CliRunner().invoke(app, args)
     assert len(calls) == 3 and not (root / "cut.aligned.jsonl").exists()
     calls.clear()

@@ -202,9 +202,10 @@ def test_speak_tasks_need_a_token_model(trained):
 
 def test_a_rerun_reads_units_from_its_cache_and_survives_a_damaged_one(trained, monkeypatch):
     """Continuing a run (more steps, same output folder) takes every clip's units from
-    `encoded.pt` instead of running the Whisper encoder again, and reads no audio; a damaged
-    cache is rebuilt."""
+    `encoded.pt` instead of running the Whisper encoder again, and reads no audio; damaged
+    caches (the run's and the shared units cache) are rebuilt."""
     import speechllm.audio
+    from speechllm.tokens.unit_cache import UnitCache
 
     root, _, rows = trained
     shutil.copytree(root / "out", root / "again")
@@ -227,9 +228,37 @@ def test_a_rerun_reads_units_from_its_cache_and_survives_a_damaged_one(trained, 
         if damage:
             assert not loads and not calls  # the first rerun read and encoded nothing
             (root / "again" / "encoded.pt").write_bytes(b"not a cache")
+            UnitCache(KMeansUnits.load(root / "voice" / "units")).path.write_bytes(b"junk")
         cfg["train"] |= {"output": "again", "steps": steps}
         (root / "again.json").write_text(json.dumps(cfg))
         result = train(load_config(root / "again.json"))
         assert result.steps == steps
     clips = len(rows) + len(WORDS)  # both manifests' items
     assert sum(calls) == clips and len(loads) == clips  # the second encoded and read them all
+
+
+def test_balanced_loss_weighs_hearing_and_speaking_alike(trained):
+    """With `balance_families` a mixed batch's loss is the understanding answer's mean plus
+    the spoken units' mean, so a 2-token answer counts as much as ~20 unit targets; without
+    it every target token weighs the same and the loss lies between the two."""
+    import dataclasses
+
+    from speechllm.audio import load
+    from speechllm.tokens.model import SPEAK_TASK
+
+    root, result, rows = trained
+    model = TokenSpeechLM.from_pretrained(result.output)
+    states, lengths = model.encode_audio([load(root / rows[0]["audio"])])
+    word = rows[0]["text"]
+
+    def loss(tasks: list[str], balance: bool) -> float:
+        model.config = dataclasses.replace(model.config, balance_families=balance)
+        with torch.no_grad():
+            return float(model.loss(states.repeat(len(tasks), 1), lengths.repeat(len(tasks)),
+                                    tasks, [word] * len(tasks)))
+
+    hear, say = loss([ASK], False), loss([SPEAK_TASK], False)
+    assert loss([ASK], True) == pytest.approx(hear)  # one family: nothing to balance
+    assert loss([ASK, SPEAK_TASK], True) == pytest.approx(hear + say, rel=1e-3)
+    plain = loss([ASK, SPEAK_TASK], False)
+    assert min(hear, say) - 1e-4 < plain < max(hear, say) + 1e-4

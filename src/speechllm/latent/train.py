@@ -392,7 +392,10 @@ def _encode_all(model: Any, items: list[Item], out: Path) -> list[Any]:
     with torch.no_grad():
         for start in range(0, len(todo), 16):
             chunk = todo[start:start + 16]
-            states, lengths = model.encode_audio([load(items[n].audio) for n in chunk])
+            if hasattr(model, "encode_files"):  # through the units cache (fit, decoder)
+                states, lengths = model.encode_files([items[n].audio for n in chunk])
+            else:
+                states, lengths = model.encode_audio([load(items[n].audio) for n in chunk])
             for b, n in enumerate(chunk):
                 fresh[n] = states[b, : int(lengths[b])].clone()
     if key is None:

@@ -26,6 +26,10 @@ HOP = 0.01  # energy frame hop (s)
 QUIET_DB = -26.0  # a frame this far below the clip's loudest is a pause
 MIN_PAUSE = 0.04  # shorter quiet stretches (a stop's closure, a flicker) are not pauses (s)
 SEARCH = 0.15  # how far from Whisper's boundary a pause is looked for (s)
+# Whisper encodes a padded 30 s window whatever the clip's length, so short clips are aligned
+# several to a window, a silent gap between them: one encode serves a dozen 2-s clips.
+PACK_SECONDS = 29.0
+PACK_GAP = 0.4  # s of silence between packed clips
 
 
 def merge_to_words(text: str, pieces: Sequence[tuple[str, float, float]]) -> list[WordTiming]:
@@ -92,6 +96,55 @@ def align_words(asr: object, audio: Audio, text: str) -> list[WordTiming]:
     timed = asr.align(audio, text)  # type: ignore[attr-defined]
     words = merge_to_words(text, [(w.text, w.start, w.end) for w in timed])
     return refine(audio.resample(16000), words)
+
+
+def packs(durations: Sequence[float], window: float = PACK_SECONDS,
+          gap: float = PACK_GAP) -> list[list[int]]:
+    """Consecutive clips grouped so that each group, gaps included, fits one window (a clip
+    longer than the window is a group of its own, for `align_words` to refuse)."""
+    out: list[list[int]] = []
+    used = window  # forces a new group at the first clip
+    for n, seconds in enumerate(durations):
+        if used + gap + seconds > window:
+            out.append([])
+            used = -gap
+        out[-1].append(n)
+        used += gap + seconds
+    return out
+
+
+def align_packed(asr: object, clips: Sequence[tuple[Audio, str]],
+                 gap: float = PACK_GAP) -> list[list[WordTiming]]:
+    """`align_words` of several short clips at once: joined with `gap` s of silence into one
+    window, aligned as one text, split back into each clip's words. About 14 times faster
+    than clip by clip on 1-2 s clips; 92% of word boundaries fall within 80 ms of the
+    clip-by-clip alignment's (docs/tokens.md)."""
+    if len(clips) == 1:
+        return [align_words(asr, *clips[0])]
+    audios = [audio.resample(16000) for audio, _ in clips]
+    for (_, text), audio in zip(clips, audios, strict=True):
+        if not text.split():
+            raise ValueError("nothing to align: the text is empty")
+        if audio.duration <= 0:
+            raise AudioError("audio has 0 samples")
+    silence = np.zeros(round(gap * 16000), dtype=np.float32)
+    parts, starts, at = [], [], 0.0
+    for audio in audios:
+        starts.append(at)
+        parts += [audio.samples.astype(np.float32), silence]
+        at += audio.duration + gap
+    text = " ".join(" ".join(t.split()) for _, t in clips)
+    timed = asr.align(Audio(np.concatenate(parts[:-1]), 16000), text)  # type: ignore[attr-defined]
+    words = merge_to_words(text, [(w.text, w.start, w.end) for w in timed])
+    out, first = [], 0
+    for (_, clip_text), audio, start in zip(clips, audios, starts, strict=True):
+        count = len(clip_text.split())
+        mine = [(w, min(max(0.0, a - start), audio.duration),
+                 min(max(0.0, b - start), audio.duration))
+                for w, a, b in words[first: first + count]]
+        first += count
+        out.append(refine(audio, mine))
+    return out
 
 
 def unit_spans(count: int, rate: float, words: Sequence[WordTiming]) -> list[tuple[int, int]]:

@@ -46,6 +46,7 @@ from speechllm.timing import Stopwatch
 from speechllm.tokens.align import WordTiming, unit_spans
 from speechllm.tokens.base import dedup
 from speechllm.tokens.semantic import KMeansUnits
+from speechllm.tokens.unit_cache import encode_files, tokenizer_key
 
 try:
     import torch
@@ -84,6 +85,11 @@ class TokenLMConfig:
     # silence to the word before, then ends the last at once ("eight seven one" heard as
     # "8-7"). A decoding setting: it changes no weights.
     min_word_units: int | None = None
+    # Training on both directions at once: each family's targets averaged on their own, the
+    # two means summed. Otherwise every target token weighs the same, a speaking example's
+    # ~60 unit targets outweigh the 2-token answers of understanding (about 3% of a mixed
+    # batch's loss), and understanding barely learns until speaking has (docs/tokens.md).
+    balance_families: bool = False
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "model") -> TokenLMConfig:
@@ -152,12 +158,16 @@ class UnitEncoder:
         self.dim = 1
 
     def encode(self, audios: Sequence[Audio]) -> tuple[np.ndarray, np.ndarray]:
-        seqs = self.units.encode_many(audios)
-        lengths = np.array([max(1, len(s)) for s in seqs], np.int64)
-        out = np.zeros((len(seqs), int(lengths.max())), np.int64)
-        for b, s in enumerate(seqs):
-            out[b, : len(s)] = s
-        return out, lengths
+        return padded(self.units.encode_many(audios))
+
+
+def padded(seqs: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Unit sequences as one zero-padded (B, T) array, and their lengths (at least 1)."""
+    lengths = np.array([max(1, len(s)) for s in seqs], np.int64)
+    out = np.zeros((len(seqs), int(lengths.max())), np.int64)
+    for b, s in enumerate(seqs):
+        out[b, : len(s)] = s
+    return out, lengths
 
 
 class NewTokens(nn.Module):
@@ -277,14 +287,17 @@ class TokenSpeechLM:
     def cache_key(self) -> str:
         """What the units of a clip depend on (the tokenizer's settings and centroids): the
         trainer keeps encoded clips on disk under this key, so reruns skip the encoder."""
-        import hashlib
-
-        digest = hashlib.sha256(json.dumps(asdict(self.units.config), sort_keys=True).encode())
-        digest.update(np.ascontiguousarray(self.units.centroids).tobytes())
-        return digest.hexdigest()[:16]
+        return tokenizer_key(self.units)
 
     def encode_audio(self, audios: Sequence[Audio]) -> tuple[Tensor, Tensor]:
         units, lengths = self.encoder.encode(audios)
+        return torch.from_numpy(units), torch.from_numpy(lengths)
+
+    def encode_files(self, paths: Sequence[str | os.PathLike[str]]) -> tuple[Tensor, Tensor]:
+        """`encode_audio` of audio files, through the units cache that fitting the units and
+        training a decoder on them fill (speechllm.tokens.unit_cache): clips they encoded
+        are not encoded again."""
+        units, lengths = padded(encode_files(self.units, paths))
         return torch.from_numpy(units), torch.from_numpy(lengths)
 
     def loss(self, states: Tensor, lengths: Tensor, instructions: Sequence[str],
@@ -320,16 +333,21 @@ class TokenSpeechLM:
         # unit against the other units (not the 262k text rows, most of a speaking step's
         # cost otherwise), a text token against the base vocabulary.
         audio = target >= self.base_vocab
-        total = picked.new_zeros((), dtype=torch.float32)
+        sums = []  # (summed cross-entropy, targets) per family present
         if bool((~audio).any()):
-            total = total + nn.functional.cross_entropy(
-                self.text_logits(picked[~audio]), target[~audio], reduction="sum")
+            sums.append((nn.functional.cross_entropy(
+                self.text_logits(picked[~audio]), target[~audio], reduction="sum"),
+                int((~audio).sum())))
         if bool(audio.any()):
             column = target[audio] - self.base_vocab
             column = torch.where(column > self.k, column - 1, column)  # end marker -> k
-            total = total + nn.functional.cross_entropy(
-                self.audio_logits(picked[audio]), column, reduction="sum")
-        return total / max(1, int(target.numel()))
+            sums.append((nn.functional.cross_entropy(
+                self.audio_logits(picked[audio]), column, reduction="sum"), int(audio.sum())))
+        if not sums:
+            return picked.new_zeros((), dtype=torch.float32)
+        if self.config.balance_families:
+            return torch.stack([total / count for total, count in sums]).sum()
+        return torch.stack([total for total, _ in sums]).sum() / sum(c for _, c in sums)
 
     # -- decoding ------------------------------------------------------------------------------
 

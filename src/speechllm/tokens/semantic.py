@@ -113,6 +113,14 @@ class KMeansUnits:
     def fit(cls, audios: Sequence[Audio], config: UnitsConfig | None = None, seed: int = 0,
             progress: Callable[[int, int], None] | None = None) -> KMeansUnits:
         """Fit k centroids on the pooled states of `audios` (all frames, or a 200k sample)."""
+        return cls.fit_and_encode(audios, config, seed, progress)[0]
+
+    @classmethod
+    def fit_and_encode(cls, audios: Sequence[Audio], config: UnitsConfig | None = None,
+                       seed: int = 0, progress: Callable[[int, int], None] | None = None
+                       ) -> tuple[KMeansUnits, list[np.ndarray]]:
+        """`fit`, and the units of `audios` by the fitted centroids (from the states the fit
+        encoded: no second pass through Whisper)."""
         require("sklearn.cluster", "tokens")  # a missing extra is named before the encoding
         config = config or UnitsConfig()
         features = UnitFeatures(config)
@@ -123,7 +131,7 @@ class KMeansUnits:
                 progress(min(start + 32, len(audios)), len(audios))
         tok = cls.fit_features(chunks, config, seed)
         tok._features = features
-        return tok
+        return tok, [tok.assign(f) for f in chunks]
 
     @classmethod
     def fit_features(cls, features: Sequence[np.ndarray], config: UnitsConfig,

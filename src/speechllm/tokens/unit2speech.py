@@ -147,14 +147,15 @@ class UnitToSpeech:
     @classmethod
     def train(cls, audios: Sequence[Audio], units: KMeansUnits, config: U2SConfig | None = None,
               seed: int = 0, progress: Callable[[int, int, float], None] | None = None,
-              alternates: Callable[[int, np.ndarray], Sequence[int]] | None = None
-              ) -> UnitToSpeech:
+              alternates: Callable[[int, np.ndarray], Sequence[int]] | None = None,
+              codes: Sequence[np.ndarray] | None = None) -> UnitToSpeech:
         """Fit the network on (units, log-mel) pairs of `audios` (one voice).
 
         `alternates(n, units)`: another unit sequence of the same length that should sound
         like audio n (a token LM's teacher-forced predictions,
         `TokenSpeechLM.teacher_forced_units`); half the examples then read those instead of
-        the clip's own units, so the decoder learns to render the LM's near misses."""
+        the clip's own units, so the decoder learns to render the LM's near misses.
+        `codes`: the units of `audios` when already known (`unit_cache.encode_files`)."""
         c = config or U2SConfig.for_units(units)
         if c.upsample != 2 * units.config.stride:
             raise ValueError(f"upsample {c.upsample} does not turn {units.info.rates[0]:g} "
@@ -164,7 +165,10 @@ class UnitToSpeech:
         rng = random.Random(seed)
         pairs: list[tuple[Tensor, Tensor]] = []
         others: list[Tensor] = []
-        for n, (a, u) in enumerate(zip(audios, units.encode_many(audios), strict=True)):
+        if codes is not None and len(codes) != len(audios):
+            raise ValueError(f"{len(codes)} unit sequences for {len(audios)} audios")
+        known = units.encode_many(audios) if codes is None else codes
+        for n, (a, u) in enumerate(zip(audios, known, strict=True)):
             mel = log_mel(a, MEL)
             frames = len(u) * c.upsample
             if len(mel) < frames:  # the last unit may cover a partial frame
