@@ -262,3 +262,30 @@ def test_balanced_loss_weighs_hearing_and_speaking_alike(trained):
     assert loss([ASK, SPEAK_TASK], True) == pytest.approx(hear + say, rel=1e-3)
     plain = loss([ASK, SPEAK_TASK], False)
     assert min(hear, say) - 1e-4 < plain < max(hear, say) + 1e-4
+
+
+def test_packed_batches_train_on_the_padded_loss(trained):
+    """Packed end to end, a batch's loss is the padded batch's, and no sequence sees another:
+    a row packed beside its own copy scores as it does alone."""
+    import dataclasses
+
+    from speechllm.audio import load
+    from speechllm.tokens.model import SPEAK_TASK
+
+    root, result, rows = trained
+    model = TokenSpeechLM.from_pretrained(result.output)
+    audio = [load(root / r["audio"]) for r in rows[:3]]
+    states, lengths = model.encode_audio(audio)
+    tasks = [ASK, SPEAK_TASK, ASK]
+    words = [r["text"] for r in rows[:3]]
+
+    def loss(picks: list[int], packed: bool) -> float:
+        model.config = dataclasses.replace(model.config, packed_batches=packed)
+        with torch.no_grad():
+            return float(model.loss(states[picks], lengths[picks], [tasks[n] for n in picks],
+                                    [words[n] for n in picks]))
+
+    assert loss([0, 1, 2], True) == pytest.approx(loss([0, 1, 2], False), rel=1e-4)
+    alone = loss([0], False)
+    assert loss([0, 0], True) == pytest.approx(alone, rel=1e-4)
+    assert loss([1, 1, 1], True) == pytest.approx(loss([1], False), rel=1e-4)
