@@ -8,6 +8,9 @@ figure is the packed step's time as a ratio of the padded one measured in the sa
 
     .venv/bin/python bench/packed_batches.py recipes/token_digits/config.json --batches 12
 
+`--device cuda` times a GPU (bench/train_gpu.py's work folder holds configs and cached
+units for one: `bench/packed_batches.py /tmp/train_gpu/run-cuda-2.json --device cuda`).
+
 Needs the config's units encoded once (a trainer run on it, or `speechllm tokens fit` on
 the same clips): the clips come from the shared units cache.
 """
@@ -31,6 +34,8 @@ def main() -> None:
     ap.add_argument("config", type=Path)
     ap.add_argument("--batches", type=int, default=12)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--batch-size", type=int, help="instead of the config's")
+    ap.add_argument("--device", default="cpu", help="cpu, or cuda to time a GPU")
     args = ap.parse_args()
 
     import peft
@@ -52,12 +57,15 @@ def main() -> None:
         items += part
     weights = list(cfg.weights) or [len(g) for g in groups]
     units = _encode_all(model, items, Path(cfg.train.output))
+    model.lm.to(args.device)
+    model.adapter.to(args.device)
+    size = args.batch_size or cfg.train.batch_size
     params = [*model.adapter.parameters(), *(p for p in model.lm.parameters() if p.requires_grad)]
     optim = torch.optim.AdamW(params, lr=0.0)  # lr 0: every step sees the same weights
     rng = random.Random(args.seed)
 
     def batch() -> tuple:
-        mine = [rng.choice(rng.choices(groups, weights)[0]) for _ in range(cfg.train.batch_size)]
+        mine = [rng.choice(rng.choices(groups, weights)[0]) for _ in range(size)]
         states = torch.nn.utils.rnn.pad_sequence([units[i] for i, _, _ in mine], batch_first=True)
         lengths = torch.tensor([units[i].shape[0] for i, _, _ in mine])
         return states, lengths, [q for _, q, _ in mine], [a for _, _, a in mine]
@@ -94,8 +102,10 @@ def main() -> None:
             raise SystemExit(f"batch {n}: packed loss {losses[True]:.5f} != padded "
                              f"{losses[False]:.5f}")
     packed, padded = sum(times[True]), sum(times[False])
-    print(f"{args.config}: {args.batches} batches of {cfg.train.batch_size}, torch threads "
-          f"{torch.get_num_threads()}, packed rows of up to {PACK_TOKENS} tokens")
+    where = torch.cuda.get_device_name() if args.device == "cuda" else \
+        f"CPU, torch threads {torch.get_num_threads()}"
+    print(f"{args.config}: {args.batches} batches of {size}, {where}, packed rows of up to "
+          f"{PACK_TOKENS} tokens")
     print(f"real tokens in a padded batch: {statistics.mean(shares):.0%} (mean)")
     print(f"padded step {padded / args.batches:.2f} s, packed step {packed / args.batches:.2f} s"
           f" (median {statistics.median(times[False]):.2f} / "

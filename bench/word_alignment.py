@@ -46,7 +46,7 @@ def main() -> None:
     chosen = items[: args.clips]
     audios = [load(item.audio).resample(16000) for item in chosen]
     packed: list[list[WordTiming]] = []
-    for group in packs([a.duration for a in audios]):
+    for group in packs(range(len(audios)), lambda n: audios[n].duration):
         packed += align_packed(whisper, [(audios[n], str(chosen[n].text)) for n in group])
     for item, audio, together in zip(chosen, audios, packed, strict=True):
         text = str(item.text)

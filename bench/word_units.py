@@ -55,6 +55,7 @@ from speechllm.tokens.semantic import (  # noqa: E402
     KMeansUnits,
     UnitFeatures,
     UnitsConfig,
+    grouped_states,
     pool_states,
 )
 from speechllm.tokens.unit2speech import MEL, UnitToSpeech, griffin_lim, log_mel  # noqa: E402
@@ -80,10 +81,8 @@ def spans(items: list[Item], units: KMeansUnits, words: set[str]) -> dict[str, l
 def stack_states(states: np.ndarray, stride: int) -> np.ndarray:
     """(T, D) states as (ceil(T / stride), stride * D): each unit sees its frames side by side
     instead of their mean, so a short sound inside a unit is not averaged away."""
-    pad = (-len(states)) % stride
-    if pad:
-        states = np.concatenate([states, np.repeat(states[-1:], pad, axis=0)])
-    return states.reshape(-1, stride * states.shape[1])
+    grouped = grouped_states(states, stride)
+    return grouped.reshape(len(grouped), -1)
 
 
 def inventories(items: list[Item], fit_items: list[Item], ks: list[int], strides: list[int],

@@ -10,7 +10,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -609,6 +609,8 @@ def tokens_train_u2s(
     dropout: Annotated[float, typer.Option(
         help="Dropout on each block's output while training, so the network does not "
              "memorise its clips' exact unit sequences.")] = 0.2,
+    channels: Annotated[int, typer.Option(
+        help="Width of the network's blocks: its compute grows with the square.")] = 256,
     lm: Annotated[Path | None, typer.Option(
         help="A token model (same units) whose teacher-forced predictions half the examples "
              "read instead of the clip's units, so the decoder renders its near misses. The "
@@ -632,12 +634,13 @@ def tokens_train_u2s(
             forced = None if lm is None else _TeacherForced(lm, tok, items, bar)
             units_job = bar.add_task("units", total=len(items), loss="")
             codes = encode_files(tok, [item.audio for item in items], progress=lambda d, t:
-                                 bar.update(units_job, completed=d, total=t))
+                                 bar.update(units_job, completed=d, total=t),
+                                 audio=audios.__getitem__)  # loaded above for the mel
             bar.update(units_job, completed=len(items))
             job = bar.add_task("training", total=steps, loss="loss -")
             u2s = UnitToSpeech.train(audios, tok, U2SConfig.for_units(
                 tok, steps=steps, centroid_inputs=centroid_inputs,
-                max_dilation=max_dilation, dropout=dropout), seed,
+                max_dilation=max_dilation, dropout=dropout, channels=channels), seed,
                                      _step_report(bar, job, 50), forced, codes)
         u2s.save(output)
     except (SpeechLLMError, ValueError) as exc:
@@ -799,7 +802,7 @@ def tokens_align(
     from speechllm.asr.faster_whisper import FasterWhisperASR
     from speechllm.audio import Audio, load
     from speechllm.eval.manifest import Item, read_manifest, write_manifest
-    from speechllm.tokens.align import PACK_GAP, align_packed, align_words
+    from speechllm.tokens.align import align_packed, align_words, packs
 
     target = output or manifest.with_name(manifest.stem + ".aligned.jsonl")
     # progress is written beside the target as it goes (so relative audio paths hold), and
@@ -846,27 +849,22 @@ def tokens_align(
                 for (n, item, _), words in zip(group, found, strict=True):
                     finish(n, item, words)
 
-            group: list[tuple[int, Item, Audio]] = []
-            seconds = 0.0
-            for n, item in enumerate(items):
-                if (item.audio, item.text) in done:
-                    item = dataclasses.replace(
-                        item, fields={**item.fields, "words": done[item.audio, item.text]})
-                    rows[n] = item
-                    kept += 1
-                    bar.advance(job)
-                    continue
-                try:
-                    audio = load(item.audio)
-                except (SpeechLLMError, ValueError) as exc:
-                    finish(n, item, exc)
-                    continue
-                if group and seconds + PACK_GAP + audio.duration > pack:
-                    align(group)
-                    group, seconds = [], 0.0
-                seconds += (PACK_GAP if group else 0.0) + audio.duration
-                group.append((n, item, audio))
-            if group:
+            def to_align() -> Iterator[tuple[int, Item, Audio]]:
+                """The clips still to align, loaded one at a time (the others finished)."""
+                nonlocal kept
+                for n, item in enumerate(items):
+                    if (item.audio, item.text) in done:
+                        rows[n] = dataclasses.replace(
+                            item, fields={**item.fields, "words": done[item.audio, item.text]})
+                        kept += 1
+                        bar.advance(job)
+                        continue
+                    try:
+                        yield n, item, load(item.audio)
+                    except (SpeechLLMError, ValueError) as exc:
+                        finish(n, item, exc)
+
+            for group in packs(to_align(), lambda clip: clip[2].duration, window=pack):
                 align(group)
         write_manifest([rows[k] for k in sorted(rows)], partial).replace(target)
     except (SpeechLLMError, ValueError) as exc:

@@ -74,3 +74,21 @@ def test_a_damaged_cache_is_encoded_again(fitted, tmp_path):
     assert np.array_equal(got, units.encode(load(root / "2.wav"))[0])
     # and it is whole again: a new reader finds the clip
     assert UnitCache(units, tmp_path / "cache").get(next(iter(cache.clips()))) is not None
+
+
+def test_audio_the_caller_has_loaded_is_not_read_again(fitted, tmp_path, monkeypatch):
+    """`tokens train-u2s` loads every clip for its mel first: the clips the cache lacks are
+    encoded from that audio, not read from disk a second time."""
+    root, units = fitted
+    clips = [tmp_path / "a.wav", tmp_path / "b.wav"]
+    for n, clip in enumerate(clips):
+        save(load(root / f"{n}.wav"), clip)
+    audios = [load(c) for c in clips]
+    loads: list[object] = []
+    real_load = speechllm.audio.load
+    monkeypatch.setattr(speechllm.audio, "load", lambda *a, **k: loads.append(a) or
+                        real_load(*a, **k))
+    got = encode_files(units, clips, UnitCache(units, tmp_path / "cache"),
+                       audio=audios.__getitem__)
+    assert not loads
+    assert all(np.array_equal(g, units.encode(a)[0]) for g, a in zip(got, audios, strict=True))

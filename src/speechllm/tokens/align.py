@@ -11,13 +11,16 @@ cross-attention timings are often 0.1 s off, several units at 25 units/s).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import pairwise
+from typing import TypeVar
 
 import numpy as np
 
 from speechllm.audio import Audio
 from speechllm.errors import AudioError
+
+T = TypeVar("T")
 
 # (word, start s, end s); words are the text's whitespace-separated words
 WordTiming = tuple[str, float, float]
@@ -98,19 +101,23 @@ def align_words(asr: object, audio: Audio, text: str) -> list[WordTiming]:
     return refine(audio.resample(16000), words)
 
 
-def packs(durations: Sequence[float], window: float = PACK_SECONDS,
-          gap: float = PACK_GAP) -> list[list[int]]:
+def packs(clips: Iterable[T], seconds: Callable[[T], float], window: float = PACK_SECONDS,
+          gap: float = PACK_GAP) -> Iterator[list[T]]:
     """Consecutive clips grouped so that each group, gaps included, fits one window (a clip
-    longer than the window is a group of its own, for `align_words` to refuse)."""
-    out: list[list[int]] = []
-    used = window  # forces a new group at the first clip
-    for n, seconds in enumerate(durations):
-        if used + gap + seconds > window:
-            out.append([])
-            used = -gap
-        out[-1].append(n)
-        used += gap + seconds
-    return out
+    longer than the window is a group of its own, for `align_words` to refuse). Lazy: a
+    group is given as soon as the next clip would not fit, so clips can be loaded as they
+    are aligned."""
+    group: list[T] = []
+    used = 0.0
+    for clip in clips:
+        length = seconds(clip)
+        if group and used + gap + length > window:
+            yield group
+            group, used = [], 0.0
+        used += (gap if group else 0.0) + length
+        group.append(clip)
+    if group:
+        yield group
 
 
 def align_packed(asr: object, clips: Sequence[tuple[Audio, str]],

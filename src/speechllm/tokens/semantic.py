@@ -70,12 +70,18 @@ class UnitFeatures:
         return [pool_states(np.concatenate(parts), stride) for parts in per_audio]
 
 
+def grouped_states(states: np.ndarray, stride: int) -> np.ndarray:
+    """(T, D) 50/s states in groups of `stride`: (ceil(T / stride), stride, D), the last
+    group filled with the last state (rather than zeros)."""
+    pad = (-len(states)) % stride
+    if pad:
+        states = np.concatenate([states, np.repeat(states[-1:], pad, axis=0)])
+    return states.reshape(-1, stride, states.shape[1])
+
+
 def pool_states(states: np.ndarray, stride: int) -> np.ndarray:
     """(T, D) 50/s states mean-pooled `stride` at a time: (ceil(T / stride), D)."""
-    pad = (-len(states)) % stride
-    if pad:  # repeat the last state rather than pool in zeros
-        states = np.concatenate([states, np.repeat(states[-1:], pad, axis=0)])
-    return states.reshape(-1, stride, states.shape[1]).mean(axis=1)
+    return grouped_states(states, stride).mean(axis=1)
 
 
 class KMeansUnits:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from speechllm.audio import Audio
 from speechllm.errors import AudioError
 from speechllm.tokens.semantic import KMeansUnits
 
@@ -91,10 +92,14 @@ class UnitCache:
 
 def encode_files(units: KMeansUnits, paths: Sequence[str | os.PathLike[str]],
                  cache: UnitCache | None = None,
-                 progress: Callable[[int, int], None] | None = None) -> list[np.ndarray]:
+                 progress: Callable[[int, int], None] | None = None,
+                 audio: Callable[[int], Audio] | None = None) -> list[np.ndarray]:
     """Each file's units, from the cache where it has them; the others are loaded, encoded
-    and added to it."""
+    and added to it. `audio(n)`: file n's audio where the caller has it loaded already."""
     from speechllm.audio import load
+
+    def audio_of(n: int) -> Audio:
+        return audio(n) if audio is not None else load(paths[n])
 
     cache = cache or UnitCache(units)
     stamps = [file_stamp(p) for p in paths]
@@ -103,7 +108,7 @@ def encode_files(units: KMeansUnits, paths: Sequence[str | os.PathLike[str]],
     done = len(paths) - len(todo)
     for start in range(0, len(todo), ENCODE_CHUNK):
         chunk = todo[start:start + ENCODE_CHUNK]
-        found = units.encode_many([load(paths[n]) for n in chunk])
+        found = units.encode_many([audio_of(n) for n in chunk])
         for n, u in zip(chunk, found, strict=True):
             out[n] = u
         cache.put({stamps[n]: out[n] for n in chunk})  # type: ignore[misc]
