@@ -43,9 +43,12 @@ done
 # 3. Unit-to-speech on the Piper voice: the token LM's units become audible. The decoder
 #    learns from the speaking clips and the two more renders (the LM never trains on those),
 #    with dropout 0.2 (the default): it generalises to new phrases better (docs/tokens.md).
+#    192 channels instead of 256: 21 min instead of about 35, judged as well (the token LM's
+#    units at 8.9% WER through either; docs/token_digits/recipe_speed.md).
 [ -f $out/voice/unit2speech.safetensors ] || ./dev speechllm tokens train-u2s \
   data/token_speak/manifest.jsonl data/token_speak_2/manifest.jsonl \
-  data/token_speak_3/manifest.jsonl --units $out/units -o $out/voice --steps 2000
+  data/token_speak_3/manifest.jsonl --units $out/units -o $out/voice --steps 2000 \
+  --channels 192
 
 # 4. The token LM, with the latent trainer: 300 steps of understanding alone, then on to
 #    1100 steps drawing understanding and word-interleaved speaking examples 1:1 (the trainer
