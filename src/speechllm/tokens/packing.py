@@ -1,13 +1,13 @@
 """Training batches packed end to end instead of padded.
 
 A token model's batch mixes short understanding rows (about 40 tokens) with longer speaking
-rows (about 55, up to 90), so padding every row to the longest wastes about 30% of each
-step's LM compute (measured on the token recipe's batches, docs/tokens.md). Packed, the rows
-sit one after another in a few long rows; each one's positions restart at 0, which is how
-transformers recognises packed sequences (with no attention mask given) and keeps every
-sequence attending to itself alone, sliding windows included. Rows are spread over as few
-packed rows as `capacity` allows (longest first into the shortest), so attention, which grows
-with the square of a packed row's length, stays small.
+rows (about 55, up to 90), so a batch padded to its longest row is about 30% padding (the
+token recipe's batches, docs/token_digits/recipe_speed.md). Packed, the rows sit one after
+another in a few long rows; each one's positions restart at 0, which is how transformers
+recognises packed sequences (with no attention mask given) and keeps every sequence
+attending to itself alone, sliding windows included. Rows are spread over as few packed rows
+as `capacity` allows (longest first into the shortest), so attention, which grows with the
+square of a packed row's length, stays small.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ class Packed:
 def pack(rows: Sequence[Sequence[int]], labels: Sequence[Sequence[int]],
          capacity: int = PACK_TOKENS, fill: int = 0) -> Packed:
     """Pack token rows and their labels (same lengths) into as few rows as `capacity` allows
-    (a row longer than `capacity` gets one to itself). A row's first label is never a target:
+    (a row longer than `capacity` is kept whole). A row's first label is never a target:
     in a padded batch nothing precedes it, packed it would be predicted from the row before."""
     if not rows or len(rows) != len(labels):
         raise ValueError(f"{len(rows)} rows for {len(labels)} label rows")
