@@ -38,18 +38,21 @@ def main() -> None:
     ap.add_argument("--device", default="cpu", help="cpu, or cuda to time a GPU")
     args = ap.parse_args()
 
-    import peft
     import torch
 
-    from speechllm.latent.train import _encode_all, examples, load_config, read_manifest
-    from speechllm.tokens.model import SPEAK_TASK, TokenSpeechLM
+    from speechllm.latent.train import (
+        _encode_all,
+        add_lora,
+        examples,
+        load_config,
+        read_manifest,
+    )
+    from speechllm.tokens.model import TokenSpeechLM
     from speechllm.tokens.packing import PACK_TOKENS
 
     cfg = load_config(args.config)
     model = TokenSpeechLM(cfg.model)
-    model.lm = peft.get_peft_model(model.lm, peft.LoraConfig(
-        r=cfg.model.lora_rank, lora_alpha=2 * cfg.model.lora_rank,
-        target_modules=list(cfg.model.lora_modules), lora_dropout=0.0))
+    add_lora(model, cfg.model)
     items, groups = [], []
     for path in cfg.manifests:
         part = read_manifest(path)
@@ -81,12 +84,8 @@ def main() -> None:
 
     def real_share(b: tuple) -> float:
         """Real tokens over the padded batch's positions (rows as the loss builds them)."""
-        rows = []
-        for n, q in enumerate(b[2]):
-            u = b[0][n, : int(b[1][n])].tolist()
-            rows.append(len(model.speaking_rows(b[3][n], u)[0]) if q == SPEAK_TASK
-                        else len(model.understanding_ids(u, q)) + len(model.answer_ids(b[3][n])))
-        return sum(rows) / (len(rows) * max(rows))
+        sizes = [len(r) for r in model.training_rows(*b)[0]]
+        return sum(sizes) / (len(sizes) * max(sizes))
 
     step(batch(), True)  # warm-up: first-call allocations
     times: dict[bool, list[float]] = {True: [], False: []}

@@ -208,6 +208,24 @@ class TrainResult:
     losses: tuple[float, ...] = ()
 
 
+def add_lora(model: Any, settings: Any) -> None:
+    """Wrap `model.lm` in LoRA as `settings` (a model config) asks; nothing at rank 0."""
+    if not settings.lora_rank:
+        return
+    torch = require("torch", "latent")
+    peft = require("peft", "latent")
+    lora = peft.LoraConfig(r=settings.lora_rank, lora_alpha=2 * settings.lora_rank,
+                           target_modules=list(settings.lora_modules), lora_dropout=0.0)
+    # peft skips a named layer it cannot find as long as one other matches: check them all
+    names = {n.rsplit(".", 1)[-1] for n, m in model.lm.named_modules()
+             if isinstance(m, torch.nn.Linear)}
+    missing = [m for m in settings.lora_modules if m not in names]
+    if missing:
+        raise ConfigError(f"model.lora_modules: {', '.join(missing)} not in this LLM; its "
+                          f"linear layers: {', '.join(sorted(names))}")
+    model.lm = peft.get_peft_model(model.lm, lora)
+
+
 def train(config: TrainConfig, progress: Callable[[int, int, float], None] | None = None
           ) -> TrainResult:
     """Train (or resume) and save the model to `<output>/final`."""
@@ -243,18 +261,7 @@ def train(config: TrainConfig, progress: Callable[[int, int, float], None] | Non
         from speechllm.tokens.model import TokenSpeechLM
 
         model = TokenSpeechLM(config.model)
-    if config.model.lora_rank:
-        peft = require("peft", "latent")
-        lora = peft.LoraConfig(r=config.model.lora_rank, lora_alpha=2 * config.model.lora_rank,
-                               target_modules=list(config.model.lora_modules), lora_dropout=0.0)
-        # peft skips a named layer it cannot find as long as one other matches: check them all
-        names = {n.rsplit(".", 1)[-1] for n, m in model.lm.named_modules()
-                 if isinstance(m, torch.nn.Linear)}
-        missing = [m for m in config.model.lora_modules if m not in names]
-        if missing:
-            raise ConfigError(f"model.lora_modules: {', '.join(missing)} not in this LLM; its "
-                              f"linear layers: {', '.join(sorted(names))}")
-        model.lm = peft.get_peft_model(model.lm, lora)
+    add_lora(model, config.model)
     # The LM and adapter train on the accelerator when there is one; each model's loss moves
     # its batch there. TF32 matrix products (tensor cores): ample precision for LoRA.
     device = acc.device

@@ -305,8 +305,10 @@ class TokenSpeechLM:
         units, lengths = padded(encode_files(self.units, paths))
         return torch.from_numpy(units), torch.from_numpy(lengths)
 
-    def loss(self, states: Tensor, lengths: Tensor, instructions: Sequence[str],
-             answers: Sequence[str | SpeakTarget]) -> Tensor:
+    def training_rows(self, states: Tensor, lengths: Tensor, instructions: Sequence[str],
+                      answers: Sequence[str | SpeakTarget]) -> tuple[list[list[int]],
+                                                                     list[list[int]]]:
+        """A batch's token rows and their labels (IGNORE where not a target), unpadded."""
         rows, targets = [], []
         for b, instruction in enumerate(instructions):
             units = states[b, : int(lengths[b])].tolist()
@@ -320,6 +322,11 @@ class TokenSpeechLM:
                 row, marked = prompt + answer, [IGNORE] * len(prompt) + answer
             rows.append(row)
             targets.append(marked)
+        return rows, targets
+
+    def loss(self, states: Tensor, lengths: Tensor, instructions: Sequence[str],
+             answers: Sequence[str | SpeakTarget]) -> Tensor:
+        rows, targets = self.training_rows(states, lengths, instructions, answers)
         # built on the CPU (many small writes), moved once to where the LM is
         device = self.adapter.weight.device
         if self.config.packed_batches:
