@@ -1,4 +1,4 @@
-"""Packed against padded training batches for the token LM, on a recipe's real batches.
+"""Packed against padded training batches, on a recipe's real batches (token or latent model).
 
 Each batch is drawn as the trainer draws it (the config's manifests and weights, its batch
 size), then trained one step packed (`model.packed_batches`, the default) and one step
@@ -7,12 +7,14 @@ loss of the two must agree (the same sequences, each attending to itself alone);
 figure is the packed step's time as a ratio of the padded one measured in the same run.
 
     .venv/bin/python bench/packed_batches.py recipes/token_digits/config.json --batches 12
+    .venv/bin/python bench/packed_batches.py recipes/latent_digits/config.json --batches 12
 
 `--device cuda` times a GPU (bench/train_gpu.py's work folder holds configs and cached
 units for one: `bench/packed_batches.py /tmp/train_gpu/run-cuda-2.json --device cuda`).
 
-Needs the config's units encoded once (a trainer run on it, or `speechllm tokens fit` on
-the same clips): the clips come from the shared units cache.
+A token config needs its units encoded once (a trainer run on it, or `speechllm tokens fit`
+on the same clips): the clips come from the shared units cache. A latent config's clips are
+encoded here, only those the batches draw.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
@@ -40,6 +43,8 @@ def main() -> None:
 
     import torch
 
+    from speechllm.latent.model import LatentConfig, LatentSpeechLM
+    from speechllm.latent.packing import PACK_TOKENS
     from speechllm.latent.train import (
         _encode_all,
         add_lora,
@@ -48,29 +53,35 @@ def main() -> None:
         read_manifest,
     )
     from speechllm.tokens.model import TokenSpeechLM
-    from speechllm.tokens.packing import PACK_TOKENS
 
     cfg = load_config(args.config)
-    model = TokenSpeechLM(cfg.model)
+    latent = isinstance(cfg.model, LatentConfig)
+    model: Any = (LatentSpeechLM(cfg.model) if isinstance(cfg.model, LatentConfig)
+                  else TokenSpeechLM(cfg.model))
     add_lora(model, cfg.model)
-    items, groups = [], []
+    items: list[Any] = []
+    groups: list[list[Any]] = []
     for path in cfg.manifests:
         part = read_manifest(path)
-        groups.append([(n + len(items), q, a) for n, q, a in examples(part, speak=True)])
+        groups.append([(n + len(items), q, a) for n, q, a in examples(part, speak=not latent)])
         items += part
     weights = list(cfg.weights) or [len(g) for g in groups]
-    units = _encode_all(model, items, Path(cfg.train.output))
+    size = args.batch_size or cfg.train.batch_size
+    rng = random.Random(args.seed)
+    drawn = [[rng.choice(rng.choices(groups, weights)[0]) for _ in range(size)]
+             for _ in range(args.batches + 1)]  # the first: a warm-up
+    needed = sorted({i for mine in drawn for i, _, _ in mine})
+    encoded = dict(zip(needed, _encode_all(model, [items[i] for i in needed],
+                                           Path(cfg.train.output)), strict=True))
     model.lm.to(args.device)
     model.adapter.to(args.device)
-    size = args.batch_size or cfg.train.batch_size
     params = [*model.adapter.parameters(), *(p for p in model.lm.parameters() if p.requires_grad)]
     optim = torch.optim.AdamW(params, lr=0.0)  # lr 0: every step sees the same weights
-    rng = random.Random(args.seed)
 
-    def batch() -> tuple:
-        mine = [rng.choice(rng.choices(groups, weights)[0]) for _ in range(size)]
-        states = torch.nn.utils.rnn.pad_sequence([units[i] for i, _, _ in mine], batch_first=True)
-        lengths = torch.tensor([units[i].shape[0] for i, _, _ in mine])
+    def batch(mine: list) -> tuple:
+        states = torch.nn.utils.rnn.pad_sequence([encoded[i] for i, _, _ in mine],
+                                                 batch_first=True)
+        lengths = torch.tensor([encoded[i].shape[0] for i, _, _ in mine])
         return states, lengths, [q for _, q, _ in mine], [a for _, _, a in mine]
 
     def step(b: tuple, packed: bool) -> tuple[float, float]:
@@ -84,14 +95,19 @@ def main() -> None:
 
     def real_share(b: tuple) -> float:
         """Real tokens over the padded batch's positions (rows as the loss builds them)."""
-        sizes = [len(r) for r in model.training_rows(*b)[0]]
+        with torch.no_grad():
+            if latent:
+                answers = [model.answer_ids(a) for a in b[3]]
+                sizes = [len(lab) for lab in model.embed_rows(*b[:3], answers)[1]]
+            else:
+                sizes = [len(r) for r in model.training_rows(*b)[0]]
         return sum(sizes) / (len(sizes) * max(sizes))
 
-    step(batch(), True)  # warm-up: first-call allocations
+    step(batch(drawn[0]), True)  # warm-up: first-call allocations
     times: dict[bool, list[float]] = {True: [], False: []}
     shares = []
     for n in range(args.batches):
-        b = batch()
+        b = batch(drawn[n + 1])
         shares.append(real_share(b))
         losses = {}
         for packed in ((True, False) if n % 2 == 0 else (False, True)):
@@ -100,16 +116,17 @@ def main() -> None:
         if abs(losses[True] - losses[False]) > 1e-3 * abs(losses[False]):
             raise SystemExit(f"batch {n}: packed loss {losses[True]:.5f} != padded "
                              f"{losses[False]:.5f}")
-    packed, padded = sum(times[True]), sum(times[False])
+    packed_s, padded_s = sum(times[True]), sum(times[False])
     where = torch.cuda.get_device_name() if args.device == "cuda" else \
         f"CPU, torch threads {torch.get_num_threads()}"
     print(f"{args.config}: {args.batches} batches of {size}, {where}, packed rows of up to "
           f"{PACK_TOKENS} tokens")
     print(f"real tokens in a padded batch: {statistics.mean(shares):.0%} (mean)")
-    print(f"padded step {padded / args.batches:.2f} s, packed step {packed / args.batches:.2f} s"
+    print(f"padded step {padded_s / args.batches:.2f} s, "
+          f"packed step {packed_s / args.batches:.2f} s"
           f" (median {statistics.median(times[False]):.2f} / "
           f"{statistics.median(times[True]):.2f})")
-    print(f"packed / padded time = {packed / padded:.3f}; losses agree within 0.1% on every "
+    print(f"packed / padded time = {packed_s / padded_s:.3f}; losses agree within 0.1% on every "
           "batch")
 
 

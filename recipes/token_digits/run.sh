@@ -43,8 +43,9 @@ done
 # 3. Unit-to-speech on the Piper voice: the token LM's units become audible. The decoder
 #    learns from the speaking clips and the two more renders (the LM never trains on those),
 #    with dropout 0.2 (the default): it generalises to new phrases better (docs/tokens.md).
-#    192 channels instead of 256: 21 min instead of about 35, judged as well (the token LM's
-#    units at 8.9% WER through either; docs/token_digits/recipe_speed.md).
+#    192 channels instead of 256 (21 min instead of about 35, judged as well), and each
+#    training example one clip, not a 4 s window mostly padding (10 min instead of 21, the
+#    token LM's units at 7.4% WER instead of 8.9; docs/token_digits/recipe_speed.md).
 [ -f $out/voice/unit2speech.safetensors ] || ./dev speechllm tokens train-u2s \
   data/token_speak/manifest.jsonl data/token_speak_2/manifest.jsonl \
   data/token_speak_3/manifest.jsonl --units $out/units -o $out/voice --steps 2000 \

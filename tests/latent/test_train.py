@@ -177,3 +177,27 @@ def test_unfreezing_a_transformers_encoder_trains_saves_and_reloads_it(data, tmp
     path.write_text(json.dumps(cfg))
     with pytest.raises(ConfigError, match=r"train\.unfreeze_encoder: .*CTranslate2"):
         load_config(path)
+
+
+def test_packed_batches_give_the_padded_loss(data, trained):
+    """The latent model's rows (text, adapted audio frames, text) packed end to end score as
+    they do padded, and a row packed beside its own copy scores as it does alone."""
+    import dataclasses
+
+    _, resumed = trained
+    model = LatentSpeechLM.from_pretrained(resumed.output)
+    manifest = [json.loads(x) for x in (data / "d" / "manifest.jsonl").read_text().splitlines()]
+    audio = [load(data / "d" / row["audio"]) for row in manifest[:3]]
+    states, lengths = model.encode_audio(audio)
+    tasks = [TRANSCRIBE, PARITY, TRANSCRIBE]
+    answers = [manifest[0]["text"], "no", manifest[2]["text"]]
+
+    def loss(picks: list[int], packed: bool) -> float:
+        model.config = dataclasses.replace(model.config, packed_batches=packed)
+        with torch.no_grad():
+            return float(model.loss(states[picks], lengths[picks], [tasks[n] for n in picks],
+                                    [answers[n] for n in picks]))
+
+    assert loss([0, 1, 2], True) == pytest.approx(loss([0, 1, 2], False), rel=1e-4)
+    assert loss([0, 0], True) == pytest.approx(loss([0], False), rel=1e-4)
+    assert loss([1, 1, 2], True) == pytest.approx(loss([1, 1, 2], False), rel=1e-4)

@@ -196,12 +196,15 @@ def test_damaged_tokenizer_folders_are_refused(units, tmp_path):
         KMeansUnits.load(folder)
 
 
-@pytest.mark.parametrize(("centroid_inputs", "max_dilation", "dropout"),
-                         [(False, 8, 0.0), (True, 8, 0.0), (False, 2, 0.0), (False, 8, 0.2)])
+@pytest.mark.parametrize(("centroid_inputs", "max_dilation", "dropout", "batching"),
+                         [(False, 8, 0.0, "clips"), (True, 8, 0.0, "clips"),
+                          (False, 2, 0.0, "clips"), (False, 8, 0.2, "clips"),
+                          (False, 8, 0.0, "padded")])
 def test_unit_to_speech_learns_saves_and_decodes(units, speech, tmp_path, centroid_inputs,
-                                                 max_dilation, dropout):
+                                                 max_dilation, dropout, batching):
     """A small decoder trained briefly on one voice (units as free embeddings, or also as
-    their centroids; wide or narrow context; with dropout): its loss falls, it reloads to the
+    their centroids; wide or narrow context; with dropout; examples cut to their clip or
+    padded to the crop): its loss falls, it reloads to the
     same output (so its settings were saved with it, and dropout is off when decoding), and
     decodes units into audio of the clip's length, the same audio every time; bad units are
     refused."""
@@ -214,7 +217,7 @@ def test_unit_to_speech_learns_saves_and_decodes(units, speech, tmp_path, centro
                                                        batch_size=8, crop_units=50,
                                                        centroid_inputs=centroid_inputs,
                                                        max_dilation=max_dilation,
-                                                       dropout=dropout),
+                                                       dropout=dropout, batching=batching),
                              progress=lambda step, total, loss: losses.append(loss))
     assert np.mean(losses[-10:]) < 0.6 * np.mean(losses[:5]), losses
     folder = u2s.save(tmp_path / "u2s")
@@ -229,6 +232,8 @@ def test_unit_to_speech_learns_saves_and_decodes(units, speech, tmp_path, centro
     assert np.array_equal(again.decode(codes).samples, audio.samples)  # same units, same audio
     with pytest.raises(ValueError, match="units must be in"):
         again.decode((np.array([40]),))
+    with pytest.raises(ValueError, match="batching must be"):
+        UnitToSpeech.train(audios, units, U2SConfig(k=32, batching="stacked"))
 
 
 def test_unit_to_speech_context_is_bounded_by_its_largest_dilation():

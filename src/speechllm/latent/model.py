@@ -32,6 +32,8 @@ from speechllm.timing import Stopwatch
 
 torch = require("torch", "latent")
 
+from speechllm.latent.packing import pack_embeddings  # noqa: E402  (needs torch)
+
 PLACEHOLDER = "<audio>"
 DEFAULT_INSTRUCTION = "Answer the question in the audio."
 
@@ -46,6 +48,9 @@ class LatentConfig:
     system: str = "You listen to audio and follow the instruction."
     lora_rank: int = 0  # > 0: the LLM carries LoRA weights (saved in lora/)
     lora_modules: tuple[str, ...] = LORA_MODULES  # the LLM's linear layers that get LoRA
+    # training rows packed end to end instead of padded to the batch's longest
+    # (speechllm.latent.packing; the same loss, less compute where rows differ in length)
+    packed_batches: bool = True
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "model") -> LatentConfig:
@@ -121,10 +126,11 @@ class LatentSpeechLM:
             states = torch.from_numpy(states)
         return states, torch.as_tensor(lengths)
 
-    def embed(self, states: Any, lengths: Any, instructions: Sequence[str],
-              answers: Sequence[list[int]] | None = None) -> dict[str, Any]:
-        """Spliced input embeddings, right-padded: inputs_embeds (B, L, D), attention_mask
-        (B, L) and, with `answers` (token ids), labels (B, L) that score only the answers."""
+    def embed_rows(self, states: Any, lengths: Any, instructions: Sequence[str],
+                   answers: Sequence[list[int]] | None = None
+                   ) -> tuple[list[Any], list[list[int]]]:
+        """Each row's spliced input embeddings (length, D), unpadded, and its labels (-100
+        but at the answer's tokens, when `answers` are given)."""
         table = self.lm.get_input_embeddings()
         device = table.weight.device  # the encoder's states come from the CPU
         audio, audio_len = self.adapter(states.to(device), lengths.to(device))
@@ -138,6 +144,14 @@ class LatentSpeechLM:
             rows.append(torch.cat(parts))
             prompt_len = len(before) + int(audio_len[b]) + len(after)
             labels.append([-100] * prompt_len + target)
+        return rows, labels
+
+    def embed(self, states: Any, lengths: Any, instructions: Sequence[str],
+              answers: Sequence[list[int]] | None = None) -> dict[str, Any]:
+        """Spliced input embeddings, right-padded: inputs_embeds (B, L, D), attention_mask
+        (B, L) and, with `answers` (token ids), labels (B, L) that score only the answers."""
+        rows, labels = self.embed_rows(states, lengths, instructions, answers)
+        device = rows[0].device
         width = max(r.shape[0] for r in rows)
         dim = rows[0].shape[1]
         embeds = torch.zeros(len(rows), width, dim, dtype=rows[0].dtype, device=device)
@@ -164,11 +178,23 @@ class LatentSpeechLM:
              answers: Sequence[str]) -> Any:
         """Mean cross-entropy over answer tokens. Logits are computed only where a label is,
         sparing the vocabulary projection for the prompt and audio positions."""
-        batch = self.embed(states, lengths, instructions, [self.answer_ids(a) for a in answers])
+        targets = [self.answer_ids(a) for a in answers]
         causal = self.lm.get_base_model() if hasattr(self.lm, "get_base_model") else self.lm
-        hidden = causal.model(inputs_embeds=batch["inputs_embeds"],
-                               attention_mask=batch["attention_mask"]).last_hidden_state
-        labels = batch["labels"][:, 1:]
+        if self.config.packed_batches:
+            rows, marks = self.embed_rows(states, lengths, instructions, targets)
+            embeds, packed = pack_embeddings(rows, marks)
+            # positions restarting at 0, no mask, no cache: each sequence attends to itself
+            # alone (speechllm.latent.packing)
+            hidden = causal.model(inputs_embeds=embeds,
+                                  position_ids=packed.positions.to(embeds.device),
+                                  use_cache=False).last_hidden_state
+            labels = packed.labels.to(embeds.device)[:, 1:]
+        else:
+            batch = self.embed(states, lengths, instructions, targets)
+            hidden = causal.model(inputs_embeds=batch["inputs_embeds"],
+                                  attention_mask=batch["attention_mask"],
+                                  use_cache=False).last_hidden_state
+            labels = batch["labels"][:, 1:]
         picked = hidden[:, :-1][labels != -100]
         logits = causal.lm_head(picked).float()
         if getattr(causal.config, "final_logit_softcapping", None):

@@ -13,7 +13,11 @@ def fit(net: nn.Module, steps: int, lr: float, batch_loss: Callable[[], Tensor],
     """AdamW with a one-cycle schedule and clipped gradients; `batch_loss` draws a batch and
     returns its loss."""
     optim = torch.optim.AdamW(net.parameters(), lr=lr)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optim, lr, total_steps=steps, pct_start=0.05)
+    # 5% warm-up, but at least 1.5 steps: OneCycleLR divides by zero when the warm-up is
+    # exactly one step (20 steps at 5%)
+    warmup = min(0.75, max(0.05, 1.5 / steps))
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optim, lr, total_steps=steps,
+                                                   pct_start=warmup)
     net.train()
     for step in range(1, steps + 1):
         loss = batch_loss()

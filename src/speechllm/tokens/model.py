@@ -40,12 +40,12 @@ from speechllm.audio import Audio
 from speechllm.errors import MissingDependency, ModelError
 from speechllm.latent.llm import load_causal_lm
 from speechllm.latent.lora import LORA_MODULES, lora_modules
+from speechllm.latent.packing import IGNORE, pack
 from speechllm.speechlm import Event, Message, Request, Response
 from speechllm.threaded_stream import threaded_stream
 from speechllm.timing import Stopwatch
 from speechllm.tokens.align import WordTiming, unit_spans
 from speechllm.tokens.base import dedup
-from speechllm.tokens.packing import IGNORE, pack
 from speechllm.tokens.semantic import KMeansUnits
 from speechllm.tokens.unit_cache import encode_files, tokenizer_key
 
@@ -93,7 +93,7 @@ class TokenLMConfig:
     balance_families: bool = False
     # Training batches packed end to end, each sequence attending to itself only, instead of
     # padded to the longest: the same loss, a recipe step 0.85-0.9x the padded one's time
-    # (speechllm.tokens.packing). A training setting: it changes no weights.
+    # (speechllm.latent.packing). A training setting: it changes no weights.
     packed_batches: bool = True
 
     @classmethod

@@ -67,6 +67,12 @@ class U2SConfig:
     # their mel (L1 0.92 -> 0.83) and reads better to Whisper (docs/tokens.md, "dropout").
     # Only training sees it, so decoders saved before it existed load and decode unchanged.
     dropout: float = 0.2
+    # How a training example is cut. "clips": one clip each (cropped to `crop_units` when
+    # longer), the batch padded to its longest and the padding left out of the loss. "padded"
+    # (until 2026-12-04): every example padded to `crop_units` and all of it scored; the
+    # recipe's clips are about 1.3 s, so two thirds of each 4 s example was the last frame
+    # repeated, and a step cost twice as much (docs/token_digits/recipe_speed.md).
+    batching: str = "clips"
 
     @classmethod
     def for_units(cls, units: KMeansUnits, **changes: Any) -> U2SConfig:
@@ -157,6 +163,8 @@ class UnitToSpeech:
         the clip's own units, so the decoder learns to render the LM's near misses.
         `codes`: the units of `audios` when already known (`unit_cache.encode_files`)."""
         c = config or U2SConfig.for_units(units)
+        if c.batching not in ("clips", "padded"):
+            raise ValueError(f"batching must be 'clips' or 'padded', not {c.batching!r}")
         if c.upsample != 2 * units.config.stride:
             raise ValueError(f"upsample {c.upsample} does not turn {units.info.rates[0]:g} "
                              f"units/s into {MEL.sample_rate // MEL.hop} mel frames/s; use "
@@ -182,7 +190,7 @@ class UnitToSpeech:
         net = UnitToMel(c, units.centroids)
 
         def batch_loss() -> Tensor:
-            batch_u, batch_m = [], []
+            batch_u, batch_m, real = [], [], []
             for _ in range(c.batch_size):
                 pick = rng.randrange(len(pairs))
                 all_u, all_m = pairs[pick]
@@ -190,11 +198,20 @@ class UnitToSpeech:
                     all_u = others[pick]
                 start = rng.randrange(max(1, len(all_u) - c.crop_units + 1))
                 cu = all_u[start:start + c.crop_units]
-                cm = all_m[start * c.upsample:(start + len(cu)) * c.upsample]
-                pad = c.crop_units - len(cu)  # short clips: pad with their last unit/frame
-                batch_u.append(torch.cat([cu, cu[-1:].repeat(pad)]))
-                batch_m.append(torch.cat([cm, cm[-1:].repeat(pad * c.upsample, 1)]))
-            return (net(torch.stack(batch_u)) - torch.stack(batch_m)).abs().mean()
+                batch_u.append(cu)
+                batch_m.append(all_m[start * c.upsample:(start + len(cu)) * c.upsample])
+                real.append(len(cu))
+            width = c.crop_units if c.batching == "padded" else max(real)
+            for n, (cu, cm) in enumerate(zip(batch_u, batch_m, strict=True)):
+                pad = width - len(cu)  # short clips: pad with their last unit/frame
+                batch_u[n] = torch.cat([cu, cu[-1:].repeat(pad)])
+                batch_m[n] = torch.cat([cm, cm[-1:].repeat(pad * c.upsample, 1)])
+            err = (net(torch.stack(batch_u)) - torch.stack(batch_m)).abs()
+            if c.batching == "padded":
+                return err.mean()
+            frames = torch.tensor(real)[:, None] * c.upsample
+            scored = (torch.arange(width * c.upsample)[None, :] < frames).to(err.dtype)
+            return (err.mean(-1) * scored).sum() / scored.sum()
 
         fit(net, c.steps, c.lr, batch_loss, progress)
         return cls(c, units, net)

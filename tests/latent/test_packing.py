@@ -1,5 +1,6 @@
-"""Packing token rows end to end: every token kept once, positions restarting per row, no
-row's first token made a target, and packed rows kept near the capacity asked for."""
+"""Packing training rows end to end (token ids, or embeddings): every token kept once,
+positions restarting per row, no row's first token made a target, and packed rows kept near
+the capacity asked for."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import random
 
 import pytest
 
-from speechllm.tokens.packing import IGNORE, pack
+from speechllm.latent.packing import IGNORE, pack
 
 
 def rows_of(lengths: list[int]) -> tuple[list[list[int]], list[list[int]]]:
@@ -62,3 +63,25 @@ def test_a_row_longer_than_the_capacity_is_kept_whole():
 def test_mismatched_rows_are_refused(rows, labels):
     with pytest.raises(ValueError):
         pack(rows, labels)
+
+
+def test_packed_embeddings_hold_each_rows_frames_and_pass_gradients_back():
+    import torch
+
+    from speechllm.latent.packing import pack_embeddings
+
+    torch.manual_seed(0)
+    rows = [torch.randn(size, 4, requires_grad=True) for size in (7, 3, 5, 6)]
+    labels = [[1] * len(r) for r in rows]
+    embeds, packed = pack_embeddings(rows, labels, capacity=12)
+    assert embeds.shape[:2] == packed.positions.shape and embeds.shape[2] == 4
+    found = []
+    for b in range(embeds.shape[0]):
+        for seg in segments(list(range(embeds.shape[1])), packed.positions[b].tolist()):
+            found.append(embeds[b, seg])
+    for r in rows:  # every row appears whole, in order, as one sequence of its own
+        assert sum(bool(torch.equal(r, f)) for f in found) == 1
+    filler = [f for f in found if not any(f.shape == r.shape and torch.equal(f, r) for r in rows)]
+    assert all(float(f.detach().abs().sum()) == 0 for f in filler)
+    embeds.sum().backward()
+    assert all(torch.equal(r.grad, torch.ones_like(r)) for r in rows)

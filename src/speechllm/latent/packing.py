@@ -8,10 +8,14 @@ recognises packed sequences (with no attention mask given) and keeps every seque
 attending to itself alone, sliding windows included. Rows are spread over as few packed rows
 as `capacity` allows (longest first into the shortest), so attention, which grows with the
 square of a packed row's length, stays small.
+
+`pack` packs token ids (the token model); `pack_embeddings` packs rows of input embeddings
+(the latent model, whose rows splice adapted audio frames between text embeddings).
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -68,3 +72,19 @@ def pack(rows: Sequence[Sequence[int]], labels: Sequence[Sequence[int]],
             at += size
         positions[b, at:] = torch.arange(width - at)  # filler: a sequence of its own
     return Packed(ids, marks, positions)
+
+
+def pack_embeddings(rows: Sequence[Tensor], labels: Sequence[Sequence[int]],
+                    capacity: int = PACK_TOKENS) -> tuple[Tensor, Packed]:
+    """`pack` for rows of input embeddings, each (length, dim): the packed embeddings
+    (P, W, dim), zero at the filler, and the packing (its `ids` index the rows' frames laid
+    end to end). Gradients flow back to every row."""
+    if not rows:
+        raise ValueError("no rows to pack")
+    flat = torch.cat([*rows, rows[0].new_zeros(1, rows[0].shape[1])])
+    starts = [0]
+    for r in rows:
+        starts.append(starts[-1] + r.shape[0])
+    index = [list(range(a, b)) for a, b in itertools.pairwise(starts)]
+    packed = pack(index, labels, capacity, fill=starts[-1])
+    return flat[packed.ids.to(flat.device)], packed
