@@ -32,7 +32,7 @@ from speechllm.timing import Stopwatch
 
 torch = require("torch", "latent")
 
-from speechllm.latent.packing import pack_embeddings  # noqa: E402  (needs torch)
+from speechllm.latent.packing import pack_embeddings, packed_hidden  # noqa: E402  (needs torch)
 
 PLACEHOLDER = "<audio>"
 DEFAULT_INSTRUCTION = "Answer the question in the audio."
@@ -183,11 +183,7 @@ class LatentSpeechLM:
         if self.config.packed_batches:
             rows, marks = self.embed_rows(states, lengths, instructions, targets)
             embeds, packed = pack_embeddings(rows, marks)
-            # positions restarting at 0, no mask, no cache: each sequence attends to itself
-            # alone (speechllm.latent.packing)
-            hidden = causal.model(inputs_embeds=embeds,
-                                  position_ids=packed.positions.to(embeds.device),
-                                  use_cache=False).last_hidden_state
+            hidden = packed_hidden(causal, embeds, packed.positions)
             labels = packed.labels.to(embeds.device)[:, 1:]
         else:
             batch = self.embed(states, lengths, instructions, targets)

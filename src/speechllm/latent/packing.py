@@ -19,6 +19,7 @@ import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from speechllm.errors import MissingDependency
 
@@ -88,3 +89,13 @@ def pack_embeddings(rows: Sequence[Tensor], labels: Sequence[Sequence[int]],
     index = [list(range(a, b)) for a, b in itertools.pairwise(starts)]
     packed = pack(index, labels, capacity, fill=starts[-1])
     return flat[packed.ids.to(flat.device)], packed
+
+
+def packed_hidden(causal_lm: Any, embeds: Tensor, positions: Tensor) -> Tensor:
+    """The LLM body's last hidden states over packed rows: positions restarting at 0, no
+    mask and no cache, so transformers keeps each sequence apart (with a cache it reads a
+    packed row as one long sequence)."""
+    out = causal_lm.model(inputs_embeds=embeds, position_ids=positions.to(embeds.device),
+                          use_cache=False)
+    hidden: Tensor = out.last_hidden_state
+    return hidden

@@ -40,7 +40,7 @@ from speechllm.audio import Audio
 from speechllm.errors import MissingDependency, ModelError
 from speechllm.latent.llm import load_causal_lm
 from speechllm.latent.lora import LORA_MODULES, lora_modules
-from speechllm.latent.packing import IGNORE, pack
+from speechllm.latent.packing import IGNORE, pack, packed_hidden
 from speechllm.speechlm import Event, Message, Request, Response
 from speechllm.threaded_stream import threaded_stream
 from speechllm.timing import Stopwatch
@@ -332,11 +332,7 @@ class TokenSpeechLM:
         if self.config.packed_batches:
             packed = pack(rows, targets)
             ids, labels = packed.ids.to(device), packed.labels.to(device)
-            # positions restarting at 0, no mask and no cache: transformers then keeps each
-            # sequence apart (with a cache it would read the row as one long sequence)
-            hidden = self._causal().model(inputs_embeds=self.embed_ids(ids),
-                                          position_ids=packed.positions.to(device),
-                                          use_cache=False).last_hidden_state
+            hidden = packed_hidden(self._causal(), self.embed_ids(ids), packed.positions)
         else:
             width = max(len(r) for r in rows)
             ids = torch.zeros(len(rows), width, dtype=torch.long)
