@@ -149,6 +149,22 @@ def test_no_word_is_spoken_shorter_than_the_floor(interleaved):
     assert sum(map(len, model.speak_words("two nine", max_units=5, min_word_units=50))) <= 5
 
 
+def test_phrases_spoken_together_say_what_each_says_alone(interleaved):
+    model, _ = interleaved
+    # different lengths, so rows are given text while others write units and leave early
+    texts = ["nine two", "two seven nine two seven", "seven", "two nine seven"]
+    alone = [model.speak_words(text) for text in texts]
+    assert [len(words) for words in alone] == [2, 5, 1, 3]
+    for size in (2, 8):
+        assert model.speak_words_batch(texts, batch_size=size) == alone
+    assert model.speak_units_batch(texts) == [[u for w in words for u in w] for words in alone]
+    # the floor and the phrase's cap hold for every row of a batch
+    capped = model.speak_words_batch(texts, max_units=5, min_word_units=50)
+    assert all(sum(map(len, words)) == 5 for words in capped)
+    with pytest.raises(ValueError, match="batch_size"):
+        model.speak_words_batch(texts, batch_size=0)
+
+
 def test_the_default_word_floor_is_the_same_duration_at_any_unit_rate(interleaved):
     model, _ = interleaved
     rate = model.units.info.rates[0]
