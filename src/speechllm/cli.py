@@ -883,19 +883,97 @@ def tokens_align(
 def tokens_say(
     model: Annotated[Path, typer.Argument(help="A trained token model folder (TokenSpeechLM "
                                           "with a unit-to-speech decoder).")],
-    text: Annotated[str, typer.Argument(help="What to say.")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="Output audio file.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Output audio file; with "
+                                         "--lines, a folder.")],
+    text: Annotated[str | None, typer.Argument(help="What to say (or give --lines).")] = None,
+    lines: Annotated[Path | None, typer.Option("--lines", help="A text file, one phrase a "
+                     "line: each is said into the -o folder (0000.wav, ...) with a "
+                     "manifest.jsonl of texts and files; a rerun keeps what it finished.")] = None,
+    batch_size: Annotated[int, typer.Option(help="With --lines: phrases the model says at "
+                          "once (the same audio at any size, faster in batches).")] = 8,
 ) -> None:
     """Speak text with a token LM: text -> units (the LM) -> waveform (unit-to-speech)."""
     from speechllm.audio import save
     from speechllm.tokens.model import TokenSpeechLM
 
+    if (text is None) == (lines is None):
+        raise _fail(ValueError("give the text to say, or --lines FILE (not both)"))
+    if lines is not None:
+        _say_lines(model, lines, output, batch_size)
+        return
+    assert text is not None
     try:
         audio = TokenSpeechLM.from_pretrained(model).say(text)
         save(audio, output)
     except (SpeechLLMError, ValueError) as exc:
         raise _fail(exc) from None
     out.print(f"wrote {output} ({audio.duration:.2f} s)", highlight=False)
+
+
+def _say_lines(model: Path, lines: Path, folder: Path, batch_size: int) -> None:
+    """`tokens say --lines`: each phrase into its own file, written batch by batch, so an
+    interrupted run keeps what it finished and a rerun says only the rest."""
+    import numpy as np
+
+    from speechllm.audio import save
+    from speechllm.tokens.model import TokenSpeechLM
+
+    if batch_size < 1:
+        raise _fail(ValueError(f"--batch-size must be at least 1, not {batch_size}"))
+    try:
+        texts = [t.strip() for t in lines.read_text(encoding="utf-8").splitlines() if t.strip()]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _fail(ValueError(f"cannot read {lines} as text: {exc}")) from None
+    if not texts:
+        raise _fail(ValueError(f"{lines}: no phrase to say (every line is blank)"))
+    index = folder / "manifest.jsonl"
+    said: dict[int, dict[str, Any]] = {}
+    if index.is_file():  # a rerun: keep each phrase whose file is there and text unchanged
+        for line in index.read_text(encoding="utf-8").splitlines():
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                row = json.loads(line)
+                n = int(Path(row["audio"]).stem)
+                if n < len(texts) and row["text"] == texts[n] and (folder / row["audio"]).is_file():
+                    said[n] = row
+    todo = [n for n in range(len(texts)) if n not in said]
+    failed: list[str] = []
+    if not todo:
+        out.print(f"all {len(texts)} phrases said before; nothing to do ({index})",
+                  highlight=False)
+        return
+    try:
+        lm = TokenSpeechLM.from_pretrained(model)
+        if lm.voice is None:
+            raise ModelError(f"{model}: this token model has no unit-to-speech decoder to "
+                             "speak with")
+        folder.mkdir(parents=True, exist_ok=True)
+        with Progress(TextColumn("saying"), BarColumn(), MofNCompleteColumn(),
+                      TimeRemainingColumn(), console=err, transient=True) as bar:
+            job = bar.add_task("saying", total=len(texts), completed=len(said))
+            for start in range(0, len(todo), batch_size):
+                group = todo[start: start + batch_size]
+                spoken = lm.speak_units_batch([texts[n] for n in group], batch_size)
+                for n, units in zip(group, spoken, strict=True):
+                    if not units:
+                        failed.append(f"{texts[n]!r}: the model ended the audio before any "
+                                      "unit")
+                        continue
+                    audio = lm.voice.decode((np.asarray(units, np.int64),))
+                    save(audio, folder / f"{n:04d}.wav")
+                    said[n] = {"audio": f"{n:04d}.wav", "text": texts[n],
+                               "seconds": round(audio.duration, 3)}
+                # the index after every batch: what is listed is finished
+                index.write_text("".join(json.dumps(said[k]) + "\n" for k in sorted(said)),
+                                 encoding="utf-8")
+                bar.update(job, completed=len(said) + len(failed))
+    except (SpeechLLMError, ValueError) as exc:
+        raise _fail(exc) from None
+    for line in failed:
+        err.print(f"not said: {line}", highlight=False, markup=False)
+    out.print(f"said {len(said)} of {len(texts)} phrases ({len(texts) - len(todo)} kept from "
+              f"before); wrote {index}", highlight=False)
+    if failed:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -165,6 +165,35 @@ def test_phrases_spoken_together_say_what_each_says_alone(interleaved):
         model.speak_words_batch(texts, batch_size=0)
 
 
+def test_cli_says_a_file_of_phrases_in_batches_and_keeps_what_it_finished(interleaved,
+                                                                          tmp_path):
+    from speechllm.audio import load
+
+    model, _ = interleaved
+    saved = model.save_pretrained(tmp_path / "model")
+    (tmp_path / "lines.txt").write_text("nine two\n\ntwo seven nine\nseven\n")
+    exe = str(Path(sys.executable).parent / "speechllm")
+    command = [exe, "tokens", "say", str(saved), "--lines", str(tmp_path / "lines.txt"),
+               "-o", str(tmp_path / "said"), "--batch-size", "2"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in (tmp_path / "said/manifest.jsonl").read_text()
+            .splitlines()]
+    assert [r["text"] for r in rows] == ["nine two", "two seven nine", "seven"]  # blank skipped
+    lengths = [load(tmp_path / "said" / r["audio"]).duration for r in rows]
+    assert all(seconds > 0.1 for seconds in lengths)
+    assert lengths[1] > lengths[2]  # three words take longer than one
+    (tmp_path / "said" / rows[1]["audio"]).unlink()  # as if interrupted before it
+    again = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert "said 3 of 3 phrases (2 kept from before)" in again.stdout
+    assert (tmp_path / "said" / rows[1]["audio"]).is_file()
+    (tmp_path / "blank.txt").write_text("\n \n")
+    blank = subprocess.run([*command[:5], str(tmp_path / "blank.txt"), *command[6:]],
+                           capture_output=True, text=True, timeout=600)
+    assert blank.returncode != 0 and "no phrase to say" in blank.stderr
+
+
 def test_the_default_word_floor_is_the_same_duration_at_any_unit_rate(interleaved):
     model, _ = interleaved
     rate = model.units.info.rates[0]
