@@ -11,9 +11,9 @@ strings digit by digit (Whisper writes a spoken "eight seven one" as "871"), wit
 bootstrap interval over phrases and a breakdown by kind of phrase. The sampling seed is reset
 before every clip, so a clip's transcript depends on its audio alone and two runs can be
 compared phrase by phrase. The LM speaks the phrases 8 at a time (`--batch-size`): the same
-units as one at a time, several times faster. `--from-wavs` judges the audio a run wrote with `--wavs` again
-without speaking anything (a few minutes instead of twenty). A run with `--wavs` also keeps the
-LM's units there (units.jsonl); `--voice U2S --from-wavs DIR` decodes Piper's audio and those
+units as one at a time, several times faster. `--from-wavs` judges the audio a run wrote with
+`--wavs` again without speaking anything (a few minutes instead of twenty). A run with `--wavs`
+also keeps the LM's units there (units.jsonl); `--voice U2S --from-wavs DIR` decodes Piper's audio and those
 same units with another unit-to-speech decoder, so decoders compare on identical LM output;
 `--phases N` decodes them again from N Griffin-Lim start phases (the judge hears each phase
 differently: a few points of WER) and reports each and their mean. `--min-word-units N`
