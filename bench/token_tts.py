@@ -13,8 +13,9 @@ before every clip, so a clip's transcript depends on its audio alone and two run
 compared phrase by phrase. The LM speaks the phrases 8 at a time (`--batch-size`): the same
 units as one at a time, several times faster. `--from-wavs` judges the audio a run wrote with
 `--wavs` again without speaking anything (a few minutes instead of twenty). A run with `--wavs`
-also keeps the LM's units there (units.jsonl); `--voice U2S --from-wavs DIR` decodes Piper's audio and those
-same units with another unit-to-speech decoder, so decoders compare on identical LM output;
+also keeps the LM's units there (units.jsonl); `--voice U2S --from-wavs DIR` decodes Piper's
+audio and those same units with another unit-to-speech decoder, so decoders compare on
+identical LM output;
 `--phases N` decodes them again from N Griffin-Lim start phases (the judge hears each phase
 differently: a few points of WER) and reports each and their mean. `--min-word-units N`
 speaks with another floor on each word's length than the model's (0: none). `--piper-only`
