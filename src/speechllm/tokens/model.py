@@ -247,9 +247,13 @@ class TokenSpeechLM:
                          add_special_tokens=False)["input_ids"]
         return [*before, self.start_id, *self.unit_ids(units), self.end_id, *after]
 
+    def say_ids(self, text: str) -> list[int]:
+        """The generation prompt `Say: text\\n` (whole phrase or word by word alike)."""
+        ids: list[int] = self.tok(f"Say: {text}\n", add_special_tokens=True)["input_ids"]
+        return ids
+
     def generation_ids(self, text: str) -> list[int]:
-        return [*self.tok(f"Say: {text}\n", add_special_tokens=True)["input_ids"],
-                self.start_id]
+        return [*self.say_ids(text), self.start_id]
 
     def word_ids(self, word: str) -> list[int]:
         """A word's text tokens, then the start marker: what comes before its units."""
@@ -265,7 +269,7 @@ class TokenSpeechLM:
         if not target.words:
             raise ValueError(f"interleave_words needs word timings for {target.text!r}; add "
                              "them with `speechllm tokens align`")
-        ids = self.tok(f"Say: {target.text}\n", add_special_tokens=True)["input_ids"]
+        ids = self.say_ids(target.text)
         labels = [IGNORE] * len(ids)
         for (word, _, _), (a, b) in zip(target.words, unit_spans(
                 len(units), self.units.info.rates[0], target.words), strict=True):

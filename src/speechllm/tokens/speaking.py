@@ -49,8 +49,7 @@ def speak_rows(model: TokenSpeechLM, texts: Sequence[str], budgets: Sequence[int
     for start in range(0, len(order), batch_size):
         rows = []
         for n in order[start: start + batch_size]:
-            row = _Row(n, texts[n].split(), budgets[n],
-                       model.tok(f"Say: {texts[n]}\n", add_special_tokens=True)["input_ids"])
+            row = _Row(n, texts[n].split(), budgets[n], model.say_ids(texts[n]))
             if _next_word(model, row, []):
                 rows.append(row)
         _decode(model, rows, floor)
@@ -87,13 +86,14 @@ def _decode(model: TokenSpeechLM, rows: list[_Row], floor: int) -> None:
         writing = [b for b, r in enumerate(rows) if not r.queue]
         if not writing:
             continue
-        scores = model.audio_logits(result.last_hidden_state[writing, -1])
+        scores = dict(zip(writing, model.audio_logits(result.last_hidden_state[writing, -1]),
+                          strict=True))
         keep = []
         for b, r in enumerate(rows):
             if r.queue:  # still being given its text
                 keep.append(b)
                 continue
-            row_scores = scores[writing.index(b)]
+            row_scores = scores[b]
             if len(r.current) < floor:
                 row_scores[stop] = -torch.inf
             unit = int(row_scores.argmax())
