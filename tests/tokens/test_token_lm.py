@@ -289,3 +289,33 @@ def test_packed_batches_train_on_the_padded_loss(trained):
     alone = loss([0], False)
     assert loss([0, 0], True) == pytest.approx(alone, rel=1e-4)
     assert loss([1, 1, 1], True) == pytest.approx(loss([1], False), rel=1e-4)
+
+
+def test_a_model_cut_to_fewer_layers_trains_saves_and_reloads_cut(trained, tmp_path):
+    """`llm_layers` keeps some of the LLM's layers (here the first five and the last): the
+    model learns on them, its saved config says so, it comes back cut (not whole) and answers
+    from units; a cut deeper than the LLM is refused by name."""
+    from speechllm.audio import load
+
+    root, _, rows = trained
+    config = json.loads((root / "config.json").read_text())
+    config["model"]["llm_layers"] = [0, 1, 2, 3, 4, 17]
+    config["data"] = {"manifest": "manifest.jsonl"}
+    config["train"].update(output=str(tmp_path / "cut"), steps=40, checkpoint_every=40)
+    (root / "cut.json").write_text(json.dumps(config))
+    result = train(load_config(root / "cut.json"))
+    assert np.mean(result.losses[-5:]) < np.mean(result.losses[:5]) / 2, result.losses
+    saved = json.loads((result.output / "config.json").read_text())
+    assert saved["llm_layers"] == [0, 1, 2, 3, 4, 17]
+    model = TokenSpeechLM.from_pretrained(result.output)
+    assert len(model.lm.get_base_model().model.layers) == 6
+    # Gemma 3's attention pattern follows the cut: layer 17 is one of its full-attention ones
+    assert model.lm.config.layer_types[-1] == "full_attention"
+
+    answers = [model.respond(Request(audio=load(root / r["audio"]), system=ASK, max_tokens=4,
+                                     want_audio=False)).text.strip(" .").lower() for r in rows]
+    assert sum(a == r["text"] for a, r in zip(answers, rows, strict=True)) >= 4, answers
+    config["model"]["llm_layers"] = 19  # Gemma 3 270M has 18
+    (root / "deep.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="llm_layers: a count between 1 and 18"):
+        train(load_config(root / "deep.json"))

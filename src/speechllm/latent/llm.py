@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -73,3 +74,37 @@ def _convert(gguf: Path, cache: Path, transformers: Any, torch: Any) -> None:
     tok.save_pretrained(str(tmp))
     shutil.rmtree(cache, ignore_errors=True)
     tmp.rename(cache)
+
+
+
+def keep_layers(lm: Any, keep: int | Sequence[int]) -> None:
+    """Cut a causal LM to some of its decoder layers, in place: the first `keep`, or the
+    layers numbered in `keep` (in order, from 0).
+
+    A narrow task (a few dozen words read from units or spoken as units) does not need all of
+    a pretrained LLM's depth, and on a CPU a training step costs about its number of layers.
+    Keeping the last layer as well as the first ones keeps the hidden states the output rows
+    were trained to read (the deep middle layers are the ones that matter least: Gromov et
+    al. 2024). The embeddings, final norm and output rows stay."""
+    body: Any = getattr(lm, "model", None)
+    layers: Any = getattr(body, "layers", None)
+    if layers is None:
+        raise ModelError(f"{type(lm).__name__}: no decoder layers found to cut (model.layers)")
+    total = len(layers)
+    picks = list(range(keep)) if isinstance(keep, int) else [int(i) for i in keep]
+    if not picks or picks != sorted(set(picks)) or not 0 <= picks[0] <= picks[-1] < total:
+        raise ValueError(f"llm_layers: a count between 1 and {total} (this LLM's layers) or "
+                         f"increasing layer numbers from 0 to {total - 1}, not {keep!r}")
+    kept = [layers[i] for i in picks]
+    for new, layer in enumerate(kept):
+        # attention layers index their cache slot by this number
+        parts: list[Any] = [layer, getattr(layer, "self_attn", None)]
+        for part in parts:
+            if hasattr(part, "layer_idx"):
+                part.layer_idx = new
+    body.layers = type(layers)(kept)
+    lm.config.num_hidden_layers = len(picks)
+    # per-layer settings (Gemma 3's sliding/full attention pattern) follow the cut, so caches
+    # built from the config have one entry per remaining layer
+    if isinstance(getattr(lm.config, "layer_types", None), list):
+        lm.config.layer_types = [lm.config.layer_types[i] for i in picks]

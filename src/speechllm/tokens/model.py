@@ -38,7 +38,7 @@ import numpy as np
 
 from speechllm.audio import Audio
 from speechllm.errors import MissingDependency, ModelError
-from speechllm.latent.llm import load_causal_lm
+from speechllm.latent.llm import keep_layers, load_causal_lm
 from speechllm.latent.lora import LORA_MODULES, lora_modules
 from speechllm.latent.packing import IGNORE, pack, packed_hidden
 from speechllm.speechlm import Event, Message, Request, Response
@@ -96,6 +96,10 @@ class TokenLMConfig:
     # padded to the longest: the same loss, a recipe step 0.85-0.9x the padded one's time
     # (speechllm.latent.packing). A training setting: it changes no weights.
     packed_batches: bool = True
+    # Keep only some of the LLM's decoder layers: the first N, or a list of layer numbers
+    # (None: all). The cut is part of the model: saved in its config and made again on
+    # loading, before LoRA is applied (speechllm.latent.llm.keep_layers).
+    llm_layers: int | tuple[int, ...] | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "model") -> TokenLMConfig:
@@ -108,6 +112,14 @@ class TokenLMConfig:
             raise ValueError(f"{where}.units: required, a unit tokenizer folder")
         if not (Path(data["units"]) / "config.json").is_file():
             raise ValueError(f"{where}.units: {data['units']} is not a tokenizer folder")
+        layers = data.get("llm_layers")
+        if isinstance(layers, list) and layers and all(
+                isinstance(i, int) and not isinstance(i, bool) for i in layers):
+            data = {**data, "llm_layers": tuple(layers)}
+        elif layers is not None and (not isinstance(layers, int) or isinstance(layers, bool)
+                                     or layers < 1):
+            raise ValueError(f"{where}.llm_layers: a number of layers >= 1, a list of layer "
+                             f"numbers, or null for all; not {layers!r}")
         floor = data.get("min_word_units")
         if floor is not None and (not isinstance(floor, int) or isinstance(floor, bool)
                                   or floor < 0):
@@ -194,6 +206,8 @@ class TokenSpeechLM:
         self.units, self.voice = _load_units(config.units)
         self.encoder = UnitEncoder(self.units)
         self.lm, self.tok = llm or load_causal_lm(config.llm)
+        if config.llm_layers is not None:
+            keep_layers(self.lm, config.llm_layers)
         table = self.lm.get_input_embeddings().weight
         self.base_vocab = int(table.shape[0])
         self.k = self.units.config.k
