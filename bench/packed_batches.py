@@ -32,6 +32,37 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 
+def draw_batches(cfg: Any, model: Any, count: int, size: int, seed: int) -> list[tuple]:
+    """`count` batches drawn as the trainer draws them (the config's manifests and weights),
+    each (states, lengths, instructions, answers) ready for `model.loss`."""
+    import torch
+
+    from speechllm.latent.model import LatentConfig
+    from speechllm.latent.train import _encode_all, examples, read_manifest
+
+    latent = isinstance(cfg.model, LatentConfig)
+    items: list[Any] = []
+    groups: list[list[Any]] = []
+    for path in cfg.manifests:
+        part = read_manifest(path)
+        groups.append([(n + len(items), q, a) for n, q, a in examples(part, speak=not latent)])
+        items += part
+    weights = list(cfg.weights) or [len(g) for g in groups]
+    rng = random.Random(seed)
+    drawn = [[rng.choice(rng.choices(groups, weights)[0]) for _ in range(size)]
+             for _ in range(count)]
+    needed = sorted({i for mine in drawn for i, _, _ in mine})
+    encoded = dict(zip(needed, _encode_all(model, [items[i] for i in needed],
+                                           Path(cfg.train.output)), strict=True))
+    out = []
+    for mine in drawn:
+        states = torch.nn.utils.rnn.pad_sequence([encoded[i] for i, _, _ in mine],
+                                                 batch_first=True)
+        lengths = torch.tensor([encoded[i].shape[0] for i, _, _ in mine])
+        out.append((states, lengths, [q for _, q, _ in mine], [a for _, _, a in mine]))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("config", type=Path)
@@ -45,13 +76,7 @@ def main() -> None:
 
     from speechllm.latent.model import LatentConfig, LatentSpeechLM
     from speechllm.latent.packing import PACK_TOKENS
-    from speechllm.latent.train import (
-        _encode_all,
-        add_lora,
-        examples,
-        load_config,
-        read_manifest,
-    )
+    from speechllm.latent.train import add_lora, load_config
     from speechllm.tokens.model import TokenSpeechLM
 
     cfg = load_config(args.config)
@@ -59,30 +84,12 @@ def main() -> None:
     model: Any = (LatentSpeechLM(cfg.model) if isinstance(cfg.model, LatentConfig)
                   else TokenSpeechLM(cfg.model))
     add_lora(model, cfg.model)
-    items: list[Any] = []
-    groups: list[list[Any]] = []
-    for path in cfg.manifests:
-        part = read_manifest(path)
-        groups.append([(n + len(items), q, a) for n, q, a in examples(part, speak=not latent)])
-        items += part
-    weights = list(cfg.weights) or [len(g) for g in groups]
     size = args.batch_size or cfg.train.batch_size
-    rng = random.Random(args.seed)
-    drawn = [[rng.choice(rng.choices(groups, weights)[0]) for _ in range(size)]
-             for _ in range(args.batches + 1)]  # the first: a warm-up
-    needed = sorted({i for mine in drawn for i, _, _ in mine})
-    encoded = dict(zip(needed, _encode_all(model, [items[i] for i in needed],
-                                           Path(cfg.train.output)), strict=True))
+    batches = draw_batches(cfg, model, args.batches + 1, size, args.seed)  # first: a warm-up
     model.lm.to(args.device)
     model.adapter.to(args.device)
     params = [*model.adapter.parameters(), *(p for p in model.lm.parameters() if p.requires_grad)]
     optim = torch.optim.AdamW(params, lr=0.0)  # lr 0: every step sees the same weights
-
-    def batch(mine: list) -> tuple:
-        states = torch.nn.utils.rnn.pad_sequence([encoded[i] for i, _, _ in mine],
-                                                 batch_first=True)
-        lengths = torch.tensor([encoded[i].shape[0] for i, _, _ in mine])
-        return states, lengths, [q for _, q, _ in mine], [a for _, _, a in mine]
 
     def step(b: tuple, packed: bool) -> tuple[float, float]:
         model.config = dataclasses.replace(model.config, packed_batches=packed)
@@ -103,11 +110,11 @@ def main() -> None:
                 sizes = [len(r) for r in model.training_rows(*b)[0]]
         return sum(sizes) / (len(sizes) * max(sizes))
 
-    step(batch(drawn[0]), True)  # warm-up: first-call allocations
+    step(batches[0], True)  # warm-up: first-call allocations
     times: dict[bool, list[float]] = {True: [], False: []}
     shares = []
     for n in range(args.batches):
-        b = batch(drawn[n + 1])
+        b = batches[n + 1]
         shares.append(real_share(b))
         losses = {}
         for packed in ((True, False) if n % 2 == 0 else (False, True)):
