@@ -76,13 +76,13 @@ def _convert(gguf: Path, cache: Path, transformers: Any, torch: Any) -> None:
     tmp.rename(cache)
 
 
-
 def keep_layers(lm: Any, keep: int | Sequence[int]) -> None:
     """Cut a causal LM to some of its decoder layers, in place: the first `keep`, or the
     layers numbered in `keep` (in order, from 0).
 
     A narrow task (a few dozen words read from units or spoken as units) does not need all of
-    a pretrained LLM's depth, and on a CPU a training step costs about its number of layers.
+    a pretrained LLM's depth, and on a CPU a training step's time shrinks with its layers
+    (bench/llm_layers.py).
     Keeping the last layer as well as the first ones keeps the hidden states the output rows
     were trained to read (the deep middle layers are the ones that matter least: Gromov et
     al. 2024). The embeddings, final norm and output rows stay."""
