@@ -502,7 +502,8 @@ def train_latent(
         return
     out.print(f"saved {result.output} after {result.steps} steps on {result.processes} "
               f"process(es) (final loss "
-              f"{result.final_loss:.4f}; {result.seconds_per_step:.2f} s/step; peak RSS "
+              f"{result.final_loss:.4f}; {result.seconds_per_step:.2f} s/step"
+              f"{'; bf16 products' if result.precision == 'bf16' else ''}; peak RSS "
               f"{result.peak_rss_mb:.0f} MB); loss curve {result.loss_curve}", highlight=False,
               soft_wrap=True)  # one line: scripts read it
 
@@ -611,6 +612,9 @@ def tokens_train_u2s(
              "memorise its clips' exact unit sequences.")] = 0.2,
     channels: Annotated[int, typer.Option(
         help="Width of the network's blocks: its compute grows with the square.")] = 256,
+    autocast: Annotated[str, typer.Option(
+        help="bfloat16 products while training: auto (where the CPU has them in hardware: "
+             "AVX-512 BF16 or AMX), bf16 or off.")] = "off",
     lm: Annotated[Path | None, typer.Option(
         help="A token model (same units) whose teacher-forced predictions half the examples "
              "read instead of the clip's units, so the decoder renders its near misses. The "
@@ -640,7 +644,8 @@ def tokens_train_u2s(
             job = bar.add_task("training", total=steps, loss="loss -")
             u2s = UnitToSpeech.train(audios, tok, U2SConfig.for_units(
                 tok, steps=steps, centroid_inputs=centroid_inputs,
-                max_dilation=max_dilation, dropout=dropout, channels=channels), seed,
+                max_dilation=max_dilation, dropout=dropout, channels=channels,
+                autocast=autocast), seed,
                                      _step_report(bar, job, 50), forced, codes)
         u2s.save(output)
     except (SpeechLLMError, ValueError) as exc:

@@ -53,6 +53,7 @@ def test_bad_configs_fail_before_any_model_loads_naming_the_field(tmp_path, data
              ({"model": {**good["model"], "adapter": {"kind": "lstm"}}}, "adapter.kind"),
              ({"train": {**good["train"], "steps": 0}}, "train.steps"),
              ({"train": {**good["train"], "lr": "fast"}}, "train.lr"),
+             ({"train": {**good["train"], "autocast": "fp8"}}, "train.autocast"),
              ({"data": {"manifest": "nope.jsonl"}}, "data.manifest"),
              ({"data": {"manifest": ["d/manifest.jsonl", "nope.jsonl"]}}, "data.manifest"),
              ({"data": {"manifest": ["d/manifest.jsonl", "d/manifest.jsonl"],

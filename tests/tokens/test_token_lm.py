@@ -319,3 +319,29 @@ def test_a_model_cut_to_fewer_layers_trains_saves_and_reloads_cut(trained, tmp_p
     (root / "deep.json").write_text(json.dumps(config))
     with pytest.raises(ValueError, match="llm_layers: a count between 1 and 18"):
         train(load_config(root / "deep.json"))
+
+
+def test_a_model_trained_with_bf16_products_learns_and_saves_float32_weights(trained, tmp_path):
+    """`train.autocast: "bf16"` (matrix products in bfloat16, emulated where the CPU lacks
+    them): the model still learns to answer from units, the run reports the precision it
+    used, and what it saves is float32 like any other model (it loads and answers alike)."""
+    from safetensors.torch import load_file
+
+    from speechllm.audio import load
+
+    root, _, rows = trained
+    config = json.loads((root / "config.json").read_text())
+    config["model"]["llm_layers"] = [0, 1, 2, 3, 4, 17]  # a cut LLM: the test's time
+    config["data"] = {"manifest": "manifest.jsonl"}
+    config["train"].update(output=str(tmp_path / "bf16"), steps=40, checkpoint_every=40,
+                           autocast="bf16")
+    (root / "bf16.json").write_text(json.dumps(config))
+    result = train(load_config(root / "bf16.json"))
+    assert result.precision == "bf16"
+    assert np.mean(result.losses[-5:]) < np.mean(result.losses[:5]) / 2, result.losses
+    saved = [load_file(str(f)) for f in result.output.rglob("*.safetensors")]
+    assert saved and all(t.dtype == torch.float32 for w in saved for t in w.values())
+    model = TokenSpeechLM.from_pretrained(result.output)
+    answers = [model.respond(Request(audio=load(root / r["audio"]), system=ASK, max_tokens=4,
+                                     want_audio=False)).text.strip(" .").lower() for r in rows]
+    assert sum(a == r["text"] for a, r in zip(answers, rows, strict=True)) >= 4, answers

@@ -196,18 +196,20 @@ def test_damaged_tokenizer_folders_are_refused(units, tmp_path):
         KMeansUnits.load(folder)
 
 
-@pytest.mark.parametrize(("centroid_inputs", "max_dilation", "dropout", "batching"),
-                         [(False, 8, 0.0, "clips"), (True, 8, 0.0, "clips"),
-                          (False, 2, 0.0, "clips"), (False, 8, 0.2, "clips"),
-                          (False, 8, 0.0, "padded")])
+@pytest.mark.parametrize(("centroid_inputs", "max_dilation", "dropout", "batching", "autocast"),
+                         [(False, 8, 0.0, "clips", "off"), (True, 8, 0.0, "clips", "off"),
+                          (False, 2, 0.0, "clips", "off"), (False, 8, 0.2, "clips", "bf16"),
+                          (False, 8, 0.0, "padded", "off")])
 def test_unit_to_speech_learns_saves_and_decodes(units, speech, tmp_path, centroid_inputs,
-                                                 max_dilation, dropout, batching):
+                                                 max_dilation, dropout, batching, autocast):
     """A small decoder trained briefly on one voice (units as free embeddings, or also as
-    their centroids; wide or narrow context; with dropout; examples cut to their clip or
-    padded to the crop): its loss falls, it reloads to the
+    their centroids; wide or narrow context; with dropout and bfloat16 products; examples cut
+    to their clip or padded to the crop): its loss falls, it reloads to the
     same output (so its settings were saved with it, and dropout is off when decoding), and
     decodes units into audio of the clip's length, the same audio every time; bad units are
     refused."""
+    import torch
+
     from speechllm.tokens.load import load_tokenizer
     from speechllm.tokens.unit2speech import U2SConfig, UnitToSpeech
 
@@ -217,9 +219,11 @@ def test_unit_to_speech_learns_saves_and_decodes(units, speech, tmp_path, centro
                                                        batch_size=8, crop_units=50,
                                                        centroid_inputs=centroid_inputs,
                                                        max_dilation=max_dilation,
-                                                       dropout=dropout, batching=batching),
+                                                       dropout=dropout, batching=batching,
+                                                       autocast=autocast),
                              progress=lambda step, total, loss: losses.append(loss))
     assert np.mean(losses[-10:]) < 0.6 * np.mean(losses[:5]), losses
+    assert all(w.dtype == torch.float32 for w in u2s.net.state_dict().values())
     folder = u2s.save(tmp_path / "u2s")
     again = load_tokenizer(folder)
     assert isinstance(again, UnitToSpeech)
@@ -234,6 +238,30 @@ def test_unit_to_speech_learns_saves_and_decodes(units, speech, tmp_path, centro
         again.decode((np.array([40]),))
     with pytest.raises(ValueError, match="batching must be"):
         UnitToSpeech.train(audios, units, U2SConfig(k=32, batching="stacked"))
+    with pytest.raises(ValueError, match="autocast must be one of"):
+        UnitToSpeech.train(audios, units, U2SConfig(k=32, autocast="fp8"))
+
+
+def test_unit_to_speech_rows_of_a_padded_batch_decode_as_alone():
+    """The decoder trains on batches of clips padded to the longest. Given each row's length,
+    a short clip beside a long one comes out as it does decoded alone (its padding enters
+    neither a convolution nor a norm's statistics); without the lengths the padding moves it."""
+    import torch
+
+    from speechllm.tokens.unit2speech import U2SConfig, UnitToMel
+
+    torch.manual_seed(0)
+    c = U2SConfig(k=32, channels=64, layers=4)
+    net = UnitToMel(c).eval()
+    short, long = torch.randint(0, 32, (30,)), torch.randint(0, 32, (80,))
+    batch = torch.stack([torch.cat([short, short[-1:].repeat(50)]), long])
+    with torch.no_grad():
+        alone = [net(short[None])[0], net(long[None])[0]]
+        rows = net(batch, torch.tensor([30, 80]))
+        unmasked = net(batch)
+    assert torch.allclose(rows[0, :30 * c.upsample], alone[0], atol=1e-4)
+    assert torch.allclose(rows[1], alone[1], atol=1e-4)
+    assert (unmasked[0, :30 * c.upsample] - alone[0]).abs().max() > 1e-2
 
 
 def test_unit_to_speech_context_is_bounded_by_its_largest_dilation():

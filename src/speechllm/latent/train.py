@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from speechllm._optional import require
 from speechllm.errors import AudioError, SpeechLLMError
 from speechllm.eval.manifest import Item, read_manifest
+from speechllm.latent import precision
 from speechllm.latent.encoders import is_hf_whisper
 from speechllm.latent.model import LatentConfig
 
@@ -64,6 +65,9 @@ class TrainSettings:
     lora_lr: float = 2e-4
     unfreeze_encoder: bool = False  # needs a Hugging Face Whisper folder as model.encoder
     encoder_lr: float = 1e-5
+    # bfloat16 matrix products in each step: "auto" where the device has them in hardware
+    # (a GPU with bf16, a CPU with AVX-512 BF16 or AMX), "bf16" always, "off" never
+    autocast: str = "off"
 
 
 @dataclass(frozen=True)
@@ -105,6 +109,9 @@ def _settings(data: Any) -> TrainSettings:
             raise ConfigError(f"train.{name}: must be >= 1, got {getattr(s, name)}")
     if not s.lr > 0:
         raise ConfigError(f"train.lr: must be > 0, got {s.lr}")
+    if s.autocast not in precision.CHOICES:
+        raise ConfigError(f"train.autocast: one of {', '.join(precision.CHOICES)}, "
+                          f"got {s.autocast!r}")
     return s
 
 
@@ -206,6 +213,7 @@ class TrainResult:
     loss_curve: Path
     processes: int = 1
     losses: tuple[float, ...] = ()
+    precision: str = "off"  # what train.autocast resolved to on this device: "bf16" or "off"
 
 
 def add_lora(model: Any, settings: Any) -> None:
@@ -270,6 +278,7 @@ def train(config: TrainConfig, progress: Callable[[int, int, float], None] | Non
     model.lm.to(device)
     model.adapter.to(device)
     model.adapter.train()
+    mixed = precision.resolve(s.autocast, device.type)
     groups: list[dict[str, Any]] = [{"params": list(model.adapter.parameters()), "lr": s.lr}]
     lora_params = [p for p in model.lm.parameters() if p.requires_grad]
     if lora_params:
@@ -326,7 +335,9 @@ def train(config: TrainConfig, progress: Callable[[int, int, float], None] | Non
             states = torch.nn.utils.rnn.pad_sequence([cache[i] for i, _, _ in mine],
                                                      batch_first=True)
             lengths = torch.tensor([cache[i].shape[0] for i, _, _ in mine])
-        loss = model.loss(states, lengths, [q for _, q, _ in mine], [a for _, _, a in mine])
+        with precision.autocast(mixed, device.type):
+            loss = model.loss(states, lengths, [q for _, q, _ in mine],
+                              [a for _, _, a in mine])
         optim.zero_grad()
         loss.backward()
         if world > 1:  # average gradients across processes, as DDP would
@@ -367,7 +378,7 @@ def train(config: TrainConfig, progress: Callable[[int, int, float], None] | Non
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     per_step = elapsed / max(1, step - first_step)
     return TrainResult(final, step, losses[-1] if losses else float("nan"), per_step, peak,
-                       curve, world, tuple(losses))
+                       curve, world, tuple(losses), mixed)
 
 
 def _encode_all(model: Any, items: list[Item], out: Path) -> list[Any]:

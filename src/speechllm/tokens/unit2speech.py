@@ -25,6 +25,7 @@ import numpy as np
 from speechllm._optional import require
 from speechllm.audio import Audio
 from speechllm.errors import MissingDependency, ModelError
+from speechllm.latent import precision
 from speechllm.tokens.acoustic import MelConfig, griffin_lim, log_mel
 from speechllm.tokens.base import Codes
 from speechllm.tokens.fitting import fit
@@ -73,6 +74,9 @@ class U2SConfig:
     # recipe's clips are about 1.3 s, so two thirds of each 4 s example was the last frame
     # repeated, and a step cost twice as much (docs/token_digits/recipe_speed.md).
     batching: str = "clips"
+    # bfloat16 products while training ("auto": where the CPU has them in hardware; "bf16",
+    # "off"): the weights stay float32 and decoding is float32 either way
+    autocast: str = "off"
 
     @classmethod
     def for_units(cls, units: KMeansUnits, **changes: Any) -> U2SConfig:
@@ -108,19 +112,45 @@ class UnitToMel(nn.Module):
         self.out = nn.Conv1d(c.channels, MEL.n_mels, 1)
         self.drop = nn.Dropout(c.dropout)  # on each block's output: saved weights keep their names
 
-    def forward(self, units: Tensor) -> Tensor:
+    def forward(self, units: Tensor, lengths: Tensor | None = None) -> Tensor:
         """units (B, T) -> log-mel (B, T * upsample, n_mels). The first half of the blocks
-        runs at the unit rate, the rest at the frame rate."""
+        runs at the unit rate, the rest at the frame rate.
+
+        `lengths` (B,): each row's real units, the rest padding. Each row then comes out as
+        it would alone: its padding is zero wherever a convolution reads it (as the edge of a
+        clip decoded alone is) and is left out of each norm's statistics."""
         h = self.embed(units)
         if self.centroid_proj is not None:
             h = h + self.centroid_proj(self.get_buffer("centroids")[units])
         h = h.transpose(1, 2)
+        real = None if lengths is None else _real_mask(lengths, h.shape[2])
         half = len(self.blocks) // 2
         for n, (block, norm) in enumerate(zip(self.blocks, self.norms, strict=True)):
             if n == half:
                 h = h.repeat_interleave(self.upsample, dim=2)
-            h = h + self.drop(block(norm(h)))
+                if lengths is not None:
+                    real = _real_mask(lengths * self.upsample, h.shape[2])
+            if real is None:
+                h = h + self.drop(block(norm(h)))
+            else:
+                h = (h + self.drop(block(_masked_group_norm(norm, h, real) * real))) * real
         return self.out(h).transpose(1, 2)
+
+
+def _real_mask(lengths: Tensor, width: int) -> Tensor:
+    """(B,) lengths -> (B, 1, width) float mask of the real positions."""
+    return (torch.arange(width, device=lengths.device)[None, :] < lengths[:, None]).float()[:, None]
+
+
+def _masked_group_norm(norm: nn.Module, h: Tensor, real: Tensor) -> Tensor:
+    """`norm` (one group) over each row's real positions only: a batch's padding must not
+    move a clip's statistics, which decoding the clip alone never sees."""
+    count = real.sum(dim=(1, 2), keepdim=True) * h.shape[1]
+    mean = (h * real).sum(dim=(1, 2), keepdim=True) / count
+    var = (((h - mean) * real) ** 2).sum(dim=(1, 2), keepdim=True) / count
+    assert isinstance(norm, nn.GroupNorm) and norm.num_groups == 1
+    normed = (h - mean) / torch.sqrt(var + norm.eps)
+    return normed * norm.weight[None, :, None] + norm.bias[None, :, None]
 
 
 class UnitToSpeech:
@@ -169,6 +199,7 @@ class UnitToSpeech:
             raise ValueError(f"upsample {c.upsample} does not turn {units.info.rates[0]:g} "
                              f"units/s into {MEL.sample_rate // MEL.hop} mel frames/s; use "
                              f"{2 * units.config.stride}")
+        mixed = precision.resolve(c.autocast, "cpu")  # ValueError names the choices
         torch.manual_seed(seed)
         rng = random.Random(seed)
         pairs: list[tuple[Tensor, Tensor]] = []
@@ -206,7 +237,12 @@ class UnitToSpeech:
                 pad = width - len(cu)  # short clips: pad with their last unit/frame
                 batch_u[n] = torch.cat([cu, cu[-1:].repeat(pad)])
                 batch_m[n] = torch.cat([cm, cm[-1:].repeat(pad * c.upsample, 1)])
-            err = (net(torch.stack(batch_u)) - torch.stack(batch_m)).abs()
+            with precision.autocast(mixed, "cpu"):
+                if c.batching == "padded":
+                    mel = net(torch.stack(batch_u))
+                else:
+                    mel = net(torch.stack(batch_u), torch.tensor(real))
+            err = (mel.float() - torch.stack(batch_m)).abs()
             if c.batching == "padded":
                 return err.mean()
             frames = torch.tensor(real)[:, None] * c.upsample
