@@ -46,10 +46,12 @@ done
 #    192 channels instead of 256 (21 min instead of about 35, judged as well), and each
 #    training example one clip, not a 4 s window mostly padding (10 min instead of 21, the
 #    token LM's units at 7.4% WER instead of 8.9; docs/token_digits/recipe_speed.md).
+#    bfloat16 products where the CPU has them in hardware (AVX-512 BF16 or AMX; float32
+#    elsewhere): half the step time there, judged as well (same page).
 [ -f $out/voice/unit2speech.safetensors ] || ./dev speechllm tokens train-u2s \
   data/token_speak/manifest.jsonl data/token_speak_2/manifest.jsonl \
   data/token_speak_3/manifest.jsonl --units $out/units -o $out/voice --steps 2000 \
-  --channels 192
+  --channels 192 --autocast auto
 
 # 4. The token LM, with the latent trainer: 150 steps of understanding alone, then on to
 #    950 steps drawing understanding and word-interleaved speaking examples 1:1 (the trainer
@@ -57,6 +59,8 @@ done
 #    ("balance_families"): a speaking example has ~30 unit targets, an answer ~3 tokens, so
 #    without it understanding got ~3% of the loss in the mixed phase. On the same units this
 #    read FSDD 0.927 instead of 0.863, 150 steps sooner (docs/token_digits/recipe_speed.md).
+#    "autocast": "auto" in both configs: bfloat16 products where the CPU has them (a step
+#    0.67-0.71x, FSDD and speaking within the noise of float32; same page).
 ./dev speechllm train latent recipes/token_digits/config-understand.json
 ./dev speechllm train latent recipes/token_digits/config.json
 
