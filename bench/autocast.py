@@ -9,8 +9,8 @@ costs in quality is measured by training with it (docs/token_digits/recipe_speed
 
     .venv/bin/python bench/autocast.py recipes/token_digits/config.json --batches 8
 
-On a CPU without AVX-512 BF16 or AMX, bfloat16 is emulated: the bench says so and runs
-anyway (the ratio then shows why `"autocast": "auto"` leaves it off there).
+On a CPU without AVX-512 BF16 or AMX the bench says so and runs anyway: its ratio is the
+figure for such a CPU (`"autocast": "auto"` leaves bfloat16 off there; not measured yet).
 """
 
 from __future__ import annotations

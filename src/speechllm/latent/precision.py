@@ -1,9 +1,9 @@
 """Mixed precision for training: bfloat16 matrix products where the hardware does them
 natively, float32 everywhere else.
 
-On a CPU with AVX-512 BF16 or AMX, torch's bfloat16 matrix products run about twice as fast
-as float32 ones, and an LM step is mostly matrix products (docs/token_digits/recipe_speed.md);
-on a CPU without them bfloat16 is emulated and slower than float32, so "auto" leaves it off.
+On a 2-core CPU with AVX-512 BF16 and AMX a token LM step took 0.67-0.71x the float32 one
+(bench/autocast.py, docs/benchmarks.md). A CPU without them has no bfloat16 arithmetic, so
+torch converts on the way (not measured here): "auto" leaves it off there.
 The trained weights (LoRA, new rows, adapter) stay float32 either way: only the products
 inside the step are rounded, as in the bfloat16 training Gemma and Qwen had.
 """
