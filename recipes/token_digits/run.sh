@@ -14,9 +14,16 @@ journal=$out/eval.sqlite
 
 # 1. Data (resumes; skips finished clips): the latent recipe's synthetic set, and the Piper
 #    voice reading the speaking phrases (recipes/token_digits/phrases.py wrote the lists).
-./dev speechllm synth recipes/latent_digits/texts.jsonl -o data/latent_digits \
-  --voices piper,espeak:en-us,espeak:en-gb,espeak:en-gb-scotland,espeak:en-029,espeak:en-us+f3,espeak:en-gb+f4,espeak:en-us-nyc+m3,espeak:en-gb-x-rp+f2 \
+voices=piper,espeak:en-us,espeak:en-gb,espeak:en-gb-scotland,espeak:en-029,espeak:en-us+f3,espeak:en-gb+f4,espeak:en-us-nyc+m3,espeak:en-gb-x-rp+f2
+./dev speechllm synth recipes/latent_digits/texts.jsonl -o data/latent_digits --voices $voices \
   --rates 0.85,1.0,1.2 --snr clean,15 --effects clean,telephone
+# The same texts and voices played 0.9x and 1.1x as fast, pitch moving with the tempo (Kaldi's
+# speed perturbation: the formants move as between a longer and a shorter vocal tract). The LM
+# reads them beside the set above (the units are not fitted on them): on the same units, FSDD
+# 0.933 instead of 0.863, paired +7.0 points [+3.7, +10.3] (docs/token_digits/recipe_speed.md).
+./dev speechllm synth recipes/latent_digits/texts.jsonl -o data/latent_digits_speed \
+  --voices $voices --rates 0.85,1.0,1.2 --snr clean,15 \
+  --effects speed:factor=0.9,speed:factor=1.1
 ./dev speechllm synth recipes/token_digits/speak_train.jsonl -o data/token_speak --voices piper
 # Word timings of the speaking clips (Whisper forced alignment, boundaries moved into pauses;
 # clips aligned about 15 to a Whisper window: 1 min instead of 15): the token LM speaks word
