@@ -20,7 +20,9 @@ identical LM output;
 differently: a few points of WER) and reports each and their mean. `--min-word-units N`
 speaks with another floor on each word's length than the model's (0: none). `--piper-only`
 with `--voice` judges Piper's audio through a decoder on other units (another rate or k) than
-the LM wrote, without the LM's row.
+the LM wrote, without the LM's row. `--lm-only` judges the LM's audio alone (no Piper or
+resynthesis row: about 4 of the judge's 8 min in the token recipe), with Piper's audio still
+written to `--wavs` so that a later `--from-wavs --voice` run can add both rows.
 
     .venv/bin/python bench/token_tts.py runs/token_digits/final [--wavs runs/token_tts]
     .venv/bin/python bench/token_tts.py runs/token_digits/final \
@@ -80,7 +82,8 @@ def saved_audio(folder: Path, count: int) -> list[dict[str, Audio]]:
     missing = [p for p in paths if not p.is_file()]
     if missing:
         raise SystemExit(f"{folder}: {len(missing)} clips missing (first {missing[0].name}); "
-                         "was it written with --wavs and the same --phrases?")
+                         "was it written with --wavs and the same --phrases? (an --lm-only run "
+                         "has no resynthesis: judge it with --voice)")
     return [{name: load(wav_path(folder, n, name)) for name in NAMES} for n in range(count)]
 
 
@@ -105,10 +108,13 @@ class Speaker:
                       self.lm.speak_units_batch(texts, batch_size=batch_size)]
         self.lm_time = time.perf_counter() - began
 
-    def speak(self, n: int, text: str) -> dict[str, Audio]:
+    def speak(self, n: int, text: str, references: bool = True) -> dict[str, Audio]:
         voice = self.lm.voice
         assert voice is not None
         original = Audio.concat(list(self.piper.stream(text))).resample(16000)
+        if not references:  # Piper's audio is cheap and lets a later run add its rows
+            return {"piper": original,
+                    "token LM": voice.decode((np.asarray(self.units[n], np.int64),))}
         return three_clips(voice, original, self.units[n])
 
 
@@ -179,6 +185,9 @@ def main() -> None:
     parser.add_argument("--min-word-units", type=int,
                         help="Speak with this floor on each word's units instead of the "
                              "model's (0: none; the default is 120 ms: 3 units at 25/s).")
+    parser.add_argument("--lm-only", action="store_true",
+                        help="Judge the token LM's audio alone, without the Piper and "
+                             "resynthesis reference rows (about half the judge's time).")
     parser.add_argument("--batch-size", type=int, default=8,
                         help="Phrases the LM speaks at once (default 8; the units are the "
                              "same at any batch size, only the speaking time changes).")
@@ -189,7 +198,9 @@ def main() -> None:
     texts = [t for f in files for t in f.read_text().splitlines() if t.strip()]
     asr = FasterWhisperASR("whisper-base")
     opts = ASROptions(language="en")
-    names = NAMES[:2] if args.piper_only else NAMES
+    if args.lm_only and (args.model is None or args.piper_only):
+        parser.error("--lm-only needs a model to speak with (and not --piper-only)")
+    names = NAMES[:2] if args.piper_only else ("token LM",) if args.lm_only else NAMES
     rows: dict[str, list[str]] = {name: [] for name in names}
     seconds = dict.fromkeys(names, 0.0)
     shown = "resynth" if args.piper_only else "LM"
@@ -211,10 +222,12 @@ def main() -> None:
     if speaker:
         speaker.speak_all(texts, args.batch_size)
     for n, text in enumerate(texts):
-        clips = speaker.speak(n, text) if speaker else audios[n]  # type: ignore[index]
+        clips = (speaker.speak(n, text, not args.lm_only) if speaker
+                 else audios[n])  # type: ignore[index]
         for name, audio in clips.items():
-            rows[name].append(heard(asr, opts, audio))
-            seconds[name] += audio.duration
+            if name in rows:
+                rows[name].append(heard(asr, opts, audio))
+                seconds[name] += audio.duration
             if args.wavs:
                 args.wavs.mkdir(parents=True, exist_ok=True)
                 save(audio, wav_path(args.wavs, n, name))
@@ -241,7 +254,7 @@ def main() -> None:
     print("|---|---|---|" + "---|" * len(counts))
     for k in kinds:
         picked = [n for n, t in enumerate(texts) if kind(t) == k]
-        words = sum(counts["piper"][n][1] for n in picked)
+        words = sum(counts[names[0]][n][1] for n in picked)
         cells = " | ".join(f"{rate([found[n] for n in picked])['wer']:.1f}"
                            for found in counts.values())
         print(f"| {k} | {len(picked)} | {words} | {cells} |")

@@ -79,12 +79,16 @@ rm -f "$journal" "$journal-wal" "$journal-shm"  # a fresh evaluation of the mode
 ./dev speechllm report --journal "$journal" -o docs/token_digits
 
 # 6. Speaking: both held-out sets (107 phrases), token LM -> unit-to-speech -> Whisper, at the
-#    decoder's default Griffin-Lim start phase (its units kept in $out/tts). JUDGE_PHASES=3
-#    also hears them decoded from three start phases (a few points apart; 25 min more) and
-#    reports each and the mean.
+#    decoder's default Griffin-Lim start phase (its units kept in $out/tts). The LM's row
+#    alone: JUDGE_REFERENCE=1 adds the Piper and resynthesis rows (the same LM figures, about
+#    4 min more). JUDGE_PHASES=3 also hears them decoded from three start phases (a few points
+#    apart; 25 min more) and reports each and the mean.
 heldout=(--phrases recipes/token_digits/speak_heldout.txt
          --phrases recipes/token_digits/speak_heldout_more.txt)
-.venv/bin/python bench/token_tts.py $out/final --wavs $out/tts "${heldout[@]}" > $out/tts-spoken.md
+rows=(--lm-only)
+[ "${JUDGE_REFERENCE:-0}" = 1 ] && rows=()
+.venv/bin/python bench/token_tts.py $out/final --wavs $out/tts "${heldout[@]}" "${rows[@]}" \
+  > $out/tts-spoken.md
 if [ "${JUDGE_PHASES:-1}" -gt 1 ]; then
   .venv/bin/python bench/token_tts.py --from-wavs $out/tts --voice $out/voice \
     --phases "$JUDGE_PHASES" "${heldout[@]}" | tee docs/token_digits/tts.md
