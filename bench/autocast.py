@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,7 +35,7 @@ def main() -> None:
     args = ap.parse_args()
 
     import torch
-    from packed_batches import draw_batches
+    from packed_batches import draw_batches, timed_step
 
     from speechllm.latent import precision
     from speechllm.latent.train import add_lora, load_config
@@ -53,13 +52,7 @@ def main() -> None:
     batches = draw_batches(cfg, model, args.batches + 1, cfg.train.batch_size, args.seed)
 
     def step(mode: str, b: tuple) -> tuple[float, float]:
-        began = time.perf_counter()
-        with precision.autocast(mode, "cpu"):
-            loss = model.loss(*b)
-        optim.zero_grad()
-        loss.backward()
-        optim.step()
-        return time.perf_counter() - began, float(loss.detach())
+        return timed_step(model, optim, b, mode)
 
     modes = ("off", "bf16")
     for mode in modes:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +36,7 @@ def main() -> None:
     args = ap.parse_args()
 
     import torch
-    from packed_batches import draw_batches
+    from packed_batches import draw_batches, timed_step
 
     from speechllm.latent.train import add_lora, load_config
     from speechllm.tokens.model import TokenLMConfig, TokenSpeechLM
@@ -60,13 +59,7 @@ def main() -> None:
     batches = draw_batches(cfg, whole, args.batches + 1, cfg.train.batch_size, args.seed)
 
     def step(name: str, b: tuple) -> float:
-        model, optim = models[name]
-        began = time.perf_counter()
-        loss = model.loss(*b)
-        optim.zero_grad()
-        loss.backward()
-        optim.step()
-        return time.perf_counter() - began
+        return timed_step(*models[name], b)[0]
 
     for name in models:
         step(name, batches[0])  # warm-up: first-call allocations

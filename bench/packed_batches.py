@@ -63,6 +63,19 @@ def draw_batches(cfg: Any, model: Any, count: int, size: int, seed: int) -> list
     return out
 
 
+def timed_step(model: Any, optim: Any, batch: tuple, autocast: str = "off") -> tuple[float, float]:
+    """One training step on `batch` as the trainer takes it: (seconds, loss)."""
+    from speechllm.latent import precision
+
+    began = time.perf_counter()
+    with precision.autocast(autocast, "cpu"):
+        loss = model.loss(*batch)
+    optim.zero_grad()
+    loss.backward()
+    optim.step()
+    return time.perf_counter() - began, float(loss.detach())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("config", type=Path)
@@ -93,12 +106,8 @@ def main() -> None:
 
     def step(b: tuple, packed: bool) -> tuple[float, float]:
         model.config = dataclasses.replace(model.config, packed_batches=packed)
-        began = time.perf_counter()
-        loss = model.loss(*b)
-        optim.zero_grad()
-        loss.backward()
-        optim.step()
-        return float(loss.detach()), time.perf_counter() - began
+        seconds, loss = timed_step(model, optim, b)
+        return loss, seconds
 
     def real_share(b: tuple) -> float:
         """Real tokens over the padded batch's positions (rows as the loss builds them)."""
