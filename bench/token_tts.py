@@ -194,12 +194,12 @@ def main() -> None:
     args = parser.parse_args()
     if (args.model is None) == (args.from_wavs is None):
         parser.error("give one of: a model to speak with, or --from-wavs DIR")
+    if args.lm_only and (args.model is None or args.piper_only):
+        parser.error("--lm-only needs a model to speak with (and not --piper-only)")
     files = args.phrases or [ROOT / "recipes/token_digits/speak_heldout.txt"]
     texts = [t for f in files for t in f.read_text().splitlines() if t.strip()]
     asr = FasterWhisperASR("whisper-base")
     opts = ASROptions(language="en")
-    if args.lm_only and (args.model is None or args.piper_only):
-        parser.error("--lm-only needs a model to speak with (and not --piper-only)")
     names = NAMES[:2] if args.piper_only else ("token LM",) if args.lm_only else NAMES
     rows: dict[str, list[str]] = {name: [] for name in names}
     seconds = dict.fromkeys(names, 0.0)
