@@ -271,6 +271,8 @@ def synth(
                                                "without commas (telephone, reverb:rt60=0.4, "
                                                "speed:factor=0.9).")] = "clean",
     seed: Annotated[int, typer.Option(help="Noise seed.")] = 0,
+    workers: Annotated[int | None, typer.Option(help="Processes rendering clips (default: one "
+                                                     "per core).", min=1)] = None,
 ) -> None:
     """Synthesise a speech dataset (WAVs + manifest.jsonl) from text with the local voices.
 
@@ -292,7 +294,7 @@ def synth(
             job = bar.add_task("synth", total=None)
             manifest = synthesize_dataset(
                 rows, output, spec, lambda done, total: bar.update(job, completed=done,
-                                                                   total=total))
+                                                                   total=total), workers)
     except (SpeechLLMError, ValueError) as exc:
         raise _fail(exc) from None
     count = sum(1 for _ in manifest.open())
@@ -601,6 +603,7 @@ def tokens_train_u2s(
                      "units).")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Unit-to-speech folder.")],
     steps: Annotated[int, typer.Option(help="Training steps.")] = 1500,
+    batch_size: Annotated[int, typer.Option(help="Clips per training step.", min=1)] = 16,
     centroid_inputs: Annotated[bool, typer.Option(
         help="Also feed each unit's k-means centroid, so units that sound alike start alike."
     )] = False,
@@ -643,7 +646,7 @@ def tokens_train_u2s(
             bar.update(units_job, completed=len(items))
             job = bar.add_task("training", total=steps, loss="loss -")
             u2s = UnitToSpeech.train(audios, tok, U2SConfig.for_units(
-                tok, steps=steps, centroid_inputs=centroid_inputs,
+                tok, steps=steps, batch_size=batch_size, centroid_inputs=centroid_inputs,
                 max_dilation=max_dilation, dropout=dropout, channels=channels,
                 autocast=autocast), seed,
                                      _step_report(bar, job, 50), forced, codes)

@@ -9,6 +9,7 @@ import pytest
 
 from speechllm.asr.base import ASROptions
 from speechllm.audio import load
+from speechllm.errors import ModelError
 from speechllm.eval.manifest import ManifestError, read_manifest
 from speechllm.eval.synth import SynthSpec, read_texts, synthesize_dataset
 
@@ -56,3 +57,57 @@ def test_cli_synth(tmp_path):
     p = subprocess.run([str(exe), "synth", str(tmp_path / "nope.txt"), "-o", str(tmp_path)],
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 3 and "no such file" in p.stderr
+
+
+def test_workers_write_the_same_set_and_a_failure_keeps_finished_clips(tmp_path):
+    texts = [("Open the door.", {}), ("Turn on the heater.", {})]
+    spec = SynthSpec(voices=("espeak:en-us", "espeak:en-gb"), rates=(0.9, 1.1),
+                     snrs=(None, 10.0), effects=(None, "telephone"))
+    one = synthesize_dataset(texts, tmp_path / "one", spec, workers=1)
+    two = synthesize_dataset(texts, tmp_path / "two", spec, workers=2)
+    assert one.read_text() == two.read_text()
+    # espeak-ng says a text the same way each time: every clip, noise and effects included,
+    # is the same file whichever process rendered it
+    for item in read_manifest(one):
+        assert item.audio.read_bytes() == (tmp_path / "two" / "audio" / item.audio.name
+                                           ).read_bytes()
+    clips = {i.audio.name for i in read_manifest(one)}
+    assert len(clips) == 2 * 2 * 2 * 2 * 2
+
+
+
+def test_an_unknown_voice_is_refused_before_any_clip(tmp_path):
+    # espeak-ng itself would speak "no-such-voice" as Norwegian
+    spec = SynthSpec(voices=("espeak:en-us", "espeak:no-such-voice"))
+    with pytest.raises(ModelError, match="no voice 'no-such-voice'"):
+        synthesize_dataset([("Open the door.", {})], tmp_path / "set", spec, workers=1)
+    assert not list((tmp_path / "set" / "audio").glob("*.wav"))
+    with pytest.raises(ModelError, match="no voice 'en-us\\+zzz'"):
+        synthesize_dataset([("Open the door.", {})], tmp_path / "set",
+                           SynthSpec(voices=("espeak:en-us+zzz",)))
+
+
+def test_a_failure_half_way_keeps_the_finished_clips(tmp_path, monkeypatch):
+    import speechllm.eval.synth as synth
+
+    texts = [("Open the door.", {}), ("Turn on the heater.", {})]
+    spec = SynthSpec(voices=("espeak:en-us",), rates=(1.0, 1.2))
+    rendered = []
+
+    def fails_on_the_heater(tts, text):
+        if "heater" in text:
+            raise ModelError("espeak-ng failed")
+        rendered.append(text)
+        return real(tts, text)
+
+    real = synth.synthesize
+    monkeypatch.setattr(synth, "synthesize", fails_on_the_heater)
+    with pytest.raises(ModelError):
+        synthesize_dataset(texts, tmp_path / "set", spec, workers=1)
+    kept = sorted((tmp_path / "set" / "audio").glob("*.wav"))
+    assert len(kept) == 2 and rendered == ["Open the door."]  # one render for both rates
+    monkeypatch.setattr(synth, "synthesize", real)
+    manifest = synthesize_dataset(texts, tmp_path / "set", spec, workers=1)
+    assert {i.audio for i in read_manifest(manifest)} >= set(kept)
+    assert len(list((tmp_path / "set" / "audio").glob("*.wav"))) == 4
+    assert not list((tmp_path / "set" / "audio").glob("*.partial.wav"))

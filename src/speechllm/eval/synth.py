@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,41 +65,132 @@ def _voice(name: str) -> TTS:
     return make_tts(backend, voice or None)
 
 
+def clip_name(text: str, voice: str, rate: float, snr: float | None, effect: str | None,
+              spec: SynthSpec) -> str:
+    """A clip's file name: a hash of what it is, so a rerun finds the clips it has."""
+    key = json.dumps([text, voice, rate, snr, spec.sample_rate, spec.seed]
+                     + ([effect] if effect else []))
+    return hashlib.sha1(key.encode()).hexdigest()[:16] + ".wav"
+
+
+@dataclass(frozen=True)
+class _Job:
+    index: int  # place in the manifest; also seeds this clip's noise and effect
+    voice: str
+    rate: float
+    snr: float | None
+    effect: str | None
+    path: Path
+
+
+class _Renderer:
+    """Writes the clips of one text and voice. A voice that says a text the same way every
+    time (espeak-ng) is rendered once for all its rates, noises and effects; one that draws
+    new noise on every call (Piper) is rendered once per clip, so each clip is a new take."""
+
+    def __init__(self, voices: tuple[str, ...], effects: tuple[str, ...], sample_rate: int,
+                 seed: int) -> None:
+        self.voices = {name: _voice(name) for name in voices}
+        self.effects = {e: parse(e) for e in effects}
+        self.sample_rate, self.seed = sample_rate, seed
+
+    def render(self, text: str, jobs: list[_Job]) -> int:
+        once = None
+        for job in jobs:
+            tts = self.voices[job.voice]
+            if once is None or not getattr(tts, "deterministic", False):
+                once = synthesize(tts, text).resample(self.sample_rate)
+            audio = once
+            if job.rate != 1.0:
+                audio = Speed(job.rate).apply(audio)
+            if job.effect is not None:
+                audio = self.effects[job.effect].apply(audio, seed=self.seed + job.index)
+            if job.snr is not None:
+                audio = WhiteNoise(job.snr).apply(audio, seed=self.seed + job.index)
+            tmp = job.path.with_suffix(".partial.wav")
+            save(audio, tmp)
+            tmp.replace(job.path)
+        return len(jobs)
+
+
+_worker: _Renderer | None = None  # each worker process's voices, loaded once
+
+
+def _start_worker(voices: tuple[str, ...], effects: tuple[str, ...], sample_rate: int,
+                  seed: int) -> None:
+    global _worker
+    _worker = _Renderer(voices, effects, sample_rate, seed)
+
+
+def _render_in_worker(text: str, jobs: list[_Job]) -> int:
+    assert _worker is not None, "_start_worker runs first"
+    return _worker.render(text, jobs)
+
+
+def default_workers() -> int:
+    """One process per CPU core: espeak-ng and Piper each keep about one core busy."""
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+               else os.cpu_count() or 1)
+
+
 def synthesize_dataset(texts: list[tuple[str, dict[str, Any]]], out_dir: str | os.PathLike[str],
                        spec: SynthSpec | None = None,
-                       progress: Callable[[int, int], None] | None = None) -> Path:
+                       progress: Callable[[int, int], None] | None = None,
+                       workers: int | None = None) -> Path:
     """Write `out_dir/audio/*.wav` and `out_dir/manifest.jsonl`; returns the manifest path.
 
-    Files already written by an earlier, interrupted call are kept (names are content hashes).
+    Files already written by an earlier, interrupted call are kept (names are content hashes),
+    and so are those finished before an error. `workers` processes render the clips (default:
+    one per core; 1 renders here, in this process). The clips do not depend on the number.
     """
     s = spec or SynthSpec()
     root = Path(out_dir)
     (root / "audio").mkdir(parents=True, exist_ok=True)
-    voices = {name: _voice(name) for name in s.voices}
-    effects = {e: parse(e) for e in s.effects if e is not None}  # bad specs fail before work
-    jobs = [(t, f, v, r, snr, e) for t, f in texts for v in s.voices for r in s.rates
-            for snr in s.snrs for e in s.effects]
-    def run() -> Iterator[Item]:
-        for i, (text, fields, voice, rate, snr, effect) in enumerate(jobs):
-            key = json.dumps([text, voice, rate, snr, s.sample_rate, s.seed]
-                             + ([effect] if effect else []))
-            name = hashlib.sha1(key.encode()).hexdigest()[:16] + ".wav"
-            path = root / "audio" / name
-            if not path.is_file():
-                audio = synthesize(voices[voice], text).resample(s.sample_rate)
-                if rate != 1.0:
-                    audio = Speed(rate).apply(audio)
-                if effect is not None:
-                    audio = effects[effect].apply(audio, seed=s.seed + i)
-                if snr is not None:
-                    audio = WhiteNoise(snr).apply(audio, seed=s.seed + i)
-                tmp = path.with_suffix(".partial.wav")
-                save(audio, tmp)
-                tmp.replace(path)
+    effect_specs = tuple(e for e in s.effects if e is not None)
+    for e in effect_specs:
+        parse(e)  # bad specs fail before any work
+    items: list[Item] = []
+    todo: dict[tuple[str, str], list[_Job]] = {}  # (text, voice) -> its missing clips
+    index = 0
+    for text, fields in texts:
+        for voice in s.voices:
+            for rate in s.rates:
+                for snr in s.snrs:
+                    for effect in s.effects:
+                        path = root / "audio" / clip_name(text, voice, rate, snr, effect, s)
+                        if not path.is_file():
+                            todo.setdefault((text, voice), []).append(
+                                _Job(index, voice, rate, snr, effect, path))
+                        items.append(Item(path, text, {
+                            **fields, "voice": voice, "rate": rate,
+                            "snr": "clean" if snr is None else snr,
+                            **({"effect": effect} if effect else {})}))
+                        index += 1
+    total, done = len(items), len(items) - sum(len(j) for j in todo.values())
+    if progress:
+        progress(done, total)
+    voices = tuple(sorted({v for _, v in todo}))
+    count = min(workers or default_workers(), len(todo))
+    if count == 1:
+        renderer = _Renderer(voices, effect_specs, s.sample_rate, s.seed)
+        for (text, _), jobs in todo.items():
+            done += renderer.render(text, jobs)
             if progress:
-                progress(i + 1, len(jobs))
-            yield Item(path, text, {**fields, "voice": voice, "rate": rate,
-                                    "snr": "clean" if snr is None else snr,
-                                    **({"effect": effect} if effect else {})})
-
-    return write_manifest(list(run()), root / "manifest.jsonl")
+                progress(done, total)
+    elif count > 1:
+        # spawned, not forked: the caller may hold threads (a progress bar, a server)
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(count, context, _start_worker,
+                                 (voices, effect_specs, s.sample_rate, s.seed)) as pool:
+            futures = [pool.submit(_render_in_worker, text, jobs)
+                       for (text, _), jobs in todo.items()]
+            try:
+                for future in as_completed(futures):
+                    done += future.result()
+                    if progress:
+                        progress(done, total)
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
+    return write_manifest(items, root / "manifest.jsonl")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -18,13 +20,40 @@ class EspeakOptions:
     pitch: int = 50  # 0-99
 
 
+@functools.lru_cache(maxsize=4)
+def known_voices(exe: str) -> tuple[frozenset[str], frozenset[str]]:
+    """(voices, variants) that `exe` knows, lower-cased: languages and their other names,
+    voice names and files; variants by name and file."""
+    def names(*args: str) -> set[str]:
+        out = subprocess.run([exe, *args], capture_output=True, text=True, check=False).stdout
+        found: set[str] = set()
+        for line in out.splitlines()[1:]:
+            cols = line.split()
+            if len(cols) >= 5:
+                found |= {cols[1], cols[3], cols[4], cols[4].rpartition("/")[2]}
+                found |= set(re.findall(r"\(([^\s()]+) \d+\)", line))
+        return {n.lower().removeprefix("!v/") for n in found}
+
+    return frozenset(names("--voices")), frozenset(names("--voices=variant"))
+
+
 class EspeakTTS:
+    deterministic = True  # the same text, the same audio: a dataset may render it once
+
     def __init__(self, options: EspeakOptions | None = None, binary: str = "espeak-ng") -> None:
         exe = shutil.which(binary)
         if exe is None:
             raise MissingDependency(f"{binary} is not installed; run: apt-get install espeak-ng")
         self._exe = exe
         self.options = options or EspeakOptions()
+        # espeak-ng reads a name it does not know as the nearest one it does ("no-such-voice"
+        # speaks Norwegian, an unknown "+variant" is dropped): refuse it instead
+        voice, _, variant = self.options.voice.lower().partition("+")
+        voices, variants = known_voices(exe)
+        if voice not in voices or (variant and variant not in variants):
+            raise ModelError(f"espeak-ng has no voice {self.options.voice!r}; `espeak-ng "
+                             "--voices` lists the languages, `espeak-ng --voices=variant` the "
+                             "+variants (as in en-us+f3)")
         self.sample_rate = 22050
         self.name = f"espeak-ng:{self.options.voice}"
 

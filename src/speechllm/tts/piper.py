@@ -27,6 +27,8 @@ class PiperTTS:
     """A Piper voice: `model` is an embedded name ("piper-joe") or a path to a voice .onnx whose
     config sits beside it as `<name>.onnx.json`."""
 
+    deterministic = False  # each call draws new noise (noise_scale): a new take of the text
+
     def __init__(self, model: str | os.PathLike[str] = "piper-joe",
                  options: PiperOptions | None = None) -> None:
         piper = require("piper", "tts")
