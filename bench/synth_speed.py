@@ -10,6 +10,7 @@ times; the figures are the median wall times as ratios against the baseline's (s
 The espeak-ng clips are checked to be the same bytes both ways.
 
     .venv/bin/python bench/synth_speed.py --texts 12
+    .venv/bin/python bench/synth_speed.py --speaking --texts 300   # Piper alone
 """
 
 from __future__ import annotations
@@ -68,33 +69,40 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--texts", type=int, default=12, help="the first N of the recipe's texts")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--speaking", action="store_true",
+                    help="the token recipe's speaking texts instead: Piper, one clip each")
     args = ap.parse_args()
-    texts = read_texts(ROOT / "recipes" / "latent_digits" / "texts.jsonl")[: args.texts]
-    spec = SynthSpec(voices=tuple(VOICES.split(",")), rates=(0.85, 1.0, 1.2),
-                     snrs=(None, 15.0), effects=(None, "telephone"))
+    if args.speaking:
+        texts = read_texts(ROOT / "recipes" / "token_digits" / "speak_train.jsonl")[: args.texts]
+        spec = SynthSpec(voices=("piper",))
+    else:
+        texts = read_texts(ROOT / "recipes" / "latent_digits" / "texts.jsonl")[: args.texts]
+        spec = SynthSpec(voices=tuple(VOICES.split(",")), rates=(0.85, 1.0, 1.2),
+                         snrs=(None, 15.0), effects=(None, "telephone"))
     cores = default_workers()
     ways = {"every clip anew, 1 process": None, "synth, 1 process": 1,
             f"synth, {cores} processes": cores}
     times: dict[str, list[float]] = {w: [] for w in ways}
     with tempfile.TemporaryDirectory() as tmp:
+        written: dict[str, Path] = {}
         for r in range(args.repeats):
-            for way, workers in ways.items():
-                out = Path(tmp) / f"{r}-{len(times[way])}-{workers}"
+            for n, (way, workers) in enumerate(ways.items()):
+                written[way] = out = Path(tmp) / f"{r}-{n}"
                 began = time.perf_counter()
                 if workers is None:
                     every_clip_anew(texts, out, spec)
                 else:
                     synthesize_dataset(texts, out, spec, workers=workers)
                 times[way].append(time.perf_counter() - began)
-        first = sorted(Path(tmp).glob("0-*"))
-        base = next(p for p in first if p.name.endswith("None"))
-        rows = [json.loads(line) for line in (first[-1] / "manifest.jsonl").read_text(
-                ).splitlines()]
+        base, last = written["every clip anew, 1 process"], written[list(ways)[-1]]
+        rows = [json.loads(line) for line in (last / "manifest.jsonl").read_text().splitlines()]
         espeak = [r["audio"] for r in rows if r["voice"].startswith("espeak")]
-        same = all((base / a).read_bytes() == (first[-1] / a).read_bytes() for a in espeak)
-    clips = len(texts) * 9 * 12
-    print(f"{len(texts)} texts x 9 voices x 12 = {clips} clips, {args.repeats} repeats, "
-          f"{cores} cores; espeak-ng clips identical both ways: {same}\n")
+        same = all((base / a).read_bytes() == (last / a).read_bytes() for a in espeak)
+    per_text = len(spec.voices) * len(spec.rates) * len(spec.snrs) * len(spec.effects)
+    clips = len(texts) * per_text
+    print(f"{len(texts)} texts x {per_text} = {clips} clips, {args.repeats} repeats, "
+          f"{cores} cores; espeak-ng clips identical both ways: "
+          f"{same if espeak else 'none written'}\n")
     print("| way | s | clips/s | time vs every clip anew |\n|---|---|---|---|")
     baseline = statistics.median(times["every clip anew, 1 process"])
     for way in ways:

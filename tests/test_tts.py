@@ -21,6 +21,16 @@ def test_piper_round_trip_through_whisper(piper, asr):
     assert jiwer.wer(_words(SENTENCE), _words(heard)) <= 1 / 9
 
 
+def test_piper_on_one_thread_still_speaks_the_text(asr):
+    # the synth workers' setting: onnxruntime's session rebuilt with one thread
+    from speechllm.tts.piper import PiperOptions, PiperTTS
+
+    voice = PiperTTS(options=PiperOptions(threads=1))
+    assert voice._voice.session.get_session_options().intra_op_num_threads == 1
+    heard = asr.transcribe(synthesize(voice, SENTENCE), ASROptions(language="en")).text
+    assert jiwer.wer(_words(SENTENCE), _words(heard)) <= 1 / 9
+
+
 def test_piper_streams_one_chunk_per_sentence(piper):
     chunks = list(piper.stream("First sentence here. And a second one!"))
     assert len(chunks) == 2

@@ -58,10 +58,15 @@ def read_texts(path: str | os.PathLike[str]) -> list[tuple[str, dict[str, Any]]]
     return rows
 
 
-def _voice(name: str) -> TTS:
+def _voice(name: str, threads: int = 0) -> TTS:
+    """A `backend[:voice]` name's TTS; `threads` caps a Piper voice's (0: its default)."""
     from speechllm.cascade.build import make_tts
 
     backend, _, voice = name.partition(":")
+    if backend == "piper" and threads:
+        from speechllm.tts.piper import PiperOptions, PiperTTS
+
+        return PiperTTS(voice or "piper-joe", PiperOptions(threads=threads))
     return make_tts(backend, voice or None)
 
 
@@ -89,8 +94,8 @@ class _Renderer:
     new noise on every call (Piper) is rendered once per clip, so each clip is a new take."""
 
     def __init__(self, voices: tuple[str, ...], effects: tuple[str, ...], sample_rate: int,
-                 seed: int) -> None:
-        self.voices = {name: _voice(name) for name in voices}
+                 seed: int, threads: int = 0) -> None:
+        self.voices = {name: _voice(name, threads) for name in voices}
         self.effects = {e: parse(e) for e in effects}
         self.sample_rate, self.seed = sample_rate, seed
 
@@ -119,7 +124,8 @@ _worker: _Renderer | None = None  # each worker process's voices, loaded once
 def _start_worker(voices: tuple[str, ...], effects: tuple[str, ...], sample_rate: int,
                   seed: int) -> None:
     global _worker
-    _worker = _Renderer(voices, effects, sample_rate, seed)
+    # one thread each: processes side by side, not threads fighting over the same cores
+    _worker = _Renderer(voices, effects, sample_rate, seed, threads=1)
 
 
 def _render_in_worker(text: str, jobs: list[_Job]) -> int:
@@ -128,7 +134,7 @@ def _render_in_worker(text: str, jobs: list[_Job]) -> int:
 
 
 def default_workers() -> int:
-    """One process per CPU core: espeak-ng and Piper each keep about one core busy."""
+    """One process per CPU core, each on one thread (bench/synth_speed.py)."""
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
                else os.cpu_count() or 1)
 
