@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import jiwer
 import numpy as np
+import pytest
 
 from speechllm.asr.base import ASROptions
 from speechllm.tts.base import synthesize
@@ -43,6 +44,25 @@ def test_espeak_round_trip_through_whisper(asr):
     speech = synthesize(EspeakTTS(), SENTENCE)
     heard = asr.transcribe(speech, ASROptions(language="en")).text
     assert jiwer.wer(_words(SENTENCE), _words(heard)) <= 0.25
+
+
+def test_espeak_variants_change_the_voice_and_unknown_names_are_refused():
+    from speechllm.errors import ModelError
+    from speechllm.tts.espeak import EspeakOptions, EspeakTTS
+
+    def said(voice: str) -> np.ndarray:
+        return synthesize(EspeakTTS(EspeakOptions(voice)), "zero").samples
+
+    # espeak-ng itself speaks "en-gb+f4" as plain en-gb (en-gb's voice file is named "en")
+    for voice in ("en-gb", "en-us"):
+        plain = said(voice)
+        for variant in ("f4", "m3"):
+            other = said(f"{voice}+{variant}")
+            assert other.shape != plain.shape or not np.array_equal(other, plain), variant
+    assert np.array_equal(said("en-gb"), said("en-gb"))  # and it is deterministic
+    for bad in ("no-such-voice", "en-gb+zzz"):  # espeak-ng: Norwegian; plain en-gb
+        with pytest.raises(ModelError, match="espeak-ng has no voice"):
+            EspeakTTS(EspeakOptions(bad))
 
 
 def test_empty_text_gives_no_audio(piper):

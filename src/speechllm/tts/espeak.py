@@ -21,20 +21,24 @@ class EspeakOptions:
 
 
 @functools.lru_cache(maxsize=4)
-def known_voices(exe: str) -> tuple[frozenset[str], frozenset[str]]:
-    """(voices, variants) that `exe` knows, lower-cased: languages and their other names,
-    voice names and files; variants by name and file."""
-    def names(*args: str) -> set[str]:
+def known_voices(exe: str) -> tuple[dict[str, str], frozenset[str]]:
+    """What `exe` knows, lower-cased: {voice name: its voice file, or the name itself for a
+    language's other names (espeak-ng picks among their voices)}, and the variants by name
+    and file."""
+    def table(*args: str) -> list[tuple[list[str], str]]:
         out = subprocess.run([exe, *args], capture_output=True, text=True, check=False).stdout
-        found: set[str] = set()
-        for line in out.splitlines()[1:]:
-            cols = line.split()
-            if len(cols) >= 5:
-                found |= {cols[1], cols[3], cols[4], cols[4].rpartition("/")[2]}
-                found |= set(re.findall(r"\(([^\s()]+) \d+\)", line))
-        return {n.lower().removeprefix("!v/") for n in found}
+        return [(line.split(), line) for line in out.splitlines()[1:] if len(line.split()) >= 5]
 
-    return frozenset(names("--voices")), frozenset(names("--voices=variant"))
+    voices: dict[str, str] = {}
+    for _, line in table("--voices"):
+        for alias in re.findall(r"\(([^\s()]+) \d+\)", line):
+            voices.setdefault(alias.lower(), alias)
+    for cols, _ in table("--voices"):  # after the aliases: a voice's own names win
+        for name in (cols[1], cols[3], cols[4], cols[4].rpartition("/")[2]):
+            voices[name.lower()] = cols[4]
+    variants = {name.lower().removeprefix("!v/") for cols, _ in table("--voices=variant")
+                for name in (cols[3], cols[4])}
+    return voices, frozenset(variants)
 
 
 class EspeakTTS:
@@ -54,6 +58,9 @@ class EspeakTTS:
             raise ModelError(f"espeak-ng has no voice {self.options.voice!r}; `espeak-ng "
                              "--voices` lists the languages, `espeak-ng --voices=variant` the "
                              "+variants (as in en-us+f3)")
+        # by its file: espeak-ng drops a +variant after a language whose file is named
+        # otherwise (en-gb+f4, file gmw/en, spoke as plain en-gb)
+        self._voice = voices[voice] + (f"+{variant}" if variant else "")
         self.sample_rate = 22050
         self.name = f"espeak-ng:{self.options.voice}"
 
@@ -62,7 +69,8 @@ class EspeakTTS:
             return
         o = self.options
         proc = subprocess.run(
-            [self._exe, "-v", o.voice, "-s", str(o.speed), "-p", str(o.pitch), "--stdout", text],
+            [self._exe, "-v", self._voice, "-s", str(o.speed), "-p", str(o.pitch), "--stdout",
+             text],
             capture_output=True, check=False,
         )
         if proc.returncode != 0 or not proc.stdout:
