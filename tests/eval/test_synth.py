@@ -79,8 +79,10 @@ def test_workers_write_the_same_set_and_a_failure_keeps_finished_clips(tmp_path)
 def test_an_unknown_voice_is_refused_before_any_clip(tmp_path):
     # espeak-ng itself would speak "no-such-voice" as Norwegian
     spec = SynthSpec(voices=("espeak:en-us", "espeak:no-such-voice"))
-    with pytest.raises(ModelError, match="no voice 'no-such-voice'"):
-        synthesize_dataset([("Open the door.", {})], tmp_path / "set", spec, workers=1)
+    for workers in (1, 2):
+        with pytest.raises(ModelError, match="no voice 'no-such-voice'"):
+            synthesize_dataset([("Open the door.", {}), ("Close it.", {})], tmp_path / "set",
+                               spec, workers=workers)
     assert not list((tmp_path / "set" / "audio").glob("*.wav"))
     with pytest.raises(ModelError, match="no voice 'en-us\\+zzz'"):
         synthesize_dataset([("Open the door.", {})], tmp_path / "set",

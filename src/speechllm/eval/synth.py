@@ -177,8 +177,10 @@ def synthesize_dataset(texts: list[tuple[str, dict[str, Any]]], out_dir: str | o
         progress(done, total)
     voices = tuple(sorted({v for _, v in todo}))
     count = min(workers or default_workers(), len(todo))
-    if count == 1:
-        renderer = _Renderer(voices, effect_specs, s.sample_rate, s.seed)
+    # loaded here whatever the workers: a bad voice fails with its own error, before any clip
+    # (a worker that fails to start only breaks the pool)
+    renderer = _Renderer(voices, effect_specs, s.sample_rate, s.seed) if todo else None
+    if renderer is not None and count == 1:
         for (text, _), jobs in todo.items():
             done += renderer.render(text, jobs)
             if progress:
