@@ -10,9 +10,10 @@ here=recipes/latent_digits
 fsdd=../shared/data/fsdd-test/manifest.jsonl
 journal=runs/latent_digits/eval.sqlite
 
-# 1. Data: 20 texts x 9 voices (Piper + 8 espeak-ng) x 3 rates x 2 SNRs x 2 channels.
+# 1. Data: 20 texts x 8 voices (Piper + 7 espeak-ng) x 3 rates x 2 SNRs x 2 channels, the
+#    token recipe's voices (it reads this set too; why not en-gb+f4: its run.sh).
 ./dev speechllm synth "$here/texts.jsonl" -o data/latent_digits \
-  --voices piper,espeak:en-us,espeak:en-gb,espeak:en-gb-scotland,espeak:en-029,espeak:en-us+f3,espeak:en-gb+f4,espeak:en-us-nyc+m3,espeak:en-gb-x-rp+f2 \
+  --voices piper,espeak:en-us,espeak:en-gb,espeak:en-gb-scotland,espeak:en-029,espeak:en-us+f3,espeak:en-us-nyc+m3,espeak:en-gb-x-rp+f2 \
   --rates 0.85,1.0,1.2 --snr clean,15 --effects clean,telephone
 
 # 2. Train the adapter (encoder and LLM frozen).

@@ -14,7 +14,10 @@ journal=$out/eval.sqlite
 
 # 1. Data (resumes; skips finished clips): the latent recipe's synthetic set, and the Piper
 #    voice reading the speaking phrases (recipes/token_digits/phrases.py wrote the lists).
-voices=piper,espeak:en-us,espeak:en-gb,espeak:en-gb-scotland,espeak:en-029,espeak:en-us+f3,espeak:en-gb+f4,espeak:en-us-nyc+m3,espeak:en-gb-x-rp+f2
+# Eight voices: the ninth the recipe had, espeak-ng's en-gb+f4, spoke as plain en-gb until
+# 2026-12-05; heard as a voice of its own it cost 8.7 points of FSDD on the same units
+# (0.790 against 0.877 without it; docs/token_digits/recipe_speed.md).
+voices=piper,espeak:en-us,espeak:en-gb,espeak:en-gb-scotland,espeak:en-029,espeak:en-us+f3,espeak:en-us-nyc+m3,espeak:en-gb-x-rp+f2
 ./dev speechllm synth recipes/latent_digits/texts.jsonl -o data/latent_digits --voices $voices \
   --rates 0.85,1.0,1.2 --snr clean,15 --effects clean,telephone
 # The same texts and voices played 0.9x and 1.1x as fast, pitch moving with the tempo (Kaldi's

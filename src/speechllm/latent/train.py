@@ -279,6 +279,8 @@ def train(config: TrainConfig, progress: Callable[[int, int, float], None] | Non
     model.adapter.to(device)
     model.adapter.train()
     mixed = precision.resolve(s.autocast, device.type)
+    if mixed == "bf16":  # every step runs under autocast; the LLM's body is frozen
+        precision.store_frozen_bf16(model.lm)
     groups: list[dict[str, Any]] = [{"params": list(model.adapter.parameters()), "lr": s.lr}]
     lora_params = [p for p in model.lm.parameters() if p.requires_grad]
     if lora_params:
