@@ -1,7 +1,9 @@
 """How fast `speechllm synth` writes a dataset, against rendering every clip anew in one process.
 
-The token and latent recipes' understanding set is 9 voices (Piper and eight espeak-ng
-variants) x 3 rates x clean/15 dB x clean/telephone: 12 clips of each text and voice. The
+The token and latent recipes' understanding set was, when this was measured, 9 voices
+(Piper and eight espeak-ng variants; the recipes have since dropped en-gb+f4, and the bench
+keeps the nine of its recorded figures) x 3 rates x clean/15 dB x clean/telephone: 12 clips
+of each text and voice. The
 baseline renders the voice for each of the 12 (what `synth` did until 2026-12-05); `synth`
 now renders an espeak-ng voice once per text (it says a text the same way every time; Piper
 draws new noise on every call, so it still renders each clip) and shares the clips out to
