@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import copy
 
+import peft
 import pytest
 import torch
 
 from speechllm.latent import precision
 from speechllm.latent.llm import load_causal_lm
-
-peft = pytest.importorskip("peft")
 
 
 @pytest.fixture(scope="module")
