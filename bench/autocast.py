@@ -42,18 +42,12 @@ def main() -> None:
     import copy
 
     import torch
-    from packed_batches import draw_batches, timed_step
+    from packed_batches import draw_batches, timed_step, training_model
 
     from speechllm.latent import precision
-    from speechllm.latent.train import add_lora, load_config
-    from speechllm.tokens.model import TokenLMConfig, TokenSpeechLM
+    from speechllm.tokens.model import TokenSpeechLM
 
-    cfg = load_config(args.config)
-    if not isinstance(cfg.model, TokenLMConfig):
-        raise SystemExit(f"{args.config}: not a token model config")
-    model = TokenSpeechLM(cfg.model)
-    add_lora(model, cfg.model)
-    model.adapter.train()
+    cfg, model = training_model(args.config, tokens_only=True)
     stored = copy.copy(model)  # shares the units and tokenizer; its own LLM and new rows
     stored.lm, stored.adapter = copy.deepcopy(model.lm), copy.deepcopy(model.adapter)
     precision.store_frozen_bf16(stored.lm)

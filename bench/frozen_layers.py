@@ -34,18 +34,11 @@ def main() -> None:
     settings = [int(n) for n in args.frozen.split(",")]
 
     import torch
-    from packed_batches import draw_batches, timed_step
+    from packed_batches import draw_batches, timed_step, training_model
 
     from speechllm.latent import precision
-    from speechllm.latent.train import add_lora, load_config
-    from speechllm.tokens.model import TokenLMConfig, TokenSpeechLM
 
-    cfg = load_config(args.config)
-    if not isinstance(cfg.model, TokenLMConfig):
-        sys.exit(f"{args.config}: a token model's config is needed")
-    model = TokenSpeechLM(cfg.model)
-    add_lora(model, cfg.model)
-    model.adapter.train()
+    cfg, model = training_model(args.config, tokens_only=True)
     lora = [(n, p) for n, p in model.lm.named_parameters() if p.requires_grad]
     optim = torch.optim.AdamW([*model.adapter.parameters(), *(p for _, p in lora)], lr=0.0)
     mode = precision.resolve(cfg.train.autocast, "cpu")

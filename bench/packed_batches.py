@@ -32,6 +32,26 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 
+def training_model(path: Path, tokens_only: bool = False) -> tuple[Any, Any]:
+    """(config, model) as the trainer sets them up from `path`: the config's token or latent
+    model with its LoRA, the new rows or adapter in training mode. `tokens_only` refuses a
+    latent config."""
+    from speechllm.latent.model import LatentConfig, LatentSpeechLM
+    from speechllm.latent.train import add_lora, load_config
+    from speechllm.tokens.model import TokenSpeechLM
+
+    cfg = load_config(path)
+    if isinstance(cfg.model, LatentConfig):
+        if tokens_only:
+            raise SystemExit(f"{path}: not a token model config")
+        model: Any = LatentSpeechLM(cfg.model)
+    else:
+        model = TokenSpeechLM(cfg.model)
+    add_lora(model, cfg.model)
+    model.adapter.train()
+    return cfg, model
+
+
 def draw_batches(cfg: Any, model: Any, count: int, size: int, seed: int) -> list[tuple]:
     """`count` batches drawn as the trainer draws them (the config's manifests and weights),
     each (states, lengths, instructions, answers) ready for `model.loss`."""

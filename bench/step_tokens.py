@@ -34,18 +34,12 @@ def main() -> None:
     sizes = [int(s) for s in args.sizes.split(",")]
 
     import torch
-    from packed_batches import draw_batches, timed_step
+    from packed_batches import draw_batches, timed_step, training_model
 
     from speechllm.latent import precision
-    from speechllm.latent.model import LatentConfig, LatentSpeechLM
-    from speechllm.latent.train import add_lora, load_config
     from speechllm.tokens.model import TokenSpeechLM
 
-    cfg = load_config(args.config)
-    model = (LatentSpeechLM(cfg.model) if isinstance(cfg.model, LatentConfig)
-             else TokenSpeechLM(cfg.model))
-    add_lora(model, cfg.model)
-    model.adapter.train()
+    cfg, model = training_model(args.config)
     params = [*model.adapter.parameters(), *(p for p in model.lm.parameters() if p.requires_grad)]
     optim = torch.optim.AdamW(params, lr=0.0)
     mode = precision.resolve(cfg.train.autocast, "cpu")

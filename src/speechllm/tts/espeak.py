@@ -29,11 +29,12 @@ def known_voices(exe: str) -> tuple[dict[str, str], frozenset[str]]:
         out = subprocess.run([exe, *args], capture_output=True, text=True, check=False).stdout
         return [(line.split(), line) for line in out.splitlines()[1:] if len(line.split()) >= 5]
 
+    listed = table("--voices")
     voices: dict[str, str] = {}
-    for _, line in table("--voices"):
+    for _, line in listed:
         for alias in re.findall(r"\(([^\s()]+) \d+\)", line):
             voices.setdefault(alias.lower(), alias)
-    for cols, _ in table("--voices"):  # after the aliases: a voice's own names win
+    for cols, _ in listed:  # after the aliases: a voice's own names win
         for name in (cols[1], cols[3], cols[4], cols[4].rpartition("/")[2]):
             voices[name.lower()] = cols[4]
     variants = {name.lower().removeprefix("!v/") for cols, _ in table("--voices=variant")
