@@ -117,7 +117,20 @@ def thin_frames(seen: set[str], rng: random.Random) -> list[str]:
     return sorted(out)
 
 
-def word_mixes(train: list[str], heldout: list[str], rng: random.Random, count: int = 600) -> list[str]:
+def call_numbers(seen: set[str], rng: random.Random, per_digit: int = 3) -> list[str]:
+    """Four-digit "call" numbers, `per_digit` opening with each digit, none in `seen`. The pool
+    opens its "call" numbers with one to nine only, so "call zero" was never said in training;
+    the tenth run said "zero" after "call" as "se..." or dropped it in all three held-out
+    phrases that open so (docs/token_digits/recipe_speed.md)."""
+    out: set[str] = set()
+    for first in DIGITS:
+        draw(out, seen, per_digit, lambda first=first: " ".join(
+            ["call", first, *(rng.choice(DIGITS) for _ in range(3))]))
+    return sorted(out)
+
+
+def word_mixes(train: list[str], heldout: list[str], rng: random.Random,
+               count: int = 600) -> list[str]:
     """Random sequences of 3-6 training words, each word drawn alike (a digit 15% of the time),
     none holding a held-out phrase. In the phrases a word like "and" follows "turn on the X"
     in 12 of them where "in" does in 122, so the LM can write a word's units from the words
@@ -139,7 +152,6 @@ def main() -> None:
     heldout = sorted(p for p in everything[:40] if p not in DIGITS)  # single digits stay in
     train = sorted((set(everything) | more_phrases(random.Random(11))) - set(heldout))
     here = Path(__file__).parent
-    write_speak(here / "speak_train.jsonl", train)
     (here / "speak_heldout.txt").write_text("\n".join(heldout) + "\n")
     more = more_heldout(set(everything) | set(train), random.Random(13))
     (here / "speak_heldout_more.txt").write_text("\n".join(more) + "\n")
@@ -147,8 +159,14 @@ def main() -> None:
     write_speak(here / "speak_thin_frames.jsonl", extra)
     mixes = word_mixes(train, heldout + more, random.Random(19))
     write_speak(here / "speak_word_mixes.jsonl", mixes)
-    print(f"{len(train)} training phrases, {len(heldout)} held out, {len(more)} more held "
-          f"out, {len(extra)} in thin frames, {len(mixes)} word mixes")
+    # drawn last, so the held-out sets and the files above stay the ones they were
+    calls = call_numbers(set(everything) | set(train) | set(more) | set(extra),
+                         random.Random(23))
+    train = sorted(set(train) | set(calls))
+    write_speak(here / "speak_train.jsonl", train)
+    print(f"{len(train)} training phrases ({len(calls)} of them 'call' numbers drawn last), "
+          f"{len(heldout)} held out, {len(more)} more held out, {len(extra)} in thin frames, "
+          f"{len(mixes)} word mixes")
 
 
 if __name__ == "__main__":
