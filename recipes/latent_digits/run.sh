@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Latent recipe: spoken digits and commands, trained only on speech synthesised here, evaluated
-# on the real FSDD recordings side by side with the cascade. About 30-40 min on 2 CPU cores.
+# on the real FSDD recordings side by side with the cascade. About 25-45 min on 2 CPU cores.
 #   bash recipes/latent_digits/run.sh
 # Every stage resumes: synthesis keeps finished clips, training its latest checkpoint, the
 # evaluation its journal.
