@@ -119,9 +119,10 @@ def thin_frames(seen: set[str], rng: random.Random) -> list[str]:
 
 def call_numbers(seen: set[str], rng: random.Random, per_digit: int = 3) -> list[str]:
     """Four-digit "call" numbers, `per_digit` opening with each digit, none in `seen`. The pool
-    opens its "call" numbers with one to nine only, so "call zero" was never said in training;
-    the tenth run said "zero" after "call" as "se..." or dropped it in all three held-out
-    phrases that open so (docs/token_digits/recipe_speed.md)."""
+    opens its "call" numbers with one to nine only, so "call zero" was never said in training.
+    (The tenth run's LM lost "zero" in all three held-out phrases that open so; the same data
+    trained with another seed said them right, so the gap was not all of it: with these the LM
+    spoke 2.4-2.6 points better on one pair of trainings; docs/token_digits/recipe_speed.md.)"""
     out: set[str] = set()
     for first in DIGITS:
         draw(out, seen, per_digit, lambda first=first: " ".join(
