@@ -158,6 +158,9 @@ def main() -> None:
     (here / "speak_heldout_more.txt").write_text("\n".join(more) + "\n")
     extra = thin_frames(set(everything) | set(train) | set(more), random.Random(17))
     write_speak(here / "speak_thin_frames.jsonl", extra)
+    # the LM's own speaking draws hold these too (run.sh): "and" was heard as "in" with only
+    # the 12 "and" phrases of the pool (docs/token_digits/recipe_speed.md)
+    write_speak(here / "speak_and_frames.jsonl", [t for t in extra if " and the " in t])
     mixes = word_mixes(train, heldout + more, random.Random(19))
     write_speak(here / "speak_word_mixes.jsonl", mixes)
     # drawn last, so the held-out sets and the files above stay the ones they were

@@ -32,6 +32,14 @@ voices=piper,espeak:en-us,espeak:en-gb,espeak:en-gb-scotland,espeak:en-029,espea
 # clips aligned about 15 to a Whisper window: 1 min instead of 15): the token LM speaks word
 # by word, each word's text then its units. Resumes like synth.
 ./dev speechllm tokens align data/token_speak/manifest.jsonl
+# 42 more "turn on/off the X and the Y" and "open/close the X and the Y" phrases (none held
+# out), for the LM alone: with the pool's 12 the LM's "and" was heard in 14 of the 30 held-out
+# phrases of the frame, with these in 20-21 (as in Piper's own audio), speaking 6.5% and 5.6%
+# against 9.8% over two seeds (docs/token_digits/recipe_speed.md). The decoder and the units
+# do not use them: a decoder trained on them spoke the LM's units worse (docs/tokens.md).
+./dev speechllm synth recipes/token_digits/speak_and_frames.jsonl -o data/token_speak_and \
+  --voices piper
+./dev speechllm tokens align data/token_speak_and/manifest.jsonl
 
 # Two more Piper renders of the speaking texts (Piper draws new noise on every render, so
 # they are new unit sequences): the units are fitted on the second, the decoder hears all three.
