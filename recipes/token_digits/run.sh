@@ -37,6 +37,8 @@ voices=piper,espeak:en-us,espeak:en-gb,espeak:en-gb-scotland,espeak:en-029,espea
 # phrases of the frame, with these in 20-21 (as in Piper's own audio), speaking 6.5% and 5.6%
 # against 9.8% over two seeds (docs/token_digits/recipe_speed.md). The decoder and the units
 # do not use them: a decoder trained on them spoke the LM's units worse (docs/tokens.md).
+# config.json draws them in proportion to their number: weight 0.0435 = 42/965 beside the
+# speaking set's 1 (update it if phrases.py changes either count).
 ./dev speechllm synth recipes/token_digits/speak_and_frames.jsonl -o data/token_speak_and \
   --voices piper
 ./dev speechllm tokens align data/token_speak_and/manifest.jsonl
