@@ -33,9 +33,10 @@ voices=piper,espeak:en-us,espeak:en-gb,espeak:en-gb-scotland,espeak:en-029,espea
 # by word, each word's text then its units. Resumes like synth.
 ./dev speechllm tokens align data/token_speak/manifest.jsonl
 # 42 more "turn on/off the X and the Y" and "open/close the X and the Y" phrases (none held
-# out), for the LM alone: with the pool's 12 the LM's "and" was heard in 14 of the 30 held-out
+# out), for the LM alone: with the pool's 12 the LM's "and" was heard in 12 of the 30 held-out
 # phrases of the frame, with these in 20-21 (as in Piper's own audio), speaking 6.5% and 5.6%
-# against 9.8% over two seeds (docs/token_digits/recipe_speed.md). The decoder and the units
+# against 9.8% over two seeds (docs/token_digits/recipe_speed.md); the first run from nothing
+# with them spoke at 6.5% (its "and" heard in 14 of 30). The decoder and the units
 # do not use them: a decoder trained on them spoke the LM's units worse (docs/tokens.md).
 # config.json draws them in proportion to their number: weight 0.0435 = 42/965 beside the
 # speaking set's 1 (update it if phrases.py changes either count).
