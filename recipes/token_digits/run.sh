@@ -57,9 +57,14 @@ done
 #    chosen with bench/unit_choice.py on two FSDD speakers, the fitting set with
 #    bench/word_units.py; see docs/tokens.md). The fitted clips' units are kept in the shared
 #    units cache, so the decoder and the LM below do not encode them again.
+#    Each clip is padded to the shortest of 4, 2 or 1 s that holds it (--fitted-windows), not
+#    always to 4 s: the clips average about 1 s, and the encoder took 0.31x the time on the
+#    recipe's clips (bench/encoder_window.py; 86% of frames kept their unit by the same
+#    centroids). The units, the decoder and the LM all read clips that way (it is saved with
+#    the units).
 [ -f $out/units/units.npz ] || ./dev speechllm tokens fit \
   data/latent_digits/manifest.jsonl data/token_speak_2/manifest.jsonl \
-  --kind units -k 500 --window 4 -o $out/units
+  --kind units -k 500 --window 4 --fitted-windows -o $out/units
 
 # 3. Unit-to-speech on the Piper voice: the token LM's units become audible. The decoder
 #    learns from the speaking clips and the two more renders (the LM never trains on those),

@@ -69,6 +69,31 @@ def test_units_rate_range_stability_and_save_load(units, speech, tmp_path):
     assert abs(len(long_codes) - long.duration * 25) <= 2
 
 
+def test_fitted_windows_keep_the_rate_and_each_clip_s_units(speech, tmp_path):
+    """Clips padded to windows fitted to their length (1, 2 or 4 s here) give units at the
+    same rate as a fixed window, a clip's units do not depend on the clips encoded beside
+    it (they are batched by window), and the setting survives a save/load."""
+    audios, _ = speech
+    tok = KMeansUnits.fit(audios, UnitsConfig(encoder="whisper-tiny.en", k=32,
+                                              window_seconds=4, fitted_windows=True))
+    windows = {tok.features.window_for(a.duration) for a in audios}
+    assert windows >= {1.0, 2.0}, windows  # the digits fit 1 s, the sentences 2 or 4
+    long = Audio.concat([load(FSDD / "recordings" / "4_yweweler_2.wav")] * 12)  # 4 s pieces
+    mixed = [audios[0], long, audios[12], audios[3]]
+    together = tok.encode_many(mixed)
+    for clip, codes in zip(mixed, together, strict=True):
+        assert abs(len(codes) - clip.duration * 25) <= 2
+        assert np.array_equal(tok.encode(clip)[0], codes)
+    again = KMeansUnits.load(tok.save(tmp_path / "u"))
+    assert again.config.fitted_windows
+    assert np.array_equal(again.encode(audios[0])[0], together[0])
+    # the padding is part of what the encoder saw: a fixed 4 s window gives other states
+    fixed = KMeansUnits(UnitsConfig(encoder="whisper-tiny.en", k=32, window_seconds=4),
+                        tok.centroids, tok.mean, tok.std)
+    assert not np.allclose(fixed.features([audios[0]])[0], tok.features([audios[0]])[0],
+                           atol=1e-3)
+
+
 def test_units_separate_words_across_voices(units, speech):
     """The same word by the other voice shares more units with itself than with other words:
     units carry what was said more than who said it."""

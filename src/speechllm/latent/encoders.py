@@ -99,8 +99,11 @@ class CT2WhisperEncoder:
                                  to_cpu=True)
         return np.array(out, dtype=np.float32)
 
-    def encode(self, audios: Sequence[Audio]) -> tuple[np.ndarray, np.ndarray]:
-        mel, lengths = log_mel(audios, self.window_seconds, self.n_mels)
+    def encode(self, audios: Sequence[Audio], window_seconds: float | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """(states (B, T, D), lengths (B,)), the audio padded to `window_seconds` (default:
+        this encoder's window; Whisper's encoder takes any window up to 30 s)."""
+        mel, lengths = log_mel(audios, window_seconds or self.window_seconds, self.n_mels)
         states = self._encode(mel)
         return states[:, : int(lengths.max())], lengths
 

@@ -32,6 +32,11 @@ class UnitsConfig:
     k: int = 200
     stride: int = 2  # encoder states pooled per unit: 50/s -> 25/s
     window_seconds: float = 10.0  # encoder window; longer audio is cut into windows
+    # Each piece in the shortest of window, window/2, window/4, ... (not under 1 s) that
+    # holds it, rather than padded to the full window: a 0.8 s clip costs a 1 s window's
+    # encoder work instead of a 4 s one's (docs/token_digits/recipe_speed.md). Other states,
+    # so other units than fixed windows: off for tokenizers saved before it existed.
+    fitted_windows: bool = False
 
     def __post_init__(self) -> None:
         if not 2 <= self.k <= 65536:
@@ -61,13 +66,30 @@ class UnitFeatures:
             a = audio.resample(16000)
             for start in np.arange(0.0, a.duration, w):
                 pieces.append((n, a.slice(float(start), float(start) + w)))
+        by_window: dict[float, list[int]] = {}
+        for i, (_, piece) in enumerate(pieces):
+            by_window.setdefault(self.window_for(piece.duration), []).append(i)
+        done: list[np.ndarray | None] = [None] * len(pieces)
+        for window, group in by_window.items():
+            for b in range(0, len(group), 8):
+                batch = group[b:b + 8]
+                states, lengths = self.encoder.encode([pieces[i][1] for i in batch], window)
+                for i, s, length in zip(batch, states, lengths, strict=True):
+                    done[i] = s[: int(length)]
+        # each audio's pieces back in time order, whatever windows they were batched by
         per_audio: list[list[np.ndarray]] = [[] for _ in audios]
-        for b in range(0, len(pieces), 8):
-            batch = pieces[b:b + 8]
-            states, lengths = self.encoder.encode([p for _, p in batch])
-            for (n, _), s, length in zip(batch, states, lengths, strict=True):
-                per_audio[n].append(s[: int(length)])
+        for (n, _), s in zip(pieces, done, strict=True):
+            assert s is not None
+            per_audio[n].append(s)
         return [pool_states(np.concatenate(parts), stride) for parts in per_audio]
+
+    def window_for(self, seconds: float) -> float:
+        """The encoder window a piece of `seconds` is padded to."""
+        window = self.config.window_seconds
+        if self.config.fitted_windows:
+            while window / 2 >= max(1.0, seconds):
+                window /= 2
+        return window
 
 
 def grouped_states(states: np.ndarray, stride: int) -> np.ndarray:
