@@ -29,12 +29,13 @@ from speechllm.tokens.base import dedup  # noqa: E402
 from speechllm.tokens.semantic import KMeansUnits, UnitFeatures, UnitsConfig  # noqa: E402
 
 
-def features(manifest: Path, cache: Path, window: float) -> tuple[list[np.ndarray], list]:
+def features(manifest: Path, cache: Path, window: float, fitted: bool = False
+             ) -> tuple[list[np.ndarray], list]:
     items = read_manifest(manifest)
     if cache.is_file():
         data = np.load(cache, allow_pickle=True)
         return list(data["feats"]), items
-    feats = UnitFeatures(UnitsConfig(stride=1, window_seconds=window))
+    feats = UnitFeatures(UnitsConfig(stride=1, window_seconds=window, fitted_windows=fitted))
     out: list[np.ndarray] = []
     for start in range(0, len(items), 32):
         out += feats([load(it.audio) for it in items[start:start + 32]])
@@ -72,12 +73,17 @@ def main() -> None:
     ap.add_argument("--ks", default="100,200,500,1000")
     ap.add_argument("--strides", default="1,2")
     ap.add_argument("--window", type=float, default=4.0)
+    ap.add_argument("--fitted-windows", action="store_true", help="Each clip padded to the "
+                    "shortest of the window, half, a quarter ... that holds it.")
     args = ap.parse_args()
     cache = ROOT / "runs" / "unit_choice"
+    tag = f"-w{args.window:g}" + ("-fitted" if args.fitted_windows else "")
+    if tag == "-w4":
+        tag = ""  # the cache's names before windows were a choice
     train, titems = features(ROOT / "data/latent_digits/manifest.jsonl",
-                             cache / "synthetic.npz", args.window)
+                             cache / f"synthetic{tag}.npz", args.window, args.fitted_windows)
     real, ritems = features(ROOT.parent / "shared/data/fsdd-test/manifest.jsonl",
-                            cache / "fsdd.npz", args.window)
+                            cache / f"fsdd{tag}.npz", args.window, args.fitted_windows)
     dev = set(args.dev.split(","))
     digit_train = [n for n, it in enumerate(titems) if it.fields.get("digit") is not None]
     dev_real = [n for n, it in enumerate(ritems) if it.fields.get("speaker") in dev]
@@ -90,7 +96,8 @@ def main() -> None:
         rl = [pool(real[n], stride) for n in dev_real]
         for k in (int(x) for x in args.ks.split(",")):
             t0 = time.perf_counter()
-            config = UnitsConfig(k=k, stride=stride, window_seconds=args.window)
+            config = UnitsConfig(k=k, stride=stride, window_seconds=args.window,
+                                 fitted_windows=args.fitted_windows)
             x = np.concatenate(tr)
             mean, std = x.mean(0), x.std(0) + 1e-5
             cluster = __import__("sklearn.cluster", fromlist=["MiniBatchKMeans"])

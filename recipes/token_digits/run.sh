@@ -57,11 +57,11 @@ done
 #    chosen with bench/unit_choice.py on two FSDD speakers, the fitting set with
 #    bench/word_units.py; see docs/tokens.md). The fitted clips' units are kept in the shared
 #    units cache, so the decoder and the LM below do not encode them again.
-#    Each clip is padded to the shortest of 4, 2 or 1 s that holds it (--fitted-windows), not
-#    always to 4 s: the clips average about 1 s, and the encoder took 0.31x the time on the
-#    recipe's clips (bench/encoder_window.py; 86% of frames kept their unit by the same
-#    centroids). The units, the decoder and the LM all read clips that way (it is saved with
-#    the units).
+#    Each clip is padded to a 2 s window, or 4 s if longer (--fitted-windows, saved with the
+#    units and used by all that encodes with them), not always to 4 s: 0.41x the encoder's
+#    time on the recipe's clips, and the units' 1-NN digit proxy on FSDD read 0.907 against
+#    0.903. Windows down to 1 s (0.31x) cost 5.6 points in the proxy and read FSDD 0.897 in
+#    a run from nothing (docs/token_digits/recipe_speed.md).
 [ -f $out/units/units.npz ] || ./dev speechllm tokens fit \
   data/latent_digits/manifest.jsonl data/token_speak_2/manifest.jsonl \
   --kind units -k 500 --window 4 --fitted-windows -o $out/units

@@ -546,9 +546,11 @@ def tokens_fit(
     window: Annotated[float, typer.Option(help="Encoder window in seconds (units only; "
                       "shorter is faster, longer audio is cut into windows).")] = 10.0,
     fitted_windows: Annotated[bool, typer.Option(help="Pad each clip to the shortest of "
-                              "the window, half of it, a quarter, ... (not under 1 s) that "
-                              "holds it (units only): short clips encode several times "
-                              "faster, with other states than a fixed window.")] = False,
+                              "the window, half of it, a quarter, ... that holds it (units "
+                              "only): short clips encode faster, with other states than a "
+                              "fixed window.")] = False,
+    shortest_window: Annotated[float, typer.Option(help="The shortest fitted window in "
+                               "seconds (units only; 1 s windows lost digit accuracy).")] = 2.0,
     rate: Annotated[float, typer.Option(help="Units per second (units only): 50 keeps every "
                     "Whisper encoder state, 25 pools two, 12.5 four.")] = 25.0,
     seed: Annotated[int, typer.Option(help="k-means seed.")] = 0,
@@ -585,7 +587,8 @@ def tokens_fit(
                 tok, fitted = KMeansUnits.fit_and_encode(
                     audios, UnitsConfig(encoder=encoder, k=k, stride=stride,
                                         window_seconds=window,
-                                        fitted_windows=fitted_windows), seed, show)
+                                        fitted_windows=fitted_windows,
+                                        shortest_window=shortest_window), seed, show)
                 # the clips' units, for the decoder and the token LM trained on these units
                 UnitCache(tok).put({file_stamp(item.audio): u
                                     for item, u in zip(items, fitted, strict=True)})

@@ -75,9 +75,13 @@ def test_fitted_windows_keep_the_rate_and_each_clip_s_units(speech, tmp_path):
     it (they are batched by window), and the setting survives a save/load."""
     audios, _ = speech
     tok = KMeansUnits.fit(audios, UnitsConfig(encoder="whisper-tiny.en", k=32,
-                                              window_seconds=4, fitted_windows=True))
-    windows = {tok.features.window_for(a.duration) for a in audios}
-    assert windows >= {1.0, 2.0}, windows  # the digits fit 1 s, the sentences 2 or 4
+                                              window_seconds=4, fitted_windows=True,
+                                              shortest_window=1))
+    windows = [tok.features.window_for(a.duration) for a in audios]
+    assert all(a.duration <= w for a, w in zip(audios, windows, strict=True))
+    assert set(windows) >= {1.0, 2.0}, windows  # the digits fit 1 s, the sentences 2 or 4
+    floored = UnitsConfig(window_seconds=4, fitted_windows=True)  # the default floor, 2 s
+    assert KMeansUnits(floored, tok.centroids, tok.mean, tok.std).features.window_for(0.5) == 2
     long = Audio.concat([load(FSDD / "recordings" / "4_yweweler_2.wav")] * 12)  # 4 s pieces
     mixed = [audios[0], long, audios[12], audios[3]]
     together = tok.encode_many(mixed)
@@ -85,7 +89,7 @@ def test_fitted_windows_keep_the_rate_and_each_clip_s_units(speech, tmp_path):
         assert abs(len(codes) - clip.duration * 25) <= 2
         assert np.array_equal(tok.encode(clip)[0], codes)
     again = KMeansUnits.load(tok.save(tmp_path / "u"))
-    assert again.config.fitted_windows
+    assert again.config.fitted_windows and again.config.shortest_window == 1
     assert np.array_equal(again.encode(audios[0])[0], together[0])
     # the padding is part of what the encoder saw: a fixed 4 s window gives other states
     fixed = KMeansUnits(UnitsConfig(encoder="whisper-tiny.en", k=32, window_seconds=4),
