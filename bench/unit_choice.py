@@ -29,13 +29,14 @@ from speechllm.tokens.base import dedup  # noqa: E402
 from speechllm.tokens.semantic import KMeansUnits, UnitFeatures, UnitsConfig  # noqa: E402
 
 
-def features(manifest: Path, cache: Path, window: float, fitted: bool = False
-             ) -> tuple[list[np.ndarray], list]:
+def features(manifest: Path, cache: Path, window: float, fitted: bool = False,
+             shortest: float = 2.0) -> tuple[list[np.ndarray], list]:
     items = read_manifest(manifest)
     if cache.is_file():
         data = np.load(cache, allow_pickle=True)
         return list(data["feats"]), items
-    feats = UnitFeatures(UnitsConfig(stride=1, window_seconds=window, fitted_windows=fitted))
+    feats = UnitFeatures(UnitsConfig(stride=1, window_seconds=window, fitted_windows=fitted,
+                                     shortest_window=shortest))
     out: list[np.ndarray] = []
     for start in range(0, len(items), 32):
         out += feats([load(it.audio) for it in items[start:start + 32]])
@@ -75,15 +76,19 @@ def main() -> None:
     ap.add_argument("--window", type=float, default=4.0)
     ap.add_argument("--fitted-windows", action="store_true", help="Each clip padded to the "
                     "shortest of the window, half, a quarter ... that holds it.")
+    ap.add_argument("--shortest-window", type=float, default=2.0)
     args = ap.parse_args()
     cache = ROOT / "runs" / "unit_choice"
-    tag = f"-w{args.window:g}" + ("-fitted" if args.fitted_windows else "")
+    tag = f"-w{args.window:g}" + (f"-fitted{args.shortest_window:g}" if args.fitted_windows
+                                  else "")
     if tag == "-w4":
         tag = ""  # the cache's names before windows were a choice
     train, titems = features(ROOT / "data/latent_digits/manifest.jsonl",
-                             cache / f"synthetic{tag}.npz", args.window, args.fitted_windows)
+                             cache / f"synthetic{tag}.npz", args.window, args.fitted_windows,
+                             args.shortest_window)
     real, ritems = features(ROOT.parent / "shared/data/fsdd-test/manifest.jsonl",
-                            cache / f"fsdd{tag}.npz", args.window, args.fitted_windows)
+                            cache / f"fsdd{tag}.npz", args.window, args.fitted_windows,
+                            args.shortest_window)
     dev = set(args.dev.split(","))
     digit_train = [n for n, it in enumerate(titems) if it.fields.get("digit") is not None]
     dev_real = [n for n, it in enumerate(ritems) if it.fields.get("speaker") in dev]
@@ -97,7 +102,8 @@ def main() -> None:
         for k in (int(x) for x in args.ks.split(",")):
             t0 = time.perf_counter()
             config = UnitsConfig(k=k, stride=stride, window_seconds=args.window,
-                                 fitted_windows=args.fitted_windows)
+                                 fitted_windows=args.fitted_windows,
+                                 shortest_window=args.shortest_window)
             x = np.concatenate(tr)
             mean, std = x.mean(0), x.std(0) + 1e-5
             cluster = __import__("sklearn.cluster", fromlist=["MiniBatchKMeans"])
