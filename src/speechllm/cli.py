@@ -444,24 +444,29 @@ def eval_cmd(
 
 @app.command()
 def report(
-    runs: Annotated[list[str] | None, typer.Argument(help="Run names (default: all runs in "
-                                                          "the journal).")] = None,
-    journal: Annotated[Path, typer.Option(help="SQLite journal.")] = Path("runs.sqlite"),
+    runs: Annotated[list[str] | None, typer.Argument(help="Run names, JOURNAL:RUN where "
+                    "several journals hold the name (default: every run).")] = None,
+    journal: Annotated[list[Path] | None, typer.Option(help="SQLite journal; give it again "
+                       "to report runs from several (named JOURNAL:RUN), e.g. two recipe "
+                       "runs.")] = None,
     output: Annotated[Path, typer.Option("-o", "--output", help="Report folder.")] = Path(
         "report"),
     compare: Annotated[bool, typer.Option(help="Compare two runs (baseline first) and flag "
-                                               "regressions.")] = False,
+                                               "regressions; from one journal or two.")] = False,
     resamples: Annotated[int, typer.Option(help="Bootstrap resamples.")] = 1000,
 ) -> None:
     """Markdown report with PNG plots: metrics with CIs, metric vs SNR, latency, waterfall."""
     from speechllm.eval.journal import Journal
     from speechllm.eval.report import write_report
 
-    if not journal.is_file():
-        raise _fail(SpeechLLMError(f"{journal}: no such journal (speechllm eval writes one)"))
+    journals = journal or [Path("runs.sqlite")]
+    for path in journals:
+        if not path.is_file():
+            raise _fail(SpeechLLMError(f"{path}: no such journal (speechllm eval writes one)"))
     try:
         with err.status("writing the report"):
-            path = write_report(Journal(journal), runs or [], output, compare, resamples)
+            path = write_report([Journal(j) for j in journals], runs or [], output, compare,
+                                resamples)
     except KeyError as exc:
         raise _fail(SpeechLLMError(str(exc.args[0]))) from None
     except (SpeechLLMError, ValueError) as exc:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from speechllm.eval.journal import Journal, Row
-from speechllm.eval.report import compare, load_runs, write_report
+from speechllm.eval.report import compare, load_runs, load_runs_from, write_report
 from speechllm.eval.runner import summarize
 
 from ..conftest import FSDD
@@ -84,3 +84,27 @@ def test_report_cli_errors_are_clear(tmp_path):
     fake_run(journal, "base", [True] * 5, 0.5)
     done = cli("report", "nope", "--journal", str(tmp_path / "j.sqlite"))
     assert done.returncode == 1 and "no run 'nope'" in done.stderr
+
+
+def test_runs_of_two_journals_compare_and_name_their_journal(tmp_path):
+    """Two recipe runs keep a journal each, often with the same run name: the report reads
+    both, labels each row with its journal, and compares them."""
+    before, after = Journal(tmp_path / "before.sqlite"), Journal(tmp_path / "after.sqlite")
+    fake_run(before, "digits", [True] * 40, 0.5)
+    fake_run(after, "digits", [True] * 20 + [False] * 20, 0.5)
+    done = cli("report", "--journal", str(before.path), "--journal", str(after.path),
+               "--compare", "-o", str(tmp_path / "rep"), "--resamples", "200")
+    assert done.returncode == 6, done.stderr  # the regression is flagged
+    text = (tmp_path / "rep" / "report.md").read_text()
+    assert "**REGRESSION** in accuracy" in text
+    rows = [line for line in text.splitlines() if line.startswith("| cascade")]
+    assert any(f"({before.path})" in r and "1.000" in r for r in rows)
+    assert any(f"({after.path})" in r and "0.500" in r for r in rows)
+    # a plain name held by both is refused with the way out; JOURNAL:RUN picks one
+    done = cli("report", "digits", "--journal", str(before.path), "--journal",
+               str(after.path), "-o", str(tmp_path / "r2"))
+    assert done.returncode == 3 and "JOURNAL:RUN" in done.stderr
+    (picked,) = load_runs_from([before, after], [f"{after.path}:digits"])
+    assert picked.task.metrics(picked.rows)["accuracy"] == 0.5
+    with pytest.raises(KeyError, match="no run 'nope'"):
+        load_runs_from([before, after], ["nope"])

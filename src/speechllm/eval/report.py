@@ -40,6 +40,7 @@ class RunData:
     task: Task
     rows: list[Row]  # successful items only
     errors: int
+    journal: str = ""  # set when the report reads several journals: labels say which
 
     @property
     def approach(self) -> str:
@@ -50,7 +51,7 @@ class RunData:
             c.pop("llm", None)  # a transcript-only run never uses the chat LLM
         parts = [str(v) if k in ("asr", "llm") else f"{k}={v}" for k, v in sorted(c.items())
                  if v not in (None, "none", False) and k not in ("tts", "vad")]
-        return " ".join([head, *parts])
+        return " ".join([head, *parts, *([f"({self.journal})"] if self.journal else [])])
 
     @property
     def perturbation(self) -> str:
@@ -61,13 +62,41 @@ class RunData:
         return next(iter(self.task.metrics(self.rows[:1]))) if self.rows else ""
 
 
-def load_runs(journal: Journal, names: Sequence[str]) -> list[RunData]:
+def load_runs(journal: Journal, names: Sequence[str], tag: str = "") -> list[RunData]:
     runs = []
     for name in names:
         config = journal.config(name)
         rows = journal.rows(name)
         ok = [r for r in rows if r.error is None]
-        runs.append(RunData(name, config, make_task(config["task"]), ok, len(rows) - len(ok)))
+        runs.append(RunData(f"{tag}:{name}" if tag else name, config,
+                            make_task(config["task"]), ok, len(rows) - len(ok), tag))
+    return runs
+
+
+def load_runs_from(journals: Sequence[Journal], names: Sequence[str]) -> list[RunData]:
+    """Runs from one journal or several (two recipe runs, each with its own journal). With
+    several, each run is named `JOURNAL:RUN` and labelled with its journal; a plain name must
+    be in exactly one of them. No names: every run of every journal, in order."""
+    tags = {str(j.path): j for j in journals}
+    if len(journals) == 1:  # plain names (a run's own name may hold a colon)
+        (tag, only), = tags.items()
+        return load_runs(only, [n.removeprefix(f"{tag}:") for n in names] or list(only.runs()))
+    if not names:
+        return [r for tag, j in tags.items() for r in load_runs(j, list(j.runs()), tag)]
+    runs = []
+    for name in names:
+        tag, _, run = name.rpartition(":")
+        if tag in tags:
+            runs += load_runs(tags[tag], [run], tag)
+            continue
+        holders = [t for t, j in tags.items() if name in j.runs()]
+        if len(holders) > 1:
+            raise ValueError(f"run {name!r} is in {len(holders)} journals ("
+                             f"{', '.join(holders)}); name it as JOURNAL:RUN")
+        if not holders:
+            known = ", ".join(f"{t}:{r}" for t, j in tags.items() for r in j.runs()) or "none"
+            raise KeyError(f"no run {name!r} in {', '.join(tags)} (runs: {known})")
+        runs += load_runs(tags[holders[0]], [name], holders[0])
     return runs
 
 
@@ -300,18 +329,21 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     return out
 
 
-def write_report(journal: Journal, names: Sequence[str], out_dir: str | os.PathLike[str],
-                 compare_runs: bool = False, resamples: int = 1000) -> Path:
-    """Write `report.md` and its PNGs into `out_dir`; return the Markdown file's path."""
-    if not names:
-        names = list(journal.runs())
-    if not names:
-        raise ValueError(f"{journal.path} has no runs")
-    runs = load_runs(journal, names)
+def write_report(journal: Journal | Sequence[Journal], names: Sequence[str],
+                 out_dir: str | os.PathLike[str], compare_runs: bool = False,
+                 resamples: int = 1000) -> Path:
+    """Write `report.md` and its PNGs into `out_dir`; return the Markdown file's path.
+    `journal` may be several journals (see `load_runs_from`)."""
+    journals = [journal] if isinstance(journal, Journal) else list(journal)
+    runs = load_runs_from(journals, names)
+    if not runs:
+        raise ValueError(f"{', '.join(str(j.path) for j in journals)}: no runs")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    where = ", ".join(f"`{j.path}`" for j in journals)
     md = ["# speechllm evaluation report", "",
-          f"Journal: `{journal.path}`. Runs: {', '.join(f'`{r.name}`' for r in runs)}.", ""]
+          f"Journal{'s' if len(journals) > 1 else ''}: {where}. "
+          f"Runs: {', '.join(f'`{r.name}`' for r in runs)}.", ""]
 
     md += ["## Metrics", "", "Intervals are 95% percentile bootstrap over items "
            f"({resamples} resamples). WER is corpus-level (errors / reference words).", ""]
