@@ -32,9 +32,12 @@ from speechllm.tokens.semantic import KMeansUnits, UnitFeatures, UnitsConfig  # 
 def features(manifest: Path, cache: Path, window: float, fitted: bool = False,
              shortest: float = 2.0) -> tuple[list[np.ndarray], list]:
     items = read_manifest(manifest)
+    # the cache is only good for the manifest it was made from (new synthetic data, new states)
+    stamp = f"{manifest.resolve()}|{manifest.stat().st_mtime_ns}"
     if cache.is_file():
         data = np.load(cache, allow_pickle=True)
-        return list(data["feats"]), items
+        if "stamp" in data and str(data["stamp"]) == stamp:
+            return list(data["feats"]), items
     feats = UnitFeatures(UnitsConfig(stride=1, window_seconds=window, fitted_windows=fitted,
                                      shortest_window=shortest))
     out: list[np.ndarray] = []
@@ -45,7 +48,7 @@ def features(manifest: Path, cache: Path, window: float, fitted: bool = False,
     cache.parent.mkdir(parents=True, exist_ok=True)
     arr = np.empty(len(out), dtype=object)
     arr[:] = out
-    np.savez(cache, feats=arr)
+    np.savez(cache, feats=arr, stamp=stamp)
     return out, items
 
 
