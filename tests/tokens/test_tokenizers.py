@@ -77,11 +77,11 @@ def test_fitted_windows_keep_the_rate_and_each_clip_s_units(speech, tmp_path):
     tok = KMeansUnits.fit(audios, UnitsConfig(encoder="whisper-tiny.en", k=32,
                                               window_seconds=4, fitted_windows=True,
                                               shortest_window=1))
-    windows = [tok.features.window_for(a.duration) for a in audios]
+    windows = [tok.config.window_for(a.duration) for a in audios]
     assert all(a.duration <= w for a, w in zip(audios, windows, strict=True))
     assert set(windows) >= {1.0, 2.0}, windows  # the digits fit 1 s, the sentences 2 or 4
     floored = UnitsConfig(window_seconds=4, fitted_windows=True)  # the default floor, 2 s
-    assert KMeansUnits(floored, tok.centroids, tok.mean, tok.std).features.window_for(0.5) == 2
+    assert floored.window_for(0.5) == 2 and floored.window_for(2.5) == 4
     long = Audio.concat([load(FSDD / "recordings" / "4_yweweler_2.wav")] * 12)  # 4 s pieces
     mixed = [audios[0], long, audios[12], audios[3]]
     together = tok.encode_many(mixed)

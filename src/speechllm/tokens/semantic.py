@@ -51,6 +51,14 @@ class UnitsConfig:
         if self.shortest_window < 1.0:
             raise ValueError(f"shortest_window must be at least 1 s, got {self.shortest_window}")
 
+    def window_for(self, seconds: float) -> float:
+        """The encoder window a piece of `seconds` is padded to."""
+        window = self.window_seconds
+        if self.fitted_windows:
+            while window / 2 >= max(self.shortest_window, seconds):
+                window /= 2
+        return window
+
 
 class UnitFeatures:
     """Pooled Whisper encoder states of any length of audio."""
@@ -73,7 +81,7 @@ class UnitFeatures:
                 pieces.append((n, a.slice(float(start), float(start) + w)))
         by_window: dict[float, list[int]] = {}
         for i, (_, piece) in enumerate(pieces):
-            by_window.setdefault(self.window_for(piece.duration), []).append(i)
+            by_window.setdefault(self.config.window_for(piece.duration), []).append(i)
         done: list[np.ndarray | None] = [None] * len(pieces)
         for window, group in by_window.items():
             for b in range(0, len(group), 8):
@@ -87,14 +95,6 @@ class UnitFeatures:
             assert s is not None
             per_audio[n].append(s)
         return [pool_states(np.concatenate(parts), stride) for parts in per_audio]
-
-    def window_for(self, seconds: float) -> float:
-        """The encoder window a piece of `seconds` is padded to."""
-        window = self.config.window_seconds
-        if self.config.fitted_windows:
-            while window / 2 >= max(self.config.shortest_window, seconds):
-                window /= 2
-        return window
 
 
 def grouped_states(states: np.ndarray, stride: int) -> np.ndarray:
@@ -200,8 +200,6 @@ class KMeansUnits:
             raw = json.loads((path / "config.json").read_text())
             if raw.pop("kind", None) != "kmeans-units":
                 raise ValueError("not a k-means unit tokenizer")
-            if raw.get("fitted_windows"):  # saved before the floor was a setting: 1 s then
-                raw.setdefault("shortest_window", 1.0)
             data = np.load(path / "units.npz")
             tok = cls(UnitsConfig(**raw), data["centroids"], data["mean"], data["std"])
         except FileNotFoundError as exc:
