@@ -69,10 +69,9 @@ class LlamaCppLatentDecoder:
         self.llm.input_ids[start:start + n] = 0  # positions hold embeddings, not ids
         self.llm.n_tokens += n
 
-    def generate(self, before: Sequence[int], embeds: np.ndarray, after: Sequence[int],
-                 max_tokens: int, end_ids: set[int],
-                 on_token: Callable[[list[int]], Any] | None = None) -> list[int]:
-        if len(before) + len(embeds) + len(after) + max_tokens > self.llm.n_ctx():
+    def _prefill(self, before: Sequence[int], embeds: np.ndarray, after: Sequence[int],
+                 extra: int) -> None:
+        if len(before) + len(embeds) + len(after) + extra > self.llm.n_ctx():
             raise ValueError("the prompt and answer do not fit the llama.cpp context")
         self.llm.reset()
         self.llm._ctx.kv_cache_clear()
@@ -81,6 +80,24 @@ class LlamaCppLatentDecoder:
         self._embed(embeds)
         if after:
             self.llm.eval(list(after))
+
+    def logprobs(self, before: Sequence[int], embeds: np.ndarray, after: Sequence[int],
+                 continuation: Sequence[int]) -> np.ndarray:
+        """Log-probabilities over the vocabulary (len(continuation) + 1, n_vocab): of the
+        token after the prompt, then after each token of `continuation` (teacher-forced)."""
+        self._prefill(before, embeds, after, len(continuation))
+        rows = [self._logits().astype(np.float64)]
+        for token in continuation:
+            self.llm.eval([int(token)])
+            rows.append(self._logits().astype(np.float64))
+        logits = np.stack(rows)
+        peak = logits.max(axis=1, keepdims=True)
+        return logits - peak - np.log(np.exp(logits - peak).sum(axis=1, keepdims=True))
+
+    def generate(self, before: Sequence[int], embeds: np.ndarray, after: Sequence[int],
+                 max_tokens: int, end_ids: set[int],
+                 on_token: Callable[[list[int]], Any] | None = None) -> list[int]:
+        self._prefill(before, embeds, after, max_tokens)
         ids: list[int] = []
         for _ in range(max_tokens):
             token = int(np.argmax(self._logits()))

@@ -56,7 +56,9 @@ def load_causal_lm(model: str | os.PathLike[str] = "qwen2.5-0.5b-instruct",
 
 def _convert(gguf: Path, cache: Path, transformers: Any, torch: Any) -> None:
     """GGUF -> safetensors directory, written to a temporary folder and renamed when whole."""
-    tmp = cache.with_name(cache.name + ".partial")
+    # one temporary folder per process: two processes converting at once (torchrun ranks, a
+    # test run beside a recipe) must not remove each other's half-written folder
+    tmp = cache.with_name(f"{cache.name}.partial-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         tok = transformers.AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
@@ -72,8 +74,16 @@ def _convert(gguf: Path, cache: Path, transformers: Any, torch: Any) -> None:
     tmp.mkdir(parents=True)
     lm.save_pretrained(str(tmp))
     tok.save_pretrained(str(tmp))
-    shutil.rmtree(cache, ignore_errors=True)
-    tmp.rename(cache)
+    if (cache / "config.json").is_file():  # another process finished first: keep its copy
+        shutil.rmtree(tmp, ignore_errors=True)
+        return
+    shutil.rmtree(cache, ignore_errors=True)  # a folder left by a crash holds no config.json
+    try:
+        tmp.rename(cache)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not (cache / "config.json").is_file():  # lost a race to a finished copy: fine
+            raise
 
 
 def keep_layers(lm: Any, keep: int | Sequence[int]) -> None:

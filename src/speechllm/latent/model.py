@@ -223,15 +223,47 @@ class LatentSpeechLM:
                    Message("assistant", text))
         return Response(text, None, None, clock.freeze(), history)
 
-    def _generate_llama_cpp(self, instruction: str, batch: dict[str, Any], max_tokens: int,
-                            clock: Stopwatch, start: float, on_text: Any) -> list[int]:
+    def _llama_cpp(self) -> Any:
         from speechllm.latent.llama_cpp_decode import LlamaCppLatentDecoder
 
         if self._fast is None:
             self._fast = LlamaCppLatentDecoder(self.config.llm)
+        return self._fast
+
+    def _llama_cpp_inputs(self, instruction: str, batch: dict[str, Any]
+                          ) -> tuple[list[int], np.ndarray, list[int]]:
+        """The prompt's ids before the audio, the audio's embeddings, the ids after it."""
         before, after = self.prompt_ids(instruction)
         embeds = batch["inputs_embeds"][0, len(before): batch["inputs_embeds"].shape[1]
                                         - len(after)].float().numpy()
+        return before, embeds, after
+
+    def logprobs(self, audio: Audio, instruction: str, continuation: Sequence[int] = ()
+                 ) -> np.ndarray:
+        """Log-probabilities over the vocabulary, shape (len(continuation) + 1, vocab): of
+        the token after the prompt, then after each token of `continuation` (teacher-forced),
+        from this model's engine. Scores candidate answers; checks one engine against the
+        other."""
+        with self._lock, torch.inference_mode():
+            states, lengths = self.encode_audio([audio])
+            batch = self.embed(states, lengths, [instruction])
+            if self.engine == "llama.cpp":
+                before, embeds, after = self._llama_cpp_inputs(instruction, batch)
+                scores: np.ndarray = self._llama_cpp().logprobs(before, embeds, after,
+                                                                continuation)
+                return scores
+            table = self.lm.get_input_embeddings()
+            tail = table(torch.tensor([list(continuation)], dtype=torch.long))
+            embeds = torch.cat([batch["inputs_embeds"], tail.to(batch["inputs_embeds"].dtype)],
+                               dim=1)
+            logits = self.lm(inputs_embeds=embeds,
+                             logits_to_keep=len(continuation) + 1).logits[0].double()
+            out: np.ndarray = torch.log_softmax(logits, dim=-1).numpy()
+            return out
+
+    def _generate_llama_cpp(self, instruction: str, batch: dict[str, Any], max_tokens: int,
+                            clock: Stopwatch, start: float, on_text: Any) -> list[int]:
+        before, embeds, after = self._llama_cpp_inputs(instruction, batch)
         marked: list[bool] = []
 
         def on_token(ids: list[int]) -> None:
@@ -242,8 +274,8 @@ class LatentSpeechLM:
             if on_text is not None:
                 on_text(self.tok.decode(ids, skip_special_tokens=True))
 
-        ids: list[int] = self._fast.generate(before, embeds, after, max_tokens, self.end_ids,
-                                             on_token)
+        ids: list[int] = self._llama_cpp().generate(before, embeds, after, max_tokens,
+                                                    self.end_ids, on_token)
         return ids
 
     def _generate_torch(self, batch: dict[str, Any], max_tokens: int, clock: Stopwatch,
