@@ -1015,6 +1015,15 @@ def serve(
     idle_timeout: Annotated[float, typer.Option(help="Close voice sessions idle this many "
                             "seconds.")] = 120.0,
     model_id: Annotated[str, typer.Option(help="Model id listed by /v1/models.")] = "speechllm",
+    end_silence: Annotated[float, typer.Option(help="Seconds of silence that end a voice "
+                           "turn that sounds and reads finished.")] = 0.6,
+    speculate_after: Annotated[float, typer.Option(help="Seconds of silence after which a "
+                               "voice turn's answer is prepared, unseen until the turn "
+                               "ends (0: off).")] = 0.2,
+    patient_silence: Annotated[float, typer.Option(help="Seconds of silence that end a voice "
+                               "turn that sounds or reads unfinished.")] = 1.5,
+    turn_model: Annotated[str, typer.Option(help="End-of-turn model for voice turns, or "
+                          "'none'.")] = "smart-turn-v3.2",
     shutdown_grace: Annotated[int, typer.Option(min=0, help="On SIGTERM, seconds to let "
                               "answers in flight finish before they are cut.")] = 30,
 ) -> None:
@@ -1031,13 +1040,15 @@ def serve(
         from speechllm import approach
         approach.check(approach_config)
         if config is None:
-            _ensure_models([n for n in (asr, llm, "piper-joe", "silero-vad")
+            _ensure_models([n for n in (asr, llm, "piper-joe", "silero-vad", turn_model)
                             if n in models.REGISTRY])
         settings = ServeSettings(approach=approach_config, model_id=model_id, api_key=api_key,
                                  workers=workers,
                                  max_upload_bytes=int(max_upload_mb * 1024 * 1024),
                                  max_audio_seconds=max_audio_seconds,
-                                 idle_timeout=idle_timeout)
+                                 idle_timeout=idle_timeout, end_silence=end_silence,
+                                 speculate_after=speculate_after,
+                                 patient_silence=patient_silence, turn_model=turn_model)
     except (SpeechLLMError, ValueError) as exc:
         raise _fail(exc) from None
     err.print(f"speechllm serve: http://{host}:{port}/ (API under /v1, voice at /v1/realtime)"

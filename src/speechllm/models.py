@@ -84,6 +84,30 @@ def _silero_onnx() -> Path:
     return _package_dir("faster_whisper", "faster-whisper") / "assets" / "silero_vad_v6.onnx"
 
 
+SMART_TURN_WHEEL = "pipecat_ai-1.14.0-py3-none-any.whl"
+SMART_TURN_MEMBER = "pipecat/audio/turn/smart_turn/data/smart-turn-v3.2-cpu.onnx"
+
+
+def _smart_turn_parts() -> list[Path]:
+    """Smart Turn v3.2 (BSD-2, Daily) ships only inside the pipecat-ai wheel: `./dev setup`
+    downloads that wheel (not installing it) and the model is read out of it."""
+    import zipfile
+
+    wheels = cache_dir() / "wheels"
+    wheel = wheels / SMART_TURN_WHEEL
+    if not wheel.is_file():
+        raise ModelError(f"smart-turn-v3.2: {wheel} is missing; fetch it with: pip download "
+                         f"--no-deps pipecat-ai==1.14.0 -d {wheels}")
+    out = wheels / Path(SMART_TURN_MEMBER).name
+    try:
+        with zipfile.ZipFile(wheel) as z:
+            out.write_bytes(z.read(SMART_TURN_MEMBER))
+    except (zipfile.BadZipFile, KeyError, OSError) as exc:
+        raise ModelError(f"smart-turn-v3.2: cannot read the model from {wheel} ({exc}); "
+                         "delete it and fetch it again") from None
+    return [out]
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """One embedded model.
@@ -151,8 +175,15 @@ register(ModelSpec(
     locate=_silero_onnx,
 ))
 
+register(ModelSpec(
+    "smart-turn-v3.2", "turn", "Smart Turn v3.2 ONNX, audio end-of-turn model (from pipecat-ai)",
+    ("pipecat-ai==1.14.0 (wheel downloaded, not installed)",),
+    "2bb026316b14a660486a75b1733cd3fbab8c2fd0314dc9af7be49f8cca967e4f",
+    filename="smart-turn-v3.2-cpu.onnx", parts=_smart_turn_parts,
+))
+
 DEFAULTS = {"asr": "whisper-base", "chat": "qwen2.5-0.5b-instruct", "scoring": "gemma-3-270m",
-            "tts": "piper-joe", "vad": "silero-vad"}
+            "tts": "piper-joe", "vad": "silero-vad", "turn": "smart-turn-v3.2"}
 
 
 def spec(name: str) -> ModelSpec:

@@ -76,6 +76,46 @@ def test_a_spoken_turn_streams_transcript_text_audio_and_timings(server):
     t = done["timings"]
     assert 0 < t["ttft"] <= t["ttfa"] <= t["total"]
     assert {s["name"] for s in t["spans"]} >= {"vad", "asr", "prefill", "decode", "tts"}
+    # the answer was prepared during the pause that ended the turn, and the waterfall says so
+    assert done["speculative"] is True and done["started_before_end"] > 0.2
+
+
+def test_a_pause_inside_a_question_gets_one_answer_to_the_whole_question(server, voice):
+    """"I would like to know the weather in ... Paris today.": the 0.8 s pause is longer than
+    the 0.6 s that ends a finished turn, but the turn sounds unfinished, so the answer
+    prepared during the pause is thrown away unseen and the whole question is answered once."""
+    from speechllm.audio import Audio
+
+    from ..conftest import say
+
+    first = say(voice, "I would like to know the weather in", pad=0.0)
+    rest = say(voice, "Paris today.", pad=0.0)
+    x = Audio.concat([Audio.silence(0.5, first.sample_rate), first,
+                      Audio.silence(0.8, first.sample_rate), rest,
+                      Audio.silence(2.5, first.sample_rate)]).resample(16000).samples
+    data = (x * 32767).astype("<i2").tobytes()
+
+    async def run():
+        async with websockets.connect(server.ws_url, additional_headers=AUTH) as ws:
+            await ws.recv()
+            await ws.send(json.dumps({"type": "session.update", "session": {
+                "want_audio": False, "max_tokens": 24}}))
+            seen: list[dict] = []
+            sender = asyncio.create_task(send_realtime(ws, data, speed=2.0))
+            done = await until(ws, "response.done", seen)
+            await sender
+            await asyncio.sleep(1.0)  # anything else the server had to say
+            with pytest.raises(TimeoutError):
+                seen.append(json.loads(await asyncio.wait_for(ws.recv(), 0.5)))
+            return seen, done
+
+    seen, done = asyncio.run(run())
+    kinds = [m["type"] for m in seen]
+    assert kinds.count("input_audio_buffer.speech_stopped") == 1, kinds
+    assert kinds.count("transcript") == 1 and kinds.count("response.done") == 1, kinds
+    assert "response.cancelled" not in kinds  # the fragment's answer was never shown
+    assert "weather" in done["transcript"].lower() and "paris" in done["transcript"].lower()
+    assert done["turn"] == 1 and done["speculations_dropped"] >= 1
 
 
 def test_barge_in_cancels_the_reply_and_the_next_turn_is_answered(server):

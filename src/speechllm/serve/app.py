@@ -24,6 +24,7 @@ from speechllm.serve.gate import FairGate
 from speechllm.serve.settings import ServeSettings
 from speechllm.speechlm import SpeechLM
 from speechllm.tts.base import TTS
+from speechllm.turn.base import TurnDetector
 
 fastapi = require("fastapi", "serve")
 from fastapi import FastAPI, Request  # noqa: E402
@@ -60,6 +61,7 @@ class Services:
     tts: TTS | None
     vad: Any  # SileroVAD, for voice sessions
     gate: FairGate
+    turn: TurnDetector | None = None  # end-of-turn model for voice sessions
     sessions: int = 0  # open voice sessions
 
 
@@ -83,7 +85,11 @@ def load_services(settings: ServeSettings) -> Services:
     tts = getattr(model, "tts", None)  # a cascade's own voice serves /v1/audio/speech too
     if tts is None and settings.tts != "none":
         tts = make_tts(settings.tts, settings.voice)
-    return Services(settings, model, tts, SileroVAD(), FairGate(settings.workers))
+    turn = None
+    if settings.turn_model != "none":
+        from speechllm.turn.smart_turn import SmartTurn
+        turn = SmartTurn(settings.turn_model)
+    return Services(settings, model, tts, SileroVAD(), FairGate(settings.workers), turn)
 
 
 class UploadCap:

@@ -6,6 +6,13 @@ the served `SpeechLM` streams its answer back (transcript, text deltas, audio ch
 turn's timings), and speech from the user during an answer cancels it (barge-in). Turns are not
 capped at 30 s: a turn may last up to `max_audio_seconds`. Each session is its own task, so
 one failing session never touches another.
+
+Speculation: after a short pause (`speculate_after`, 0.2 s) the answer starts at once, into a
+held buffer. The turn ends after `end_silence` when it sounds and reads finished, or after
+`patient_silence` when the end-of-turn model or the transcript's last word says it is not
+("What is the capital of ..."); the held events are then sent and the answer goes on live. If
+the user speaks again first, the held answer is thrown away unseen: the assistant never
+answers a fragment, and a finished turn's answer is already well under way when it ends.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ from speechllm.speechlm import (
     TranscriptEvent,
 )
 from speechllm.tts.base import TTS
+from speechllm.turn.text import looks_unfinished
 
 router = APIRouter()
 log = logging.getLogger("speechllm.serve")
@@ -44,6 +52,10 @@ RATE = 16000  # the VAD's and the models' rate
 WINDOW = 512 / RATE  # one VAD decision per 32 ms
 PREROLL = 0.3  # seconds kept before the detected onset, so the first syllable is not cut
 MIN_SPEECH = 0.1  # seconds of speech before a turn counts as started (and barges in)
+# Smart Turn's probability below which a paused turn waits `patient_silence`. Not its own
+# 0.5: on synthetic speech it swings across 0.5 with 0.1 s more or less trailing silence
+# (0.43 to 0.92 on one espeak question), so only a confident "unfinished" holds the turn.
+SOUNDS_UNFINISHED = 0.2
 IDLE_CLOSE = 4408  # close code for an idle session
 PROTOCOL_CLOSE = 4400  # close code for a client that breaks the protocol
 
@@ -58,6 +70,7 @@ class Session:
     server_vad: bool = True  # False: push-to-talk, the client commits each turn
     history: tuple[Message, ...] = ()
     turns: int = 0
+    speculations_dropped: int = 0  # held answers thrown away because the user went on
 
 
 class Turns:
@@ -72,6 +85,8 @@ class Turns:
         self.speech_run = 0.0
         self.silence_run = 0.0
         self.onset = 0.0  # seconds into the buffer where speech began
+        self.paused = False  # `speculate_after` of silence has passed inside the turn
+        self.needed = services.settings.end_silence  # silence that ends the turn now
         self.resampler: Any = None
 
     def to_16k(self, pcm: np.ndarray) -> np.ndarray:
@@ -84,33 +99,56 @@ class Turns:
         return out
 
     def feed(self, pcm: np.ndarray) -> list[str]:
-        """Add 16 kHz samples; the VAD events they cause ("started", "stopped")."""
+        """Add 16 kHz samples; the VAD events they cause: "started" (a turn began), "paused"
+        (`speculate_after` of silence inside a turn), "resumed" (speech again after a pause)
+        and "stopped" (the turn is over: `needed` seconds of silence, or the turn cap)."""
         self.samples.append(pcm)
         self.kept += len(pcm)
         if not self.session.server_vad:
             return []
         events = []
+        settings = self.s.settings
         for p in self.vad.feed(pcm):
             if not self.in_speech:
-                self.speech_run = self.speech_run + WINDOW if p >= self.s.settings.vad_threshold \
+                self.speech_run = self.speech_run + WINDOW if p >= settings.vad_threshold \
                     else 0.0
                 if self.speech_run >= MIN_SPEECH:
-                    self.in_speech, self.silence_run = True, 0.0
+                    self.in_speech, self.silence_run, self.paused = True, 0.0, False
+                    self.needed = settings.end_silence
                     self.onset = max(0.0, self.kept / RATE - self.speech_run - PREROLL)
                     events.append("started")
-            else:
-                self.silence_run = self.silence_run + WINDOW if p < \
-                    self.s.settings.vad_threshold - 0.15 else 0.0
-                long_turn = self.kept / RATE - self.onset >= self.s.settings.max_audio_seconds
-                if self.silence_run >= self.s.settings.end_silence or long_turn:
-                    events.append("stopped")
-                    self.in_speech = False
-                    self.speech_run = 0.0
+                continue
+            if p < settings.vad_threshold - 0.15:
+                self.silence_run += WINDOW
+            elif p >= settings.vad_threshold:  # speech again (between the two: undecided)
+                if self.paused:
+                    events.append("resumed")
+                self.silence_run, self.paused = 0.0, False
+                self.needed = settings.end_silence
+            if not self.paused and self.silence_run >= max(settings.speculate_after, WINDOW):
+                self.paused = True
+                if settings.speculate_after > 0:  # until a verdict says the turn is over
+                    self.needed = settings.patient_silence
+                events.append("paused")
+            long_turn = self.kept / RATE - self.onset >= settings.max_audio_seconds
+            if self.silence_run >= self.needed or long_turn:
+                events.append("stopped")
+                self.in_speech, self.paused = False, False
+                self.speech_run = 0.0
         if not self.in_speech and not events and self.kept > RATE * 2:
             # between turns keep only the last second (the pre-roll needs a little)
             tail = np.concatenate(self.samples)[-RATE:]
             self.samples, self.kept = [tail], len(tail)
         return events
+
+    def peek(self) -> Audio | None:
+        """The turn's audio so far (from the onset), leaving the buffer as it is."""
+        if not self.samples:
+            return None
+        joined = np.concatenate(self.samples)
+        self.samples = [joined]  # one piece: cheap to peek again
+        audio = joined[int(self.onset * RATE):]
+        return Audio(audio, RATE) if len(audio) else None
 
     def take(self) -> Audio | None:
         """The turn's audio (from the onset when the VAD found one), and a fresh buffer."""
@@ -125,46 +163,102 @@ class Turns:
     def clear(self) -> None:
         self.samples, self.kept, self.onset = [], 0, 0.0
         self.in_speech, self.speech_run, self.silence_run = False, 0.0, 0.0
+        self.paused = False
 
 
 async def _send(ws: WebSocket, event_type: str, **data: Any) -> None:
     await ws.send_text(json.dumps({"type": event_type, **data}))
 
 
-async def _answer(ws: WebSocket, s: Services, session: Session, audio: Audio,
-                  ended_at: float, vad_wait: float) -> None:
-    """One response: stream the model's events to the client."""
-    session.turns += 1
-    turn = session.turns
+class Outbox:
+    """A reply's way out: straight to the client, or held until the turn is known to be over
+    (a speculative reply), then flushed in order and live from there on."""
+
+    def __init__(self, ws: WebSocket, held: bool) -> None:
+        self.ws, self.held = ws, held
+        self.buffer: list[tuple[str, dict[str, Any]]] = []
+        self.released = asyncio.Event()
+        self.released_at = time.perf_counter()  # when the client started getting events
+        self.transcript: str | None = None  # what the reply heard, once it has
+        self.heard = asyncio.Event()
+        if not held:
+            self.released.set()
+
+    async def send(self, event_type: str, **data: Any) -> None:
+        if event_type == "transcript":
+            self.transcript = data.get("text", "")
+            self.heard.set()
+        if self.held:
+            self.buffer.append((event_type, data))
+        else:
+            await _send(self.ws, event_type, **data)
+
+    async def release(self) -> None:
+        while self.buffer:  # events may arrive while earlier ones are sent
+            event_type, data = self.buffer.pop(0)
+            await _send(self.ws, event_type, **data)
+        self.held = False
+        self.released_at = time.perf_counter()
+        self.released.set()
+
+
+@dataclass
+class Reply:
+    """One answer in flight, and what is known of the turn it answers."""
+
+    task: asyncio.Task[None]
+    out: Outbox
+    turn: int
+    ended_at: float  # perf_counter when the user's speech ended (estimated for speculation)
+    started_at: float
+    sounds_finished: float | None = None  # the end-of-turn model's probability
+
+
+async def _answer(ws: WebSocket, s: Services, session: Session, audio: Audio, out: Outbox,
+                  turn: int, ended_at: float) -> None:
+    """One response: stream the model's events to the client (held while speculative)."""
     request = Request(audio=audio, system=session.instructions, history=session.history,
                       want_audio=session.want_audio, max_tokens=session.max_tokens)
     spoke = False
-    queued_at = time.perf_counter()
+    done: Done | None = None
+    started = queued_at = time.perf_counter()
     async with s.gate.turn():
         waited = time.perf_counter() - queued_at
         async for event in s.model.stream(request):
             if isinstance(event, TranscriptEvent):
-                await _send(ws, "transcript", turn=turn, text=event.text)
+                await out.send("transcript", turn=turn, text=event.text)
             elif isinstance(event, TextDelta):
-                await _send(ws, "response.text.delta", turn=turn, delta=event.text)
+                await out.send("response.text.delta", turn=turn, delta=event.text)
             elif isinstance(event, AudioChunk) and session.want_audio:
                 spoke = True
-                await _send_audio(ws, turn, event.audio, event.text)
+                await out.send("response.audio.delta", turn=turn,
+                               sample_rate=event.audio.sample_rate,
+                               delta=base64.b64encode(event.audio.to_pcm16()).decode(),
+                               text=event.text)
             elif isinstance(event, ErrorEvent):
-                await _send(ws, "error", turn=turn, message=event.message, kind=event.kind)
+                out.heard.set()  # nothing more will be heard: the turn may end on silence
+                await out.send("error", turn=turn, message=event.message, kind=event.kind)
                 return
             elif isinstance(event, Done):
-                answer = event.response
-                extra_tts = 0.0
-                if session.want_audio and not spoke and s.tts is not None \
-                        and answer.text.strip():
-                    extra_tts = await _speak(ws, s, s.tts, turn, answer.text)
-                session.history = answer.history
-                t = timings_json(answer.timings)
-                await _send(ws, "response.done", turn=turn, text=answer.text,
-                            transcript=answer.transcript, timings=t, queue_wait=waited,
-                            endpoint_wait=vad_wait, tts_after=extra_tts,
-                            since_speech_end=time.perf_counter() - ended_at)
+                done = event
+    if done is None:
+        return
+    # a speculative answer waits (outside the gate) for its turn to end, and only then joins
+    # the history
+    await out.released.wait()
+    answer = done.response
+    extra_tts = 0.0
+    if session.want_audio and not spoke and s.tts is not None and answer.text.strip():
+        extra_tts = await _speak(ws, s, s.tts, turn, answer.text)
+    session.history = answer.history
+    commit = max(out.released_at, started)
+    await _send(ws, "response.done", turn=turn, text=answer.text,
+                transcript=answer.transcript, timings=timings_json(answer.timings),
+                queue_wait=waited, endpoint_wait=commit - ended_at, tts_after=extra_tts,
+                since_speech_end=time.perf_counter() - ended_at,
+                # speculation: how far ahead of the turn's end the answer began
+                speculative=started < commit, started_before_end=round(commit - started, 4),
+                speculations_dropped=session.speculations_dropped)
 
 
 async def _send_audio(ws: WebSocket, turn: int, audio: Audio, text: str) -> None:
@@ -192,29 +286,87 @@ async def realtime(ws: WebSocket) -> None:
     session = Session()
     turns = Turns(s, session)
     s.sessions += 1
-    reply: asyncio.Task[None] | None = None
+    reply: Reply | None = None
+    watchers: set[asyncio.Task[None]] = set()
     idle = s.settings.idle_timeout
+    loop = asyncio.get_running_loop()
 
     def reply_running() -> bool:
-        return reply is not None and not reply.done()
+        return reply is not None and not reply.task.done()
 
     async def cancel_reply(reason: str) -> None:
+        """Stop the reply in flight; a held (speculative) one vanishes without a word."""
         nonlocal reply
-        if reply_running():
-            assert reply is not None
-            reply.cancel()
+        if reply is not None and not reply.task.done():
+            reply.task.cancel()
+            if reply.out.held:
+                # unseen by the client: no need to wait for its worker (an ASR pass cannot
+                # stop half way) before listening on
+                reply = None
+                return
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await reply
-            await _send(ws, "response.cancelled", turn=session.turns, reason=reason)
+                await reply.task
+            await _send(ws, "response.cancelled", turn=reply.turn, reason=reason)
         reply = None
 
-    def start_reply(audio: Audio | None, vad_wait: float) -> None:
-        nonlocal reply
+    def start_reply(audio: Audio | None, ended_at: float, held: bool) -> Reply | None:
         if audio is None or audio.duration < MIN_SPEECH:
+            return None
+        turn = session.turns + 1
+        if not held:
+            session.turns = turn
+        out = Outbox(ws, held)
+        task = asyncio.create_task(_answer(ws, s, session, audio, out, turn, ended_at))
+        task.add_done_callback(_log_failure)
+        return Reply(task, out, turn, ended_at, time.perf_counter())
+
+    async def judge(pending: Reply, audio: Audio) -> None:
+        """The end-of-turn model's verdict on the paused turn (off the event loop)."""
+        if s.turn is not None:
+            with contextlib.suppress(Exception):  # no verdict: the VAD and the text decide
+                pending.sounds_finished = await loop.run_in_executor(
+                    s.gate.pool, s.turn.complete, audio)
+
+    def finished(pending: Reply) -> bool | None:
+        """Whether the paused turn reads and sounds over: None while still unknown."""
+        if not pending.out.heard.is_set():
+            return None
+        if pending.sounds_finished is not None and pending.sounds_finished < SOUNDS_UNFINISHED:
+            return False
+        return not looks_unfinished(pending.out.transcript or "")
+
+    async def end_turn() -> None:
+        nonlocal reply
+        await _send(ws, "input_audio_buffer.speech_stopped")
+        if reply is not None and reply.out.held:  # the speculative answer is the answer
+            session.turns = reply.turn
+            turns.take()
+            await reply.out.release()
             return
-        reply = asyncio.create_task(_answer(ws, s, session, audio, time.perf_counter(),
-                                            vad_wait))
-        reply.add_done_callback(_log_failure)
+        silence = turns.silence_run
+        reply = start_reply(turns.take(), time.perf_counter() - silence, held=False)
+
+    async def check_end() -> None:
+        """End a paused turn on `end_silence` once it is known to be finished."""
+        if not turns.paused:
+            return
+        if reply is None or not reply.out.held:
+            turns.needed = s.settings.end_silence  # nothing speculative to judge
+            return
+        verdict = finished(reply)
+        turns.needed = s.settings.end_silence if verdict else s.settings.patient_silence
+        if verdict and turns.silence_run >= s.settings.end_silence:
+            turns.in_speech = turns.paused = False
+            turns.speech_run = 0.0
+            await end_turn()
+
+    async def check_when_heard(pending: Reply) -> None:
+        """The verdict may come after the silence (ASR takes a while; a client may stop
+        streaming once it has sent its question): look again as soon as it does."""
+        await pending.out.heard.wait()
+        if reply is pending:
+            with contextlib.suppress(Exception):  # a closed socket: the session loop sees it
+                await check_end()
 
     try:
         await _send(ws, "session.created", session={
@@ -243,9 +395,24 @@ async def realtime(ws: WebSocket) -> None:
                     if event == "started":  # the client stops playback at once
                         await _send(ws, "input_audio_buffer.speech_started")
                         await cancel_reply("barge-in")
-                    else:
-                        await _send(ws, "input_audio_buffer.speech_stopped")
-                        start_reply(turns.take(), s.settings.end_silence)
+                    elif event == "resumed":  # the user went on: drop the held answer
+                        if reply is not None and reply.out.held:
+                            await cancel_reply("resumed")
+                            session.speculations_dropped += 1
+                    elif event == "paused" and s.settings.speculate_after > 0:
+                        if reply is None or not reply.out.held:
+                            await cancel_reply("new turn")
+                            audio = turns.peek()
+                            reply = start_reply(audio, time.perf_counter() - turns.silence_run,
+                                                held=True)
+                            if reply is not None and audio is not None:
+                                await judge(reply, audio)
+                                watcher = asyncio.create_task(check_when_heard(reply))
+                                watchers.add(watcher)
+                                watcher.add_done_callback(watchers.discard)
+                    elif event == "stopped":
+                        await end_turn()
+                await check_end()
                 continue
             try:
                 command = json.loads(message.get("text") or "")
@@ -266,7 +433,7 @@ async def realtime(ws: WebSocket) -> None:
                         "want_audio": session.want_audio})
             elif kind == "input_audio_buffer.commit":
                 await cancel_reply("new turn")
-                start_reply(turns.take(), 0.0)
+                reply = start_reply(turns.take(), time.perf_counter(), held=False)
             elif kind == "input_audio_buffer.clear":
                 turns.clear()
             elif kind == "response.cancel":
@@ -282,8 +449,10 @@ async def realtime(ws: WebSocket) -> None:
             await _send(ws, "error", message=f"session failed: {exc}", kind=type(exc).__name__)
             await ws.close(code=1011)
     finally:
-        if reply is not None and not reply.done():
-            reply.cancel()
+        if reply is not None and not reply.task.done():
+            reply.task.cancel()
+        for watcher in watchers:
+            watcher.cancel()
         s.sessions -= 1
 
 

@@ -19,13 +19,25 @@ class ServeSettings:
     tts: str = "piper"  # speaks for /v1/audio/speech and for models that answer in text only
     voice: str | None = None
     vad_threshold: float = 0.5  # speech probability that starts a voice turn
-    end_silence: float = 0.6  # seconds of silence that end a voice turn
+    end_silence: float = 0.6  # seconds of silence that end a voice turn that sounds finished
+    # A voice turn's answer starts being prepared (recognised, generated, the first clause
+    # spoken into a buffer) after this much silence, and is sent once the turn ends; if the
+    # user goes on speaking it is thrown away. 0 turns speculation off.
+    speculate_after: float = 0.2
+    # seconds of silence that end a turn whose transcript or sound says it is unfinished
+    # ("What is the capital of ..."): the user is more likely to go on than to be done
+    patient_silence: float = 1.5
+    turn_model: str = "smart-turn-v3.2"  # audio end-of-turn model for voice turns; "none"
     max_text_chars: int = 4096  # longest /v1/audio/speech input (OpenAI's cap)
 
     def __post_init__(self) -> None:
         for name in ("workers", "max_upload_bytes", "max_audio_seconds", "idle_timeout",
-                     "end_silence", "max_text_chars"):
+                     "end_silence", "max_text_chars", "patient_silence"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if not 0.0 < self.vad_threshold < 1.0:
             raise ValueError(f"vad_threshold must be in (0, 1), got {self.vad_threshold}")
+        if not 0.0 <= self.speculate_after < self.end_silence <= self.patient_silence:
+            raise ValueError("need 0 <= speculate_after < end_silence <= patient_silence, got "
+                             f"{self.speculate_after}, {self.end_silence}, "
+                             f"{self.patient_silence}")
