@@ -1023,7 +1023,7 @@ def serve(
     patient_silence: Annotated[float, typer.Option(help="Seconds of silence that end a voice "
                                "turn that sounds or reads unfinished.")] = 1.5,
     turn_model: Annotated[str, typer.Option(help="End-of-turn model for voice turns, or "
-                          "'none'.")] = "smart-turn-v3.2",
+                          "'none' (see docs/serving.md).")] = "none",
     shutdown_grace: Annotated[int, typer.Option(min=0, help="On SIGTERM, seconds to let "
                               "answers in flight finish before they are cut.")] = 30,
 ) -> None:

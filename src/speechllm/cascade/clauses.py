@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 _SENTENCE_END = re.compile(r"[.!?…。！？]+[\"')\]]*\s")  # noqa: RUF001
 _LINE_END = re.compile(r"\S[^\n]*\n")  # a finished line: list items, headings, paragraphs
 _CLAUSE_END = re.compile(r"[,;:—–]\s")  # noqa: RUF001
+_WORD_END = re.compile(r"\S\s")  # the end of a finished word
 _MARKDOWN = re.compile(r"[*_#`>|~]+|^\s*[-+]\s+|^\s*\d+\.\s+", re.MULTILINE)
 
 
@@ -28,7 +29,11 @@ class ClauseSplitter:
     """
 
     min_chars: int = 24
+    # > 0: the first clause is cut after this many words if no clause end comes first, so
+    # TTS starts on a few words instead of waiting for the whole first sentence
+    first_words: int = 0
     _buffer: str = field(default="", init=False)
+    _cut_any: bool = field(default=False, init=False)
 
     def feed(self, delta: str) -> Iterator[str]:
         self._buffer += delta
@@ -38,6 +43,7 @@ class ClauseSplitter:
                 return
             clause, self._buffer = self._buffer[:cut], self._buffer[cut:]
             if text := speakable(clause):
+                self._cut_any = True
                 yield text
 
     def _next_cut(self) -> int | None:
@@ -50,6 +56,10 @@ class ClauseSplitter:
                 break
             if m.start() >= self.min_chars:
                 return m.end()
+        if sentence is None and self.first_words and not self._cut_any:
+            words = list(_WORD_END.finditer(self._buffer))
+            if len(words) >= self.first_words:
+                return words[self.first_words - 1].end()
         return sentence.end() if sentence else None
 
     def flush(self) -> Iterator[str]:

@@ -50,6 +50,7 @@ class CascadeConfig:
     nbest: int = 5  # hypotheses handed to the post-processor (when one is set)
     stream_tts: bool = True  # False: TTS waits for the whole answer (the classic cascade)
     min_clause_chars: int = 24  # shortest clause cut at a comma
+    first_clause_words: int = 4  # > 0: cut the first clause after this many words
     # Pause the LLM while the first clause is synthesised, so TTS has every core for the one
     # step that sets ttfa; later clauses overlap with generation (which outruns playback).
     first_clause_priority: bool = True
@@ -162,7 +163,7 @@ class CascadeSpeechLM:
         pieces: list[str] = []
         audio_parts: list[Audio] = []
         speak = self.tts is not None and request.want_audio
-        splitter = ClauseSplitter(self.config.min_clause_chars)
+        splitter = ClauseSplitter(self.config.min_clause_chars, self.config.first_clause_words)
         llm_may_run = threading.Event()
         llm_may_run.set()
 

@@ -9,12 +9,13 @@ client can fix.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import hmac
 import json
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
@@ -63,6 +64,21 @@ class Services:
     gate: FairGate
     turn: TurnDetector | None = None  # end-of-turn model for voice sessions
     sessions: int = 0  # open voice sessions
+    # seconds per stage of recent voice turns (vad, asr, ..., endpoint, ttfa after speech)
+    stage_seconds: dict[str, collections.deque[float]] = field(default_factory=dict)
+
+    def record(self, name: str, seconds: float) -> None:
+        self.stage_seconds.setdefault(name, collections.deque(maxlen=500)).append(seconds)
+
+    def stage_percentiles(self) -> dict[str, dict[str, float]]:
+        """p50 and p95 of each stage over the last 500 voice turns."""
+        out = {}
+        for name, values in sorted(self.stage_seconds.items()):
+            ordered = sorted(values)
+            n = len(ordered)
+            out[name] = {"p50": round(ordered[min(n - 1, n // 2)], 4),
+                         "p95": round(ordered[min(n - 1, int(0.95 * n))], 4), "turns": n}
+        return out
 
 
 def key_ok(settings: ServeSettings, authorization: str | None, query_key: str | None) -> bool:
@@ -212,7 +228,7 @@ def create_app(settings: ServeSettings | None = None,
     async def health(request: Request) -> dict[str, Any]:
         s: Services = request.app.state.services
         return {"status": "ok", "running": s.gate.running, "queued": s.gate.queued,
-                "sessions": s.sessions}
+                "sessions": s.sessions, "voice_stage_seconds": s.stage_percentiles()}
 
     app.include_router(openai_routes.router)
     app.include_router(realtime.router)

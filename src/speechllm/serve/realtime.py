@@ -142,13 +142,18 @@ class Turns:
         return events
 
     def peek(self) -> Audio | None:
-        """The turn's audio so far (from the onset), leaving the buffer as it is."""
+        """The turn's audio so far (from the onset), leaving the buffer as it is, padded
+        with silence as if `end_silence` had passed: the recogniser then gets what it
+        would get once the turn ends (the VAD trims both alike), not a clip cut short."""
         if not self.samples:
             return None
         joined = np.concatenate(self.samples)
         self.samples = [joined]  # one piece: cheap to peek again
         audio = joined[int(self.onset * RATE):]
-        return Audio(audio, RATE) if len(audio) else None
+        if not len(audio):
+            return None
+        pad = max(0.0, self.s.settings.end_silence - self.silence_run)
+        return Audio(np.concatenate([audio, np.zeros(int(pad * RATE), np.float32)]), RATE)
 
     def take(self) -> Audio | None:
         """The turn's audio (from the onset when the VAD found one), and a fresh buffer."""
@@ -252,6 +257,11 @@ async def _answer(ws: WebSocket, s: Services, session: Session, audio: Audio, ou
         extra_tts = await _speak(ws, s, s.tts, turn, answer.text)
     session.history = answer.history
     commit = max(out.released_at, started)
+    for span in answer.timings.spans:
+        s.record(span.name, span.end - span.start)
+    s.record("endpoint", commit - ended_at)
+    if answer.timings.ttfa is not None:  # from the end of the user's speech to the client
+        s.record("ttfa_after_speech", max(commit, started + answer.timings.ttfa) - ended_at)
     await _send(ws, "response.done", turn=turn, text=answer.text,
                 transcript=answer.transcript, timings=timings_json(answer.timings),
                 queue_wait=waited, endpoint_wait=commit - ended_at, tts_after=extra_tts,

@@ -27,7 +27,7 @@ class ServeSettings:
     # seconds of silence that end a turn whose transcript or sound says it is unfinished
     # ("What is the capital of ..."): the user is more likely to go on than to be done
     patient_silence: float = 1.5
-    turn_model: str = "smart-turn-v3.2"  # audio end-of-turn model for voice turns; "none"
+    turn_model: str = "none"  # audio end-of-turn model for voice turns ("smart-turn-v3.2")
     max_text_chars: int = 4096  # longest /v1/audio/speech input (OpenAI's cap)
 
     def __post_init__(self) -> None:
