@@ -11,7 +11,7 @@ from speechllm.errors import ModelError
 def test_every_embedded_model_is_ready():
     rows = {r.name: r for r in models.status()}
     assert set(rows) == {"whisper-base", "whisper-tiny.en", "qwen2.5-0.5b-instruct",
-                         "gemma-3-270m", "piper-joe", "silero-vad"}
+                         "gemma-3-270m", "piper-joe", "silero-vad", "smart-turn-v3.2"}
     for r in rows.values():
         assert r.status == "ready", r
         assert r.size and r.size > 1_000_000
@@ -30,6 +30,18 @@ def test_damaged_cache_is_detected_and_rebuilt(tmp_path, monkeypatch):
     assert models.status(["gemma-3-270m"])[0].status == "damaged"
     assert models.sha256_file(models.ensure("gemma-3-270m")) == models.spec("gemma-3-270m").sha256
     assert not list(tmp_path.glob("*.partial-*"))
+
+
+def test_smart_turn_without_its_wheel_says_how_to_fetch_it(tmp_path, monkeypatch):
+    """The model ships only in the pipecat-ai wheel, which `./dev setup` downloads: without
+    it the error names the command, and a damaged wheel is named too."""
+    monkeypatch.setenv("SPEECHLLM_HOME", str(tmp_path))
+    with pytest.raises(ModelError, match=r"pip download --no-deps pipecat-ai==1\.14\.0"):
+        models.ensure("smart-turn-v3.2")
+    (tmp_path / "wheels").mkdir()
+    (tmp_path / "wheels" / models.SMART_TURN_WHEEL).write_bytes(b"not a zip")
+    with pytest.raises(ModelError, match="cannot read the model"):
+        models.ensure("smart-turn-v3.2")
 
 
 def test_cache_dir_follows_environment(monkeypatch, tmp_path):
