@@ -36,3 +36,19 @@ def test_list_items_are_released_line_by_line():
 
 def test_markdown_is_not_read_aloud():
     assert speakable("**Bold** and `code`\n- item one\n1. first") == "Bold and code item one first"
+
+
+def test_the_first_clause_can_be_cut_after_a_few_words_and_only_the_first():
+    """TTS starts on the first four words instead of waiting for the first sentence; a
+    sentence that ends sooner is still cut at its end, and later clauses are whole."""
+    splitter = ClauseSplitter(24, first_words=4)
+    out: list[str] = []
+    for delta in ["The", " capital", " of", " France"]:  # the fourth word may go on
+        out += splitter.feed(delta)
+    assert out == []
+    for delta in [" is", " Paris.", " It", " is", " a", " large", " old", " city.", " "]:
+        out += splitter.feed(delta)
+    assert out == ["The capital of France", "is Paris.", "It is a large old city."]
+    short = ClauseSplitter(24, first_words=4)
+    assert list(short.feed("Yes. The capital of France is Paris. ")) == [
+        "Yes.", "The capital of France is Paris."]
