@@ -1016,7 +1016,7 @@ def serve(
                             "seconds.")] = 120.0,
     model_id: Annotated[str, typer.Option(help="Model id listed by /v1/models.")] = "speechllm",
     end_silence: Annotated[float, typer.Option(help="Seconds of silence that end a voice "
-                           "turn that sounds and reads finished.")] = 0.6,
+                           "turn that sounds and reads finished.")] = 0.9,
     speculate_after: Annotated[float, typer.Option(help="Seconds of silence after which a "
                                "voice turn's answer is prepared, unseen until the turn "
                                "ends (0: off).")] = 0.2,

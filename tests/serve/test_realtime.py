@@ -86,7 +86,7 @@ def test_a_spoken_turn_streams_transcript_text_audio_and_timings(server):
 
 
 def test_a_pause_inside_a_question_gets_one_answer_to_the_whole_question(server, voice):
-    """"Set a timer for ... ten minutes.": the 0.8 s pause is longer than the 0.6 s that ends
+    """"Set a timer for ... ten minutes.": the 1.1 s pause is longer than the 0.9 s that ends
     a finished turn, but the transcript ends on a word no turn ends on, so the answer prepared
     during the pause is thrown away unseen and the whole request is answered once."""
     from speechllm.audio import Audio
@@ -96,7 +96,7 @@ def test_a_pause_inside_a_question_gets_one_answer_to_the_whole_question(server,
     first = say(voice, "Set a timer for", pad=0.0)
     rest = say(voice, "ten minutes.", pad=0.0)
     x = Audio.concat([Audio.silence(0.5, first.sample_rate), first,
-                      Audio.silence(0.8, first.sample_rate), rest,
+                      Audio.silence(1.1, first.sample_rate), rest,
                       Audio.silence(2.5, first.sample_rate)]).resample(16000).samples
     data = (x * 32767).astype("<i2").tobytes()
 
@@ -131,7 +131,7 @@ def test_barge_in_cancels_the_reply_and_the_next_turn_is_answered(server):
                 "instructions": "Answer with a long, detailed story of at least ten "
                                 "sentences.", "max_tokens": 60}}))
             seen: list[dict] = []
-            sender = asyncio.create_task(send_realtime(ws, pcm16(0.5, 0.8), speed=4.0))
+            sender = asyncio.create_task(send_realtime(ws, pcm16(0.5, 1.2), speed=4.0))
             await until(ws, "response.text.delta", seen)  # the reply is under way
             await sender
             # the user talks over it
@@ -205,7 +205,7 @@ def test_a_session_that_dies_mid_reply_does_not_hurt_another(server):
         # session A speaks and vanishes while its answer is being produced
         a = await websockets.connect(server.ws_url, additional_headers=AUTH)
         await a.recv()
-        await send_realtime(a, pcm16(0.3, 0.8), speed=4.0)
+        await send_realtime(a, pcm16(0.3, 1.2), speed=4.0)
         await until(a, "input_audio_buffer.speech_stopped", [])
         a.transport.abort()  # no close handshake: a dropped connection
         async with websockets.connect(server.ws_url, additional_headers=AUTH) as b:

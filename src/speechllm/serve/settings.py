@@ -19,7 +19,10 @@ class ServeSettings:
     tts: str = "piper"  # speaks for /v1/audio/speech and for models that answer in text only
     voice: str | None = None
     vad_threshold: float = 0.5  # speech probability that starts a voice turn
-    end_silence: float = 0.6  # seconds of silence that end a voice turn that sounds finished
+    # seconds of silence that end a voice turn that sounds finished. The answer is prepared
+    # during the pause, so up to about 0.9 s this costs no time to first audio (measured in
+    # docs/realtime_latency.md) and stops answers to half-said requests that paused longer
+    end_silence: float = 0.9
     # A voice turn's answer starts being prepared (recognised, generated, the first clause
     # spoken into a buffer) after this much silence, and is sent once the turn ends; if the
     # user goes on speaking it is thrown away. 0 turns speculation off.
