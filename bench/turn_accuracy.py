@@ -78,14 +78,11 @@ def turns_heard(asr: FasterWhisperASR, vad: SileroVAD, audio: Audio, speculate: 
                 elif taken is not None:
                     heard.append(hear(asr, vad, taken))
                 pending = None
-        if speculate and turns.paused and pending is not None:
-            finished = not looks_unfinished(pending)
-            turns.needed = settings.end_silence if finished else settings.patient_silence
-            if finished and turns.silence_run >= settings.end_silence:
-                turns.in_speech = turns.paused = False
-                turns.take()
-                heard.append(pending)
-                pending = None
+        if speculate and turns.paused and pending is not None \
+                and turns.settle(not looks_unfinished(pending)):
+            turns.take()
+            heard.append(pending)
+            pending = None
     return [h for h in heard if h]
 
 

@@ -141,6 +141,18 @@ class Turns:
             self.samples, self.kept = [tail], len(tail)
         return events
 
+    def settle(self, finished: bool | None) -> bool:
+        """Apply the verdict on a paused turn (None: not known yet): it now needs
+        `end_silence` if finished, else `patient_silence`. True when that has passed: the
+        turn is over, its state reset as on "stopped"."""
+        settings = self.s.settings
+        self.needed = settings.end_silence if finished else settings.patient_silence
+        if finished and self.silence_run >= settings.end_silence:
+            self.in_speech = self.paused = False
+            self.speech_run = 0.0
+            return True
+        return False
+
     def peek(self) -> Audio | None:
         """The turn's audio so far (from the onset), leaving the buffer as it is, padded
         with silence as if `end_silence` had passed: the recogniser then gets what it
@@ -214,8 +226,6 @@ class Reply:
     task: asyncio.Task[None]
     out: Outbox
     turn: int
-    ended_at: float  # perf_counter when the user's speech ended (estimated for speculation)
-    started_at: float
     sounds_finished: float | None = None  # the end-of-turn model's probability
 
 
@@ -237,9 +247,7 @@ async def _answer(ws: WebSocket, s: Services, session: Session, audio: Audio, ou
             elif isinstance(event, AudioChunk) and session.want_audio:
                 spoke = True
                 await out.send("response.audio.delta", turn=turn,
-                               sample_rate=event.audio.sample_rate,
-                               delta=base64.b64encode(event.audio.to_pcm16()).decode(),
-                               text=event.text)
+                               **_audio_delta(event.audio, event.text))
             elif isinstance(event, ErrorEvent):
                 out.heard.set()  # nothing more will be heard: the turn may end on silence
                 await out.send("error", turn=turn, message=event.message, kind=event.kind)
@@ -271,9 +279,10 @@ async def _answer(ws: WebSocket, s: Services, session: Session, audio: Audio, ou
                 speculations_dropped=session.speculations_dropped)
 
 
-async def _send_audio(ws: WebSocket, turn: int, audio: Audio, text: str) -> None:
-    await _send(ws, "response.audio.delta", turn=turn, sample_rate=audio.sample_rate,
-                delta=base64.b64encode(audio.to_pcm16()).decode(), text=text)
+def _audio_delta(audio: Audio, text: str) -> dict[str, Any]:
+    """A `response.audio.delta` event's fields for one chunk of speech."""
+    return {"sample_rate": audio.sample_rate,
+            "delta": base64.b64encode(audio.to_pcm16()).decode(), "text": text}
 
 
 async def _speak(ws: WebSocket, s: Services, tts: TTS, turn: int, text: str) -> float:
@@ -282,7 +291,7 @@ async def _speak(ws: WebSocket, s: Services, tts: TTS, turn: int, text: str) -> 
     parts = iter(tts.stream(text))
     loop = asyncio.get_running_loop()
     while (part := await loop.run_in_executor(s.gate.pool, next, parts, None)) is not None:
-        await _send_audio(ws, turn, part, text)
+        await _send(ws, "response.audio.delta", turn=turn, **_audio_delta(part, text))
     return time.perf_counter() - start
 
 
@@ -328,7 +337,7 @@ async def realtime(ws: WebSocket) -> None:
         out = Outbox(ws, held)
         task = asyncio.create_task(_answer(ws, s, session, audio, out, turn, ended_at))
         task.add_done_callback(_log_failure)
-        return Reply(task, out, turn, ended_at, time.perf_counter())
+        return Reply(task, out, turn)
 
     async def judge(pending: Reply, audio: Audio) -> None:
         """The end-of-turn model's verdict on the paused turn (off the event loop)."""
@@ -363,11 +372,7 @@ async def realtime(ws: WebSocket) -> None:
         if reply is None or not reply.out.held:
             turns.needed = s.settings.end_silence  # nothing speculative to judge
             return
-        verdict = finished(reply)
-        turns.needed = s.settings.end_silence if verdict else s.settings.patient_silence
-        if verdict and turns.silence_run >= s.settings.end_silence:
-            turns.in_speech = turns.paused = False
-            turns.speech_run = 0.0
+        if turns.settle(finished(reply)):
             await end_turn()
 
     async def check_when_heard(pending: Reply) -> None:
