@@ -997,6 +997,16 @@ def _say_lines(model: Path, lines: Path, folder: Path, batch_size: int) -> None:
         raise typer.Exit(1)
 
 
+def _backchannels(given: str | None) -> tuple[str, ...]:
+    from speechllm.turn.barge_in import BACKCHANNELS
+    if given is None:
+        return BACKCHANNELS
+    phrases = tuple(p.strip() for p in given.split(",") if p.strip())
+    if not phrases:
+        raise typer.BadParameter("--backchannels needs at least one phrase")
+    return phrases
+
+
 @app.command()
 def serve(
     config: Annotated[Path | None, typer.Option("--config", help="JSON approach config "
@@ -1024,6 +1034,12 @@ def serve(
                                "turn that sounds or reads unfinished.")] = 1.5,
     turn_model: Annotated[str, typer.Option(help="End-of-turn model for voice turns, or "
                           "'none' (see docs/serving.md).")] = "none",
+    barge_in: Annotated[str, typer.Option(help="'words': only an interruption cancels an "
+                        "answer, not a backchannel, echo or an unclear word; 'vad': any "
+                        "speech does.")] = "words",
+    backchannels: Annotated[str | None, typer.Option(help="Comma-separated phrases that "
+                            "never cancel an answer (default: uh-huh, yeah, okay, ...).")
+                            ] = None,
     shutdown_grace: Annotated[int, typer.Option(min=0, help="On SIGTERM, seconds to let "
                               "answers in flight finish before they are cut.")] = 30,
 ) -> None:
@@ -1048,7 +1064,8 @@ def serve(
                                  max_audio_seconds=max_audio_seconds,
                                  idle_timeout=idle_timeout, end_silence=end_silence,
                                  speculate_after=speculate_after,
-                                 patient_silence=patient_silence, turn_model=turn_model)
+                                 patient_silence=patient_silence, turn_model=turn_model,
+                                 barge_in=barge_in, backchannels=_backchannels(backchannels))
     except (SpeechLLMError, ValueError) as exc:
         raise _fail(exc) from None
     err.print(f"speechllm serve: http://{host}:{port}/ (API under /v1, voice at /v1/realtime)"

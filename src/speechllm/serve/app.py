@@ -25,6 +25,7 @@ from speechllm.serve.gate import FairGate
 from speechllm.serve.settings import ServeSettings
 from speechllm.speechlm import SpeechLM
 from speechllm.tts.base import TTS
+from speechllm.turn.barge_in import BargeInJudge
 from speechllm.turn.base import TurnDetector
 
 fastapi = require("fastapi", "serve")
@@ -63,6 +64,7 @@ class Services:
     vad: Any  # SileroVAD, for voice sessions
     gate: FairGate
     turn: TurnDetector | None = None  # end-of-turn model for voice sessions
+    judge: BargeInJudge | None = None  # tells interruptions from backchannels and echo
     sessions: int = 0  # open voice sessions
     # seconds per stage of recent voice turns (vad, asr, ..., endpoint, ttfa after speech)
     stage_seconds: dict[str, collections.deque[float]] = field(default_factory=dict)
@@ -105,7 +107,14 @@ def load_services(settings: ServeSettings) -> Services:
     if settings.turn_model != "none":
         from speechllm.turn.smart_turn import SmartTurn
         turn = SmartTurn(settings.turn_model)
-    return Services(settings, model, tts, SileroVAD(), FairGate(settings.workers), turn)
+    judge = None
+    if settings.barge_in == "words":
+        asr = getattr(model, "asr", None)  # a cascade's recogniser serves the judge too
+        if asr is None:
+            from speechllm.asr.faster_whisper import FasterWhisperASR
+            asr = FasterWhisperASR("whisper-base")
+        judge = BargeInJudge(asr, settings.backchannels)
+    return Services(settings, model, tts, SileroVAD(), FairGate(settings.workers), turn, judge)
 
 
 class UploadCap:

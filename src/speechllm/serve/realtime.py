@@ -13,6 +13,13 @@ held buffer. The turn ends after `end_silence` when it sounds and reads finished
 ("What is the capital of ..."); the held events are then sent and the answer goes on live. If
 the user speaks again first, the held answer is thrown away unseen: the assistant never
 answers a fragment, and a finished turn's answer is already well under way when it ends.
+
+Barge-in: speech heard while the assistant answers (or its audio still plays) is transcribed
+by the server's `BargeInJudge` before it counts. Only an interruption ("wait, stop", a new
+question) cancels the answer and becomes the user's next turn; a backchannel ("uh-huh"), the
+assistant's own voice coming back through the microphone, or an unclear word is reported as
+`input_audio_buffer.speech_ignored` and the answer goes on. `speech_started` is sent only for
+speech that is a turn, so clients that stop playback on it (as OpenAI's do) need no change.
 """
 
 from __future__ import annotations
@@ -44,6 +51,8 @@ from speechllm.speechlm import (
     TranscriptEvent,
 )
 from speechllm.tts.base import TTS
+from speechllm.turn.barge_in import Verdict
+from speechllm.turn.echo import EchoPath
 from speechllm.turn.text import looks_unfinished
 
 router = APIRouter()
@@ -52,6 +61,17 @@ RATE = 16000  # the VAD's and the models' rate
 WINDOW = 512 / RATE  # one VAD decision per 32 ms
 PREROLL = 0.3  # seconds kept before the detected onset, so the first syllable is not cut
 MIN_SPEECH = 0.1  # seconds of speech before a turn counts as started (and barges in)
+# Speech over the answer is judged at its first pause, or once it has gone on this long
+# without one: long enough for "wait, stop" to be words, short enough to stop promptly.
+JUDGE_AFTER = 0.6
+# Seconds after the estimated end of the answer's playback during which speech is still
+# judged: the client's buffers and the room's echo lag the server's clock.
+ECHO_TAIL = 0.5
+# A clip whose energy the answer's audio explains this well has its echo's path fitted (the
+# playback's delay and level), and the stream loses the echo from then on. Refitted on each
+# such clip: a client's playback that stalls shifts the delay.
+ECHO_PATH_SHARE = 0.5
+MAX_ECHO_REFERENCE = 120.0  # seconds of an answer's audio kept to recognise its echo
 # Smart Turn's probability below which a paused turn waits `patient_silence`. Not its own
 # 0.5: on synthetic speech it swings across 0.5 with 0.1 s more or less trailing silence
 # (0.43 to 0.92 on one espeak question), so only a confident "unfinished" holds the turn.
@@ -87,6 +107,10 @@ class Turns:
         self.onset = 0.0  # seconds into the buffer where speech began
         self.paused = False  # `speculate_after` of silence has passed inside the turn
         self.needed = services.settings.end_silence  # silence that ends the turn now
+        self.speech_seconds = 0.0  # speech heard in this turn
+        self.hold = False  # keep the whole buffer between turns (speech awaiting a verdict)
+        self.received = 0  # samples heard since the session began
+        self.echo: tuple[EchoPath, Outbox] | None = None  # the answer's echo, once fitted
         self.resampler: Any = None
 
     def to_16k(self, pcm: np.ndarray) -> np.ndarray:
@@ -102,6 +126,10 @@ class Turns:
         """Add 16 kHz samples; the VAD events they cause: "started" (a turn began), "paused"
         (`speculate_after` of silence inside a turn), "resumed" (speech again after a pause)
         and "stopped" (the turn is over: `needed` seconds of silence, or the turn cap)."""
+        if self.echo is not None:
+            path, out = self.echo
+            pcm = path.cancel(pcm, self.received, out.reference())
+        self.received += len(pcm)
         self.samples.append(pcm)
         self.kept += len(pcm)
         if not self.session.server_vad:
@@ -114,6 +142,7 @@ class Turns:
                     else 0.0
                 if self.speech_run >= MIN_SPEECH:
                     self.in_speech, self.silence_run, self.paused = True, 0.0, False
+                    self.speech_seconds = self.speech_run
                     self.needed = settings.end_silence
                     self.onset = max(0.0, self.kept / RATE - self.speech_run - PREROLL)
                     events.append("started")
@@ -121,6 +150,7 @@ class Turns:
             if p < settings.vad_threshold - 0.15:
                 self.silence_run += WINDOW
             elif p >= settings.vad_threshold:  # speech again (between the two: undecided)
+                self.speech_seconds += WINDOW
                 if self.paused:
                     events.append("resumed")
                 self.silence_run, self.paused = 0.0, False
@@ -135,7 +165,7 @@ class Turns:
                 events.append("stopped")
                 self.in_speech, self.paused = False, False
                 self.speech_run = 0.0
-        if not self.in_speech and not events and self.kept > RATE * 2:
+        if not self.in_speech and not events and not self.hold and self.kept > RATE * 2:
             # between turns keep only the last second (the pre-roll needs a little)
             tail = np.concatenate(self.samples)[-RATE:]
             self.samples, self.kept = [tail], len(tail)
@@ -166,6 +196,12 @@ class Turns:
             return None
         pad = max(0.0, self.s.settings.end_silence - self.silence_run)
         return Audio(np.concatenate([audio, np.zeros(int(pad * RATE), np.float32)]), RATE)
+
+    def since(self, start: float) -> Audio:
+        """The buffer's audio from `start` seconds in, as it is."""
+        joined = np.concatenate(self.samples) if self.samples else np.zeros(0, np.float32)
+        self.samples = [joined]
+        return Audio(joined[int(max(0.0, start) * RATE):], RATE)
 
     def take(self) -> Audio | None:
         """The turn's audio (from the onset when the VAD found one), and a fresh buffer."""
@@ -198,6 +234,11 @@ class Outbox:
         self.released_at = time.perf_counter()  # when the client started getting events
         self.transcript: str | None = None  # what the reply heard, once it has
         self.heard = asyncio.Event()
+        self.said: list[str] = []  # the text of the audio sent or held, clause by clause
+        self.spoken: list[np.ndarray] = []  # that audio, at 16 kHz (the echo reference)
+        self._reference: np.ndarray | None = None
+        self.held_seconds = 0.0  # audio waiting in the buffer
+        self.playing_until = 0.0  # when the client will have played what it was sent
         if not held:
             self.released.set()
 
@@ -210,7 +251,29 @@ class Outbox:
         else:
             await _send(self.ws, event_type, **data)
 
+    async def send_audio(self, turn: int, audio: Audio, text: str) -> None:
+        """Send (or hold) a chunk of the answer's speech, noting what it says and how long
+        the client will take to play it: speech heard meanwhile may be its echo."""
+        if not self.said or self.said[-1] != text:
+            self.said.append(text)
+        if sum(map(len, self.spoken)) < MAX_ECHO_REFERENCE * RATE:
+            self.spoken.append(audio.resample(RATE).samples)
+            self._reference = None
+        if self.held:
+            self.held_seconds += audio.duration
+        else:
+            self.playing_until = max(self.playing_until, time.perf_counter()) + audio.duration
+        await self.send("response.audio.delta", turn=turn, **_audio_delta(audio, text))
+
+    def reference(self) -> np.ndarray:
+        """All the answer's audio so far, at 16 kHz, in one array."""
+        if self._reference is None:
+            self._reference = (np.concatenate(self.spoken) if self.spoken
+                               else np.zeros(0, np.float32))
+        return self._reference
+
     async def release(self) -> None:
+        self.playing_until = time.perf_counter() + self.held_seconds
         while self.buffer:  # events may arrive while earlier ones are sent
             event_type, data = self.buffer.pop(0)
             await _send(self.ws, event_type, **data)
@@ -227,6 +290,19 @@ class Reply:
     out: Outbox
     turn: int
     sounds_finished: float | None = None  # the end-of-turn model's probability
+
+
+@dataclass
+class Overlap:
+    """Speech heard over the assistant's answer, not yet known to be an interruption."""
+
+    start: float  # seconds into the turn buffer where it began
+    judged_at: float  # seconds into the buffer up to which it has been judged
+    judged_speech: float = 0.0  # the turn's speech seconds when last judged
+    clip_start: float = 0.0  # where the clip being judged starts in the buffer
+    clip_first: int = 0  # the stream's sample number of the clip's first sample
+    judging: asyncio.Task[None] | None = None
+    ended: bool = False  # the VAD heard it stop
 
 
 async def _answer(ws: WebSocket, s: Services, session: Session, audio: Audio, out: Outbox,
@@ -246,8 +322,7 @@ async def _answer(ws: WebSocket, s: Services, session: Session, audio: Audio, ou
                 await out.send("response.text.delta", turn=turn, delta=event.text)
             elif isinstance(event, AudioChunk) and session.want_audio:
                 spoke = True
-                await out.send("response.audio.delta", turn=turn,
-                               **_audio_delta(event.audio, event.text))
+                await out.send_audio(turn, event.audio, event.text)
             elif isinstance(event, ErrorEvent):
                 out.heard.set()  # nothing more will be heard: the turn may end on silence
                 await out.send("error", turn=turn, message=event.message, kind=event.kind)
@@ -262,7 +337,7 @@ async def _answer(ws: WebSocket, s: Services, session: Session, audio: Audio, ou
     answer = done.response
     extra_tts = 0.0
     if session.want_audio and not spoke and s.tts is not None and answer.text.strip():
-        extra_tts = await _speak(ws, s, s.tts, turn, answer.text)
+        extra_tts = await _speak(out, s, s.tts, turn, answer.text)
     session.history = answer.history
     commit = max(out.released_at, started)
     for span in answer.timings.spans:
@@ -285,13 +360,13 @@ def _audio_delta(audio: Audio, text: str) -> dict[str, Any]:
             "delta": base64.b64encode(audio.to_pcm16()).decode(), "text": text}
 
 
-async def _speak(ws: WebSocket, s: Services, tts: TTS, turn: int, text: str) -> float:
+async def _speak(out: Outbox, s: Services, tts: TTS, turn: int, text: str) -> float:
     """The server's TTS for models that answer in text; returns the seconds it took."""
     start = time.perf_counter()
     parts = iter(tts.stream(text))
     loop = asyncio.get_running_loop()
     while (part := await loop.run_in_executor(s.gate.pool, next, parts, None)) is not None:
-        await _send(ws, "response.audio.delta", turn=turn, **_audio_delta(part, text))
+        await out.send_audio(turn, part, text)
     return time.perf_counter() - start
 
 
@@ -306,6 +381,7 @@ async def realtime(ws: WebSocket) -> None:
     turns = Turns(s, session)
     s.sessions += 1
     reply: Reply | None = None
+    overlap: Overlap | None = None
     watchers: set[asyncio.Task[None]] = set()
     idle = s.settings.idle_timeout
     loop = asyncio.get_running_loop()
@@ -328,10 +404,82 @@ async def realtime(ws: WebSocket) -> None:
             await _send(ws, "response.cancelled", turn=reply.turn, reason=reason)
         reply = None
 
+    def assistant_speaking() -> bool:
+        """Whether the answer is under way, or its audio may still be playing."""
+        if s.judge is None or reply is None or reply.out.held:
+            return False
+        return not reply.task.done() or time.perf_counter() < reply.out.playing_until + ECHO_TAIL
+
+    def watch(task: asyncio.Task[None]) -> None:
+        watchers.add(task)
+        task.add_done_callback(watchers.discard)
+        task.add_done_callback(_log_failure)
+
+    def judge_if_due(at_pause: bool) -> None:
+        """Judge the overlapping speech heard since the last verdict, at a pause or once
+        `JUDGE_AFTER` of it has built up; drop it once it has ended and all was ignored."""
+        nonlocal overlap
+        ov = overlap
+        if ov is None or ov.judging is not None:
+            return
+        unjudged = turns.speech_seconds - ov.judged_speech
+        if ov.ended and unjudged < MIN_SPEECH:
+            turns.hold = False
+            turns.take()  # nothing in it was a turn
+            overlap = None
+            return
+        if unjudged >= JUDGE_AFTER or ((at_pause or ov.ended) and unjudged >= MIN_SPEECH):
+            ov.clip_start = max(ov.start, ov.judged_at - PREROLL)
+            ov.clip_first = turns.received - turns.kept + int(ov.clip_start * RATE)
+            audio = turns.since(ov.clip_start)
+            ov.judged_at, ov.judged_speech = turns.kept / RATE, turns.speech_seconds
+            ov.judging = asyncio.create_task(verdict_on(ov, audio))
+            watch(ov.judging)
+
+    async def verdict_on(ov: Overlap, audio: Audio) -> None:
+        nonlocal overlap
+        assert s.judge is not None
+        said, spoken, out = "", None, reply.out if reply is not None else None
+        if out is not None:
+            said = " ".join(out.said)
+            if out.spoken:
+                spoken = Audio(out.reference(), RATE)
+        try:
+            verdict = await loop.run_in_executor(s.gate.pool, s.judge.judge, audio, said,
+                                                 spoken)
+        except Exception as exc:  # no verdict: better to stop talking than to talk over
+            log.warning("barge-in judge failed: %r", exc)
+            verdict = Verdict("interruption", "")
+        ov.judging = None
+        share = round(verdict.echo.share, 3) if verdict.echo else None
+        if overlap is not ov:
+            return
+        fit = verdict.echo
+        if fit is not None and fit.share >= ECHO_PATH_SHARE and out is not None \
+                and not verdict.interrupts:
+            # the echo's path is known: take it out of the stream from now on
+            turns.echo = (EchoPath(ov.clip_first - fit.offset, fit.gain), out)
+        if verdict.interrupts:
+            overlap, turns.hold = None, False
+            turns.echo = None  # the client stops playing: no more echo to take out
+            turns.onset = max(turns.onset, ov.clip_start)  # the turn leaves out ignored echo
+            await _send(ws, "input_audio_buffer.speech_started", barge_in=verdict.transcript,
+                        echo_share=share)
+            await cancel_reply("barge-in")
+            if ov.ended:  # the interruption is already over: it is the user's turn
+                await end_turn()
+            elif turns.paused:
+                await speculate()
+            return
+        await _send(ws, "input_audio_buffer.speech_ignored", reason=verdict.kind,
+                    transcript=verdict.transcript, echo_share=share)
+        judge_if_due(at_pause=turns.paused)
+
     def start_reply(audio: Audio | None, ended_at: float, held: bool) -> Reply | None:
         if audio is None or audio.duration < MIN_SPEECH:
             return None
         turn = session.turns + 1
+        turns.echo = None  # a new answer: the old one's echo path no longer holds
         if not held:
             session.turns = turn
         out = Outbox(ws, held)
@@ -365,9 +513,21 @@ async def realtime(ws: WebSocket) -> None:
         silence = turns.silence_run
         reply = start_reply(turns.take(), time.perf_counter() - silence, held=False)
 
+    async def speculate() -> None:
+        """Start the paused turn's answer, held until the turn is known to be over."""
+        nonlocal reply
+        if reply is not None and reply.out.held:
+            return
+        await cancel_reply("new turn")
+        audio = turns.peek()
+        reply = start_reply(audio, time.perf_counter() - turns.silence_run, held=True)
+        if reply is not None and audio is not None:
+            await judge(reply, audio)
+            watch(asyncio.create_task(check_when_heard(reply)))
+
     async def check_end() -> None:
         """End a paused turn on `end_silence` once it is known to be finished."""
-        if not turns.paused:
+        if not turns.paused or overlap is not None:
             return
         if reply is None or not reply.out.held:
             turns.needed = s.settings.end_silence  # nothing speculative to judge
@@ -407,6 +567,16 @@ async def realtime(ws: WebSocket) -> None:
                     continue
                 pcm = np.frombuffer(data, "<i2").astype(np.float32) / 32768.0
                 for event in turns.feed(turns.to_16k(pcm)):
+                    if overlap is not None:  # speech over the answer: its verdict decides
+                        overlap.ended = event == "stopped" or (overlap.ended
+                                                               and event != "started")
+                        if event in ("paused", "stopped"):
+                            judge_if_due(at_pause=True)
+                        continue
+                    if event == "started" and assistant_speaking():
+                        overlap = Overlap(turns.onset, turns.onset)
+                        turns.hold = True
+                        continue
                     if event == "started":  # the client stops playback at once
                         await _send(ws, "input_audio_buffer.speech_started")
                         await cancel_reply("barge-in")
@@ -415,18 +585,10 @@ async def realtime(ws: WebSocket) -> None:
                             await cancel_reply("resumed")
                             session.speculations_dropped += 1
                     elif event == "paused" and s.settings.speculate_after > 0:
-                        if reply is None or not reply.out.held:
-                            await cancel_reply("new turn")
-                            audio = turns.peek()
-                            reply = start_reply(audio, time.perf_counter() - turns.silence_run,
-                                                held=True)
-                            if reply is not None and audio is not None:
-                                await judge(reply, audio)
-                                watcher = asyncio.create_task(check_when_heard(reply))
-                                watchers.add(watcher)
-                                watcher.add_done_callback(watchers.discard)
+                        await speculate()
                     elif event == "stopped":
                         await end_turn()
+                judge_if_due(at_pause=False)
                 await check_end()
                 continue
             try:
@@ -451,6 +613,7 @@ async def realtime(ws: WebSocket) -> None:
                 reply = start_reply(turns.take(), time.perf_counter(), held=False)
             elif kind == "input_audio_buffer.clear":
                 turns.clear()
+                overlap, turns.hold = None, False
             elif kind == "response.cancel":
                 await cancel_reply("client")
             else:

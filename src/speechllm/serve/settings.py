@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from speechllm.turn.barge_in import BACKCHANNELS
+
 
 @dataclass(frozen=True)
 class ServeSettings:
@@ -31,6 +33,12 @@ class ServeSettings:
     # ("What is the capital of ..."): the user is more likely to go on than to be done
     patient_silence: float = 1.5
     turn_model: str = "none"  # audio end-of-turn model for voice turns ("smart-turn-v3.2")
+    # What user speech does while the assistant answers. "words": it is transcribed, and only
+    # an interruption cancels the answer; backchannels ("uh-huh", "yeah"), the assistant's own
+    # voice coming back and unclear single words do not (speechllm.turn.barge_in). "vad": any
+    # speech cancels at once.
+    barge_in: str = "words"
+    backchannels: tuple[str, ...] = BACKCHANNELS  # phrases that never cancel ("words" only)
     max_text_chars: int = 4096  # longest /v1/audio/speech input (OpenAI's cap)
 
     def __post_init__(self) -> None:
@@ -38,6 +46,8 @@ class ServeSettings:
                      "end_silence", "max_text_chars", "patient_silence"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.barge_in not in ("words", "vad"):
+            raise ValueError(f"barge_in must be 'words' or 'vad', got {self.barge_in!r}")
         if not 0.0 < self.vad_threshold < 1.0:
             raise ValueError(f"vad_threshold must be in (0, 1), got {self.vad_threshold}")
         if not 0.0 <= self.speculate_after < self.end_silence <= self.patient_silence:

@@ -1,0 +1,225 @@
+"""Barge-in on synthetic sessions: do backchannels, interruptions and echo do what they should?
+
+Each session asks a spoken question through `/v1/realtime` and, while the long answer plays,
+says one probe: a backchannel ("uh-huh", "yeah okay") that must not stop the answer, or an
+interruption ("wait, stop", a new question) that must. The client plays the answer in real
+time and mixes it back into its microphone at `--echo-db` (the page without headphones), so
+every probe is heard over the assistant's own voice; echo-only sessions say nothing at all.
+The client stops playback on `input_audio_buffer.speech_started`, as OpenAI's clients do.
+
+Reported: how many backchannels wrongly stopped the answer, how many interruptions failed
+to, how many echo-only sessions were stopped, and the time from the probe's first sample to
+the server's `speech_started` (the moment a client stops talking). Voices split into a
+development set (tuned on) and a held-out set (reported, never tuned on).
+
+    .venv/bin/python bench/barge_in.py --json-out /tmp/barge.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import collections
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from pause_set import PAIRS, speak, trimmed
+
+from speechllm.audio import Audio
+
+RATE = 16000
+TICK = 1600  # 100 ms of microphone per message
+BACKCHANNELS = ["uh-huh", "yeah", "okay", "right", "sure", "I see", "got it", "yeah, okay",
+                "oh, okay", "alright"]
+INTERRUPTIONS = ["wait, stop", "hold on", "stop", "no, that's wrong", "what about Spain?",
+                 "can you say that again?", "tell me about Germany instead",
+                 "sorry, I meant London", "that's enough, thank you", "how far is it?"]
+DEV_VOICES = ["piper", "espeak:en-gb", "espeak:en-us+f3"]
+HELD_OUT_VOICES = ["espeak:en-029", "espeak:en-gb-scotland"]
+INSTRUCTIONS = "Answer in at least eight full sentences, with many details."
+
+
+def pcm16(x: np.ndarray) -> bytes:
+    return bytes((np.clip(x, -1, 1) * 32767).astype("<i2").tobytes())
+
+
+async def session(url: str, question: np.ndarray, probe: np.ndarray | None, echo: float,
+                  probe_after: float, tail: float) -> dict[str, Any]:
+    """One conversation; the times (perf_counter) of the probe and the events that matter."""
+    import websockets
+
+    playback: collections.deque[np.ndarray] = collections.deque()
+    first_audio: list[float] = []
+    events: list[tuple[float, dict[str, Any]]] = []
+    done = asyncio.Event()
+
+    async with websockets.connect(url, max_size=None) as ws:
+        await ws.recv()
+        await ws.send(json.dumps({"type": "session.update", "session": {
+            "instructions": INSTRUCTIONS, "max_tokens": 90}}))
+
+        async def receive() -> None:
+            async for raw in ws:
+                m = json.loads(raw)
+                now = time.perf_counter()
+                if m["type"] == "response.audio.delta":
+                    pcm = np.frombuffer(base64.b64decode(m["delta"]), "<i2") / 32768.0
+                    audio = Audio(pcm.astype(np.float32), m["sample_rate"]).resample(RATE)
+                    playback.append(audio.samples)
+                    if not first_audio:
+                        first_audio.append(now)
+                    continue
+                events.append((now, {k: v for k, v in m.items() if k != "delta"}))
+                if m["type"] == "input_audio_buffer.speech_started" and first_audio:
+                    playback.clear()  # the user barged in: stop playing
+                if m["type"] in ("response.done", "response.cancelled"):
+                    done.set()
+
+        receiver = asyncio.create_task(receive())
+        mic = np.concatenate([np.zeros(int(0.3 * RATE), np.float32), question,
+                              np.zeros(int(1.2 * RATE), np.float32)])
+        probe_at: float | None = None
+        pending = np.zeros(0, np.float32)  # what is playing now
+        start = time.perf_counter()
+        tick = 0
+        while True:
+            now = time.perf_counter()
+            if probe is not None and probe_at is None and first_audio \
+                    and now >= first_audio[0] + probe_after:
+                probe_at = now
+                mic = np.concatenate([mic[tick * TICK:], probe])  # say it from this tick on
+                tick, start = 0, now
+            chunk = np.zeros(TICK, np.float32)
+            piece = mic[tick * TICK:(tick + 1) * TICK]
+            chunk[:len(piece)] += piece
+            if first_audio:  # the loudspeaker into the microphone
+                while len(pending) < TICK and playback:
+                    pending = np.concatenate([pending, playback.popleft()])
+                played, pending = pending[:TICK], pending[TICK:]
+                chunk[:len(played)] += echo * played
+            await ws.send(pcm16(chunk))
+            tick += 1
+            said_all = tick * TICK >= len(mic)
+            if probe is not None and probe_at is not None and said_all \
+                    and now >= probe_at + len(probe) / RATE + tail:
+                break
+            if probe is None and done.is_set() and not playback and not len(pending) \
+                    and said_all:
+                break
+            if now - start > 120:
+                break
+            await asyncio.sleep(max(0.0, start + tick * 0.1 - time.perf_counter()))
+        await asyncio.sleep(0.3)
+        receiver.cancel()
+    return {"probe_at": probe_at, "events": events}
+
+
+def outcome(result: dict[str, Any]) -> dict[str, Any]:
+    """Whether the answer was stopped after the probe began, how fast, and what was judged."""
+    probe_at = result["probe_at"] or 0.0
+    started = [t for t, m in result["events"]
+               if m["type"] == "input_audio_buffer.speech_started" and t >= probe_at]
+    stopped = [t for t, m in result["events"] if m["type"] == "response.cancelled"]
+    ignored = [(m["reason"], m["transcript"], m.get("echo_share")) for _, m in result["events"]
+               if m["type"] == "input_audio_buffer.speech_ignored"]
+    heard = [(m.get("barge_in", ""), m.get("echo_share")) for _, m in result["events"]
+             if m["type"] == "input_audio_buffer.speech_started" and "barge_in" in m]
+    return {"stopped": bool(started), "cancelled_running": bool(stopped),
+            "latency": started[0] - probe_at if started and result["probe_at"] else None,
+            "ignored": ignored, "heard": heard}
+
+
+def start_server(args: argparse.Namespace) -> tuple[subprocess.Popen[bytes], str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    exe = Path(sys.executable).parent / "speechllm"
+    log = open(Path(tempfile.gettempdir()) / f"barge-serve-{port}.log", "w")  # noqa: SIM115
+    process = subprocess.Popen([str(exe), "serve", "--port", str(port), *args.serve_args],
+                               stdout=log, stderr=subprocess.STDOUT)
+    for _ in range(300):
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+            return process, f"ws://127.0.0.1:{port}/v1/realtime"
+        except OSError:
+            time.sleep(0.5)
+    process.kill()
+    raise SystemExit(f"server did not start; see {log.name}")
+
+
+def summary(rows: list[dict[str, Any]], kind: str, split: str) -> str:
+    sel = [r for r in rows if r["kind"] == kind and r["split"] == split]
+    if not sel:
+        return ""
+    stopped = sum(r["stopped"] for r in sel)
+    lat = [r["latency"] for r in sel if r["latency"] is not None]
+    lat_text = (f"; time to stop: median {statistics.median(lat) * 1000:.0f} ms, "
+                f"max {max(lat) * 1000:.0f} ms") if lat else ""
+    return f"{kind:13} {split:8} stopped {stopped}/{len(sel)}{lat_text}"
+
+
+def main() -> None:
+    from speechllm.tts.piper import PiperOptions, PiperTTS
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--echo-db", type=float, default=-10.0,
+                        help="level of the assistant's audio mixed into the microphone")
+    parser.add_argument("--probe-after", type=float, default=1.5,
+                        help="seconds into the answer's playback at which the probe starts")
+    parser.add_argument("--echo-sessions", type=int, default=10)
+    parser.add_argument("--splits", default="dev,held-out")
+    parser.add_argument("--json-out", type=Path)
+    parser.add_argument("serve_args", nargs="*", help="extra `speechllm serve` arguments")
+    args = parser.parse_args()
+    echo = 10 ** (args.echo_db / 20)
+    piper = PiperTTS(options=PiperOptions(noise_scale=0.0, noise_w_scale=0.0))
+    questions = [trimmed(speak("piper", f"{a} {b}", piper)).samples for a, b in PAIRS]
+    plan: list[tuple[str, str, str, str]] = []  # kind, split, voice, text
+    for split, voices in (("dev", DEV_VOICES), ("held-out", HELD_OUT_VOICES)):
+        if split not in args.splits.split(","):
+            continue
+        for voice in voices:
+            plan += [("backchannel", split, voice, t) for t in BACKCHANNELS]
+            plan += [("interruption", split, voice, t) for t in INTERRUPTIONS]
+    plan += [("echo only", "-", "-", "")] * args.echo_sessions
+    process, url = start_server(args)
+    rows: list[dict[str, Any]] = []
+    try:
+        for n, (kind, split, voice, text) in enumerate(plan):
+            probe = trimmed(speak(voice, text, piper)).samples if text else None
+            result = asyncio.run(session(url, questions[n % len(questions)], probe, echo,
+                                         args.probe_after, tail=3.0))
+            row = {"kind": kind, "split": split, "voice": voice, "text": text,
+                   **outcome(result)}
+            rows.append(row)
+            print(f"{n + 1:3}/{len(plan)} {kind:12} {voice:22} {text!r:32} "
+                  f"stopped={row['stopped']} latency={row['latency']} "
+                  f"ignored={row['ignored']} heard={row['heard']}", flush=True)
+    finally:
+        process.terminate()
+        process.wait(60)
+    print(f"\necho at {args.echo_db:g} dB, probe {args.probe_after:g} s into the answer")
+    for kind in ("backchannel", "interruption", "echo only"):
+        for split in ("dev", "held-out", "-"):
+            if line := summary(rows, kind, split):
+                print(line)
+    if args.json_out:
+        args.json_out.write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    main()

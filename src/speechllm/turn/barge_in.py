@@ -1,0 +1,144 @@
+"""While the assistant speaks: is the user interrupting, or only saying "uh-huh"?
+
+A voice-activity detector hears speech and nothing more, so an assistant that stops at any
+sound stops for "yeah", "mm-hm" and, with the microphone near the loudspeaker, for its own
+voice. The judge transcribes the speech heard over the answer (a short encoder window: a
+fraction of a full Whisper pass) and decides:
+
+- "backchannel": every word is a listener's acknowledgement ("uh-huh", "yeah okay");
+- "echo": the sound is a scaled copy of the answer's own audio (speechllm.turn.echo; no
+  transcription needed), or the words are a run of what the assistant just said (its voice
+  coming back through the microphone);
+- "unclear": nothing, or a single word that is not a call to stop ("them", "damn": what
+  Whisper makes of a hum or a cough as often as of a word);
+- "interruption": anything else ("wait, stop", "no", a new question).
+
+Only an interruption cancels the answer. This is the way Pipecat's and LiveKit's word-count
+interruption strategies work, with the two common false alarms named rather than counted.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from speechllm.asr.base import ASR, ASROptions
+from speechllm.audio import Audio
+from speechllm.turn.echo import EchoFit, remove_echo
+
+Kind = Literal["interruption", "backchannel", "echo", "unclear"]
+
+# Listener's acknowledgements, as Whisper tends to spell them. Kept to sounds and words that do
+# not start a request: "no", "wait", "what" and "really" are not here, they often do.
+BACKCHANNELS = (
+    "uh-huh", "uh huh", "mm-hm", "mm-hmm", "mhm", "mhmm", "mmhm", "mmhmm", "mm", "mmm", "hmm",
+    "hm", "um", "uh", "ah",
+    "oh", "yeah", "yes", "yep", "yup", "okay", "ok", "right", "alright", "all right", "sure",
+    "i see", "got it", "cool", "nice", "great", "good", "wow", "exactly", "indeed", "true",
+    "fine", "gotcha", "makes sense", "go on", "go ahead",
+)
+# Of the words heard, the share that must follow what the assistant said, in its order, for
+# them to be its own voice. A new question often repeats some of the answer's words ("what is
+# the capital of Spain?" over "the capital of France is Paris": 3 of 6), an echo repeats
+# nearly all of them.
+ECHO_SHARE = 0.7
+# Words that interrupt when said alone; any other lone word is "unclear" and the answer goes
+# on (a user who means it goes on talking, and is judged again).
+STOP_WORDS = frozenset((
+    "stop", "wait", "no", "nope", "pause", "enough", "quiet", "cancel", "hey", "hello", "sorry",
+    "excuse", "hold", "why", "what", "how", "who", "where", "when", "which", "repeat", "again",
+))
+# Share of the heard clip's energy that the answer's own audio explains above which the clip is
+# echo alone: pure echo scores about 1, a user over a 10 dB quieter echo about 0.2. Below it
+# the echo is subtracted and the rest transcribed, so a user is heard over it.
+ECHO_ENERGY = 0.9
+# Below this share the clip is taken to hold no echo worth removing: the best fit of the
+# answer to a user's own words explains a few per cent by chance, and removing it would add
+# a stretch of the answer instead.
+ECHO_PRESENT = 0.3
+_WORD = re.compile(r"[a-z0-9']+")
+
+
+def words(text: str) -> list[str]:
+    """Lower-case words; hyphens split ("mm-hm" -> "mm", "hm")."""
+    return _WORD.findall(text.lower().replace("-", " "))
+
+
+def unrepeated(heard: list[str]) -> list[str]:
+    """One copy of a phrase Whisper repeated ("wait stop wait stop" -> "wait stop"): on
+    short clips it often says what it heard several times."""
+    for period in range(1, len(heard) // 2 + 1):
+        if all(heard[i] == heard[i - period] for i in range(period, len(heard))):
+            return heard[:period]
+    return heard
+
+
+@dataclass(frozen=True)
+class Verdict:
+    kind: Kind
+    transcript: str
+    echo: EchoFit | None = None  # how the answer's audio fitted the clip, when it was given
+
+    @property
+    def interrupts(self) -> bool:
+        return self.kind == "interruption"
+
+
+class BargeInJudge:
+    """Decides what speech heard over the assistant's answer is (see the module's text).
+
+    `asr` is shared with the served model when it has one; `window_seconds` fits Whisper's
+    encoder to short clips (longer clips get a full pass)."""
+
+    def __init__(self, asr: ASR, backchannels: Iterable[str] = BACKCHANNELS,
+                 language: str | None = "en", window_seconds: float = 4.0) -> None:
+        self.asr = asr
+        self.phrases = {tuple(words(p)) for p in backchannels if words(p)}
+        self.longest = max((len(p) for p in self.phrases), default=0)
+        self.options = ASROptions(language=language, window_seconds=window_seconds)
+
+    def is_backchannel(self, heard: list[str]) -> bool:
+        """Whether `heard` splits entirely into backchannel phrases ("oh okay yeah")."""
+        can_end = [True] + [False] * len(heard)  # can_end[i]: heard[:i] splits
+        for i in range(1, len(heard) + 1):
+            can_end[i] = any(can_end[i - n] and tuple(heard[i - n:i]) in self.phrases
+                             for n in range(1, min(self.longest, i) + 1))
+        return bool(heard) and can_end[-1]
+
+    @staticmethod
+    def is_echo(heard: list[str], said: list[str]) -> bool:
+        """Whether most of `heard` is a run of `said`, in order."""
+        if not heard or not said:
+            return False
+        blocks = difflib.SequenceMatcher(None, heard, said, autojunk=False).get_matching_blocks()
+        return sum(b.size for b in blocks) >= ECHO_SHARE * len(heard)
+
+    def classify(self, transcript: str, assistant_text: str) -> Verdict:
+        heard = unrepeated(words(transcript))
+        if not heard:
+            return Verdict("unclear", transcript)
+        if self.is_backchannel(heard):
+            return Verdict("backchannel", transcript)
+        if self.is_echo(heard, words(assistant_text)):
+            return Verdict("echo", transcript)
+        if len(set(heard)) < 2 and not STOP_WORDS & set(heard):
+            return Verdict("unclear", transcript)
+        return Verdict("interruption", transcript)
+
+    def judge(self, audio: Audio, assistant_text: str,
+              assistant_audio: Audio | None = None) -> Verdict:
+        """Classify `audio`, speech heard while the assistant said `assistant_text` (whose
+        sound, when given, is `assistant_audio`)."""
+        fit = None
+        if assistant_audio is not None:
+            fit = remove_echo(audio.resample(16000).samples,
+                              assistant_audio.resample(16000).samples)
+            if fit.share >= ECHO_ENERGY:
+                return Verdict("echo", "", fit)
+            if fit.share >= ECHO_PRESENT:  # the recogniser hears the user, not the echo
+                audio = Audio(fit.residual, 16000)
+        text = self.asr.transcribe(audio, self.options).text.strip()
+        return replace(self.classify(text, assistant_text), echo=fit)
