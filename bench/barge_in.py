@@ -47,8 +47,8 @@ BACKCHANNELS = ["uh-huh", "yeah", "okay", "right", "sure", "I see", "got it", "y
 INTERRUPTIONS = ["wait, stop", "hold on", "stop", "no, that's wrong", "what about Spain?",
                  "can you say that again?", "tell me about Germany instead",
                  "sorry, I meant London", "that's enough, thank you", "how far is it?"]
-DEV_VOICES = ["piper", "espeak:en-gb", "espeak:en-us+f3"]
-HELD_OUT_VOICES = ["espeak:en-029", "espeak:en-gb-scotland"]
+DEV_VOICES = ["piper", "espeak:en-gb", "espeak:en-us+f3", "espeak:en-029"]
+HELD_OUT_VOICES = ["espeak:en-gb-scotland", "espeak:en-gb-x-rp"]
 INSTRUCTIONS = "Answer in at least eight full sentences, with many details."
 
 
@@ -181,6 +181,7 @@ def main() -> None:
                         help="seconds into the answer's playback at which the probe starts")
     parser.add_argument("--echo-sessions", type=int, default=10)
     parser.add_argument("--splits", default="dev,held-out")
+    parser.add_argument("--voices", help="only these voices (comma-separated)")
     parser.add_argument("--json-out", type=Path)
     parser.add_argument("serve_args", nargs="*", help="extra `speechllm serve` arguments")
     args = parser.parse_args()
@@ -192,6 +193,8 @@ def main() -> None:
         if split not in args.splits.split(","):
             continue
         for voice in voices:
+            if args.voices and voice not in args.voices.split(","):
+                continue
             plan += [("backchannel", split, voice, t) for t in BACKCHANNELS]
             plan += [("interruption", split, voice, t) for t in INTERRUPTIONS]
     plan += [("echo only", "-", "-", "")] * args.echo_sessions

@@ -3,6 +3,7 @@ ONNX model read out of the pipecat-ai wheel at set-up)."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from speechllm.audio import Audio, load
@@ -34,3 +35,56 @@ def test_smart_turn_hears_a_finished_question_and_a_trailing_preposition(voice):
     assert model.features(question).shape == (1, 80, 800)  # the last 8 s, 100 frames a second
     with pytest.raises(AudioError):
         model.complete(Audio.silence(0.0))
+
+
+ANSWER = "The capital of France is Paris. It is known for the Eiffel Tower and its museums."
+
+
+def test_the_judge_tells_backchannels_echo_and_unclear_words_from_interruptions():
+    from speechllm.turn.barge_in import BargeInJudge
+
+    judge = BargeInJudge(asr=None)  # type: ignore[arg-type]  # classify needs no recogniser
+    kinds = {text: judge.classify(text, ANSWER).kind for text in (
+        "Uh-huh.", "Yeah, okay.", "Mm-hmm.", "Oh, okay. I see.", "Right!",  # backchannels
+        "the capital of France", "Eiffel Tower and its",  # its own voice coming back
+        "Them.", "",  # a lone word that is no call to stop, or nothing
+        "Wait, stop.", "Stop!", "No.", "What about Spain?", "What is the capital of Spain?",
+        "Wait. Wait. Wait.")}
+    assert kinds == {
+        "Uh-huh.": "backchannel", "Yeah, okay.": "backchannel", "Mm-hmm.": "backchannel",
+        "Oh, okay. I see.": "backchannel", "Right!": "backchannel",
+        "the capital of France": "echo", "Eiffel Tower and its": "echo",
+        "Them.": "unclear", "": "unclear",
+        "Wait, stop.": "interruption", "Stop!": "interruption", "No.": "interruption",
+        "What about Spain?": "interruption", "What is the capital of Spain?": "interruption",
+        "Wait. Wait. Wait.": "interruption"}
+    own = BargeInJudge(asr=None, backchannels=["roger"])  # type: ignore[arg-type]
+    assert own.classify("Roger.", ANSWER).kind == "backchannel"
+    assert own.classify("Yeah, okay.", ANSWER).kind == "interruption"
+
+
+def test_the_answers_echo_is_found_at_any_delay_and_taken_out(voice):
+    """The assistant's audio mixed back 10 dB down, at a delay the server never learns: the
+    fit explains nearly all of a pure-echo clip (also one that starts before the answer),
+    little of a user speaking over it, and what it takes out leaves the user's words."""
+    from speechllm.turn.echo import EchoPath, remove_echo
+
+    answer = say(voice, ANSWER, pad=0.0).resample(16000).samples
+    user = say(voice, "Wait, stop.", pad=0.0).resample(16000).samples
+    gain = 10 ** (-10 / 20)
+    clip = gain * answer[24000:24000 + len(user)]
+    fit = remove_echo(clip, answer)
+    assert fit.share > 0.99 and fit.offset == 24000 and abs(fit.gain - gain) < 0.01
+    early = np.concatenate([np.zeros(1600, np.float32), gain * answer[:8000]])
+    assert remove_echo(early, answer).offset == -1600  # heard 0.1 s before the answer began
+    both = user + clip
+    fit = remove_echo(both, answer)
+    assert fit.share < 0.3  # the user is most of what was heard
+    left = fit.residual - user
+    assert np.dot(left, left) < 0.05 * np.dot(clip, clip)  # the echo is gone, the user stays
+    assert remove_echo(user, answer).share < 0.1
+    # the fitted path cleans the live stream: its sample 4000 is the answer's first
+    stream = np.zeros(16000, np.float32)
+    stream[4000:] = gain * answer[:12000]
+    cleaned = EchoPath(lag=4000, gain=gain).cancel(stream[3000:], 3000, answer)
+    assert np.abs(cleaned).max() < 1e-4

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import signal
 import threading
@@ -16,8 +17,9 @@ import numpy as np
 import pytest
 import websockets
 
-from speechllm.audio import load
+from speechllm.audio import Audio, load
 
+from ..conftest import say
 from .conftest import KEY, QUESTION, start_server, stop_server
 
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -148,6 +150,101 @@ def test_barge_in_cancels_the_reply_and_the_next_turn_is_answered(server):
                                                           kinds.index("response.text.delta"))
     assert done["turn"] == 2  # the first reply never finished; the interruption was answered
     assert "capital of france" in done["transcript"].lower()
+
+
+STORY = {"type": "session.update", "session": {
+    "instructions": "Answer with a long, detailed story of at least ten sentences.",
+    "max_tokens": 60}}
+
+
+async def over_the_answer(ws, probe: np.ndarray | None, echo: float) -> list[dict]:
+    """Ask the question, then, while the answer plays (in real time, as a client plays it),
+    send `probe` (16 kHz) and `echo` times the answer's own audio as the microphone hears it,
+    then a second and a half of room noise; the events seen, up to then."""
+    await ws.send(json.dumps(STORY))
+    seen: list[dict] = []
+    await send_realtime(ws, pcm16(0.5, 1.2), speed=2.0)
+    first = await until(ws, "response.audio.delta", seen)
+    playing = [first]
+    mic = np.zeros(int(16000 * 1.0), np.float32) if probe is None else probe
+    mic = np.concatenate([np.zeros(8000, np.float32), mic, np.zeros(24000, np.float32)])
+    played = np.zeros(0, np.float32)
+    for start in range(0, len(mic), CHUNK):
+        while True:  # collect what arrived: the loudspeaker's queue
+            try:
+                m = json.loads(await asyncio.wait_for(ws.recv(), 0.001))
+            except TimeoutError:
+                break
+            seen.append(m)
+            if m["type"] == "response.audio.delta":
+                playing.append(m)
+            if m["type"] == "input_audio_buffer.speech_started":
+                playing, played = [], np.zeros(0, np.float32)  # stop playback
+        while len(played) < CHUNK and playing:
+            m = playing.pop(0)
+            pcm = np.frombuffer(base64.b64decode(m["delta"]), "<i2") / 32768.0
+            played = np.concatenate([played, Audio(pcm.astype(np.float32), m["sample_rate"])
+                                     .resample(16000).samples])
+        chunk = mic[start:start + CHUNK].copy()
+        echoed, played = played[:len(chunk)], played[len(chunk):]
+        chunk[:len(echoed)] += echo * echoed
+        await ws.send((np.clip(chunk, -1, 1) * 32767).astype("<i2").tobytes())
+        await asyncio.sleep(0.1)
+    with contextlib.suppress(TimeoutError):  # what the server still had to say about it
+        while True:
+            seen.append(json.loads(await asyncio.wait_for(ws.recv(), 1.0)))
+    return seen
+
+
+def test_a_backchannel_over_the_answer_does_not_stop_it(server, voice):
+    okay = say(voice, "Okay.", pad=0.0).resample(16000).samples
+
+    async def run():
+        async with websockets.connect(server.ws_url, additional_headers=AUTH) as ws:
+            await ws.recv()
+            return await over_the_answer(ws, okay, echo=0.0)
+
+    seen = asyncio.run(run())
+    kinds = [m["type"] for m in seen]
+    ignored = [m for m in seen if m["type"] == "input_audio_buffer.speech_ignored"]
+    assert [m["reason"] for m in ignored] == ["backchannel"], ignored
+    assert "okay" in ignored[0]["transcript"].lower()
+    assert "response.cancelled" not in kinds and kinds.count("transcript") == 1, kinds
+    assert kinds.count("input_audio_buffer.speech_started") == 1  # the question's, only
+
+
+def test_the_answers_own_voice_in_the_microphone_does_not_stop_it(server):
+    """No headphones: the answer comes back into the microphone 10 dB down. It is found in
+    the answer's own audio, taken out of the stream, and never taken for the user."""
+    async def run():
+        async with websockets.connect(server.ws_url, additional_headers=AUTH) as ws:
+            await ws.recv()
+            return await over_the_answer(ws, None, echo=10 ** (-10 / 20))
+
+    seen = asyncio.run(run())
+    kinds = [m["type"] for m in seen]
+    reasons = [m["reason"] for m in seen if m["type"] == "input_audio_buffer.speech_ignored"]
+    assert reasons and set(reasons) == {"echo"}, reasons  # heard, and known for what it is
+    assert "response.cancelled" not in kinds and kinds.count("transcript") == 1, kinds
+    assert kinds.count("input_audio_buffer.speech_started") == 1
+
+
+def test_an_interruption_over_the_echo_stops_the_answer(server, voice):
+    """"Wait, stop." said over the answer's echo stops it, and is the user's next turn."""
+    stop = say(voice, "Wait, stop.", pad=0.0).resample(16000).samples
+
+    async def run():
+        async with websockets.connect(server.ws_url, additional_headers=AUTH) as ws:
+            await ws.recv()
+            return await over_the_answer(ws, stop, echo=10 ** (-10 / 20))
+
+    seen = asyncio.run(run())
+    kinds = [m["type"] for m in seen]
+    barge = [m for m in seen if m["type"] == "input_audio_buffer.speech_started"][1:]
+    assert len(barge) == 1 and "stop" in barge[0]["barge_in"].lower(), barge
+    assert "response.cancelled" in kinds[kinds.index("input_audio_buffer.speech_started", 1):]
+    transcripts = [m["text"] for m in seen if m["type"] == "transcript"]
+    assert len(transcripts) == 2 and "stop" in transcripts[1].lower(), transcripts
 
 
 def test_push_to_talk_commit_and_protocol_errors_keep_the_session(server):

@@ -197,6 +197,14 @@ class Turns:
         pad = max(0.0, self.s.settings.end_silence - self.silence_run)
         return Audio(np.concatenate([audio, np.zeros(int(pad * RATE), np.float32)]), RATE)
 
+    def clean(self) -> None:
+        """Take the fitted echo out of the buffered audio too (it was heard before the fit)."""
+        if self.echo is None or not self.samples:
+            return
+        path, out = self.echo
+        joined = np.concatenate(self.samples)
+        self.samples = [path.cancel(joined, self.received - self.kept, out.reference())]
+
     def since(self, start: float) -> Audio:
         """The buffer's audio from `start` seconds in, as it is."""
         joined = np.concatenate(self.samples) if self.samples else np.zeros(0, np.float32)
@@ -214,6 +222,7 @@ class Turns:
         return Audio(audio, RATE) if len(audio) else None
 
     def clear(self) -> None:
+        self.hold = False
         self.samples, self.kept, self.onset = [], 0, 0.0
         self.in_speech, self.speech_run, self.silence_run = False, 0.0, 0.0
         self.paused = False
@@ -301,6 +310,7 @@ class Overlap:
     judged_speech: float = 0.0  # the turn's speech seconds when last judged
     clip_start: float = 0.0  # where the clip being judged starts in the buffer
     clip_first: int = 0  # the stream's sample number of the clip's first sample
+    last: str = ""  # the last verdict on it
     judging: asyncio.Task[None] | None = None
     ended: bool = False  # the VAD heard it stop
 
@@ -429,7 +439,10 @@ async def realtime(ws: WebSocket) -> None:
             overlap = None
             return
         if unjudged >= JUDGE_AFTER or ((at_pause or ov.ended) and unjudged >= MIN_SPEECH):
-            ov.clip_start = max(ov.start, ov.judged_at - PREROLL)
+            # after words taken for an echo, the words since; else the whole utterance so
+            # far ("tell me" may read as nothing, "tell me about Germany" does not)
+            ov.clip_start = max(ov.start, ov.judged_at - PREROLL) if ov.last == "echo" \
+                else ov.start
             ov.clip_first = turns.received - turns.kept + int(ov.clip_start * RATE)
             audio = turns.since(ov.clip_start)
             ov.judged_at, ov.judged_speech = turns.kept / RATE, turns.speech_seconds
@@ -459,6 +472,7 @@ async def realtime(ws: WebSocket) -> None:
                 and not verdict.interrupts:
             # the echo's path is known: take it out of the stream from now on
             turns.echo = (EchoPath(ov.clip_first - fit.offset, fit.gain), out)
+            turns.clean()  # take it out of what is buffered too: the next clip is the user
         if verdict.interrupts:
             overlap, turns.hold = None, False
             turns.echo = None  # the client stops playing: no more echo to take out
@@ -473,6 +487,13 @@ async def realtime(ws: WebSocket) -> None:
             return
         await _send(ws, "input_audio_buffer.speech_ignored", reason=verdict.kind,
                     transcript=verdict.transcript, echo_share=share)
+        if verdict.kind == "echo" and not verdict.transcript:
+            # all it heard was the echo, now taken out: listen afresh, so that the user's
+            # words start a clip of their own
+            overlap = None
+            turns.clear()
+            return
+        ov.last = verdict.kind
         judge_if_due(at_pause=turns.paused)
 
     def start_reply(audio: Audio | None, ended_at: float, held: bool) -> Reply | None:
