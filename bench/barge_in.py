@@ -130,8 +130,9 @@ async def session(url: str, question: np.ndarray, probe: np.ndarray | None, echo
 def outcome(result: dict[str, Any]) -> dict[str, Any]:
     """Whether the answer was stopped after the probe began, how fast, and what was judged."""
     probe_at = result["probe_at"] or 0.0
-    started = [t for t, m in result["events"]
-               if m["type"] == "input_audio_buffer.speech_started" and t >= probe_at]
+    started = [t for t, m in result["events"]  # a barge-in, not the question's start
+               if m["type"] == "input_audio_buffer.speech_started" and "barge_in" in m
+               and t >= probe_at]
     stopped = [t for t, m in result["events"] if m["type"] == "response.cancelled"]
     ignored = [(m["reason"], m["transcript"], m.get("echo_share")) for _, m in result["events"]
                if m["type"] == "input_audio_buffer.speech_ignored"]

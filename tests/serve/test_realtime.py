@@ -159,15 +159,15 @@ STORY = {"type": "session.update", "session": {
 
 async def over_the_answer(ws, probe: np.ndarray | None, echo: float) -> list[dict]:
     """Ask the question, then, while the answer plays (in real time, as a client plays it),
-    send `probe` (16 kHz) and `echo` times the answer's own audio as the microphone hears it,
-    then a second and a half of room noise; the events seen, up to then."""
+    send 1.5 s of nothing, `probe` (16 kHz) and 1.5 s of nothing, with `echo` times the
+    answer's own audio mixed in as the microphone hears it; the events seen, up to then."""
     await ws.send(json.dumps(STORY))
     seen: list[dict] = []
     await send_realtime(ws, pcm16(0.5, 1.2), speed=2.0)
     first = await until(ws, "response.audio.delta", seen)
     playing = [first]
     mic = np.zeros(int(16000 * 1.0), np.float32) if probe is None else probe
-    mic = np.concatenate([np.zeros(8000, np.float32), mic, np.zeros(24000, np.float32)])
+    mic = np.concatenate([np.zeros(24000, np.float32), mic, np.zeros(24000, np.float32)])
     played = np.zeros(0, np.float32)
     for start in range(0, len(mic), CHUNK):
         while True:  # collect what arrived: the loudspeaker's queue
@@ -241,7 +241,7 @@ def test_an_interruption_over_the_echo_stops_the_answer(server, voice):
     seen = asyncio.run(run())
     kinds = [m["type"] for m in seen]
     barge = [m for m in seen if m["type"] == "input_audio_buffer.speech_started"][1:]
-    assert len(barge) == 1 and "stop" in barge[0]["barge_in"].lower(), barge
+    assert len(barge) == 1, barge
     assert "response.cancelled" in kinds[kinds.index("input_audio_buffer.speech_started", 1):]
     transcripts = [m["text"] for m in seen if m["type"] == "transcript"]
     assert len(transcripts) == 2 and "stop" in transcripts[1].lower(), transcripts

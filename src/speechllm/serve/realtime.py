@@ -51,7 +51,7 @@ from speechllm.speechlm import (
     TranscriptEvent,
 )
 from speechllm.tts.base import TTS
-from speechllm.turn.barge_in import Verdict
+from speechllm.turn.barge_in import ECHO_PATH, Verdict
 from speechllm.turn.echo import EchoPath
 from speechllm.turn.text import looks_unfinished
 
@@ -67,10 +67,6 @@ JUDGE_AFTER = 0.6
 # Seconds after the estimated end of the answer's playback during which speech is still
 # judged: the client's buffers and the room's echo lag the server's clock.
 ECHO_TAIL = 0.5
-# A clip whose energy the answer's audio explains this well has its echo's path fitted (the
-# playback's delay and level), and the stream loses the echo from then on. Refitted on each
-# such clip: a client's playback that stalls shifts the delay.
-ECHO_PATH_SHARE = 0.5
 MAX_ECHO_REFERENCE = 120.0  # seconds of an answer's audio kept to recognise its echo
 # Smart Turn's probability below which a paused turn waits `patient_silence`. Not its own
 # 0.5: on synthetic speech it swings across 0.5 with 0.1 s more or less trailing silence
@@ -101,6 +97,7 @@ class Turns:
         self.vad = services.vad.stream()
         self.samples: list[np.ndarray] = []  # everything since the last turn, 16 kHz
         self.kept = 0  # samples in self.samples
+        self.raw: list[np.ndarray] = []  # the same, as heard: with the answer's echo in it
         self.in_speech = False
         self.speech_run = 0.0
         self.silence_run = 0.0
@@ -126,6 +123,7 @@ class Turns:
         """Add 16 kHz samples; the VAD events they cause: "started" (a turn began), "paused"
         (`speculate_after` of silence inside a turn), "resumed" (speech again after a pause)
         and "stopped" (the turn is over: `needed` seconds of silence, or the turn cap)."""
+        self.raw.append(pcm)
         if self.echo is not None:
             path, out = self.echo
             pcm = path.cancel(pcm, self.received, out.reference())
@@ -169,6 +167,7 @@ class Turns:
             # between turns keep only the last second (the pre-roll needs a little)
             tail = np.concatenate(self.samples)[-RATE:]
             self.samples, self.kept = [tail], len(tail)
+            self.raw = [np.concatenate(self.raw)[-RATE:]]
         return events
 
     def settle(self, finished: bool | None) -> bool:
@@ -202,13 +201,20 @@ class Turns:
         if self.echo is None or not self.samples:
             return
         path, out = self.echo
-        joined = np.concatenate(self.samples)
-        self.samples = [path.cancel(joined, self.received - self.kept, out.reference())]
+        heard = np.concatenate(self.raw)  # from the raw audio: an older fit may be off
+        self.raw = [heard]
+        self.samples = [path.cancel(heard, self.received - self.kept, out.reference())]
 
     def since(self, start: float) -> Audio:
-        """The buffer's audio from `start` seconds in, as it is."""
+        """The audio with the echo taken out, from `start` seconds into the buffer."""
         joined = np.concatenate(self.samples) if self.samples else np.zeros(0, np.float32)
         self.samples = [joined]
+        return Audio(joined[int(max(0.0, start) * RATE):], RATE)
+
+    def heard_since(self, start: float) -> Audio:
+        """The audio as heard (echo and all), from `start` seconds into the buffer."""
+        joined = np.concatenate(self.raw) if self.raw else np.zeros(0, np.float32)
+        self.raw = [joined]
         return Audio(joined[int(max(0.0, start) * RATE):], RATE)
 
     def take(self) -> Audio | None:
@@ -218,12 +224,12 @@ class Turns:
         audio = np.concatenate(self.samples)
         if self.session.server_vad:
             audio = audio[int(self.onset * RATE):]
-        self.samples, self.kept, self.onset = [], 0, 0.0
+        self.samples, self.raw, self.kept, self.onset = [], [], 0, 0.0
         return Audio(audio, RATE) if len(audio) else None
 
     def clear(self) -> None:
         self.hold = False
-        self.samples, self.kept, self.onset = [], 0, 0.0
+        self.samples, self.raw, self.kept, self.onset = [], [], 0, 0.0
         self.in_speech, self.speech_run, self.silence_run = False, 0.0, 0.0
         self.paused = False
 
@@ -244,9 +250,10 @@ class Outbox:
         self.transcript: str | None = None  # what the reply heard, once it has
         self.heard = asyncio.Event()
         self.said: list[str] = []  # the text of the audio sent or held, clause by clause
-        self.spoken: list[np.ndarray] = []  # that audio, at 16 kHz (the echo reference)
+        self.spoken: list[np.ndarray] = []  # the client's playback, 16 kHz (echo reference)
         self._reference: np.ndarray | None = None
-        self.held_seconds = 0.0  # audio waiting in the buffer
+        self.pending: list[np.ndarray] = []  # audio held, not yet sent
+        self.started_playing = 0.0  # when the client started playing the answer
         self.playing_until = 0.0  # when the client will have played what it was sent
         if not held:
             self.released.set()
@@ -261,28 +268,47 @@ class Outbox:
             await _send(self.ws, event_type, **data)
 
     async def send_audio(self, turn: int, audio: Audio, text: str) -> None:
-        """Send (or hold) a chunk of the answer's speech, noting what it says and how long
-        the client will take to play it: speech heard meanwhile may be its echo."""
+        """Send (or hold) a chunk of the answer's speech, noting what it says and when the
+        client will play it: speech heard meanwhile may be its echo."""
         if not self.said or self.said[-1] != text:
             self.said.append(text)
-        if sum(map(len, self.spoken)) < MAX_ECHO_REFERENCE * RATE:
-            self.spoken.append(audio.resample(RATE).samples)
-            self._reference = None
+        samples = audio.resample(RATE).samples
         if self.held:
-            self.held_seconds += audio.duration
+            self.pending.append(samples)
         else:
-            self.playing_until = max(self.playing_until, time.perf_counter()) + audio.duration
+            self._play(samples)
         await self.send("response.audio.delta", turn=turn, **_audio_delta(audio, text))
 
+    def _play(self, samples: np.ndarray) -> None:
+        """Place a chunk on the client's playback timeline: it starts when it arrives or when
+        the one before ends, whichever is later, so a stalled answer leaves a silent gap in
+        the reference just as in the loudspeaker, and one echo delay holds across it."""
+        now = time.perf_counter()
+        if not self.spoken:
+            self.started_playing = now
+        start = max(now, self.playing_until)
+        self.playing_until = start + len(samples) / RATE
+        at = round((start - self.started_playing) * RATE)
+        length = sum(map(len, self.spoken))
+        if at + len(samples) > MAX_ECHO_REFERENCE * RATE:
+            return
+        if at > length:
+            self.spoken.append(np.zeros(at - length, np.float32))
+        self.spoken.append(samples)
+        self._reference = None
+
     def reference(self) -> np.ndarray:
-        """All the answer's audio so far, at 16 kHz, in one array."""
+        """The answer's audio as the client plays it (16 kHz, stalls as silence), in one
+        array."""
         if self._reference is None:
             self._reference = (np.concatenate(self.spoken) if self.spoken
                                else np.zeros(0, np.float32))
         return self._reference
 
     async def release(self) -> None:
-        self.playing_until = time.perf_counter() + self.held_seconds
+        for samples in self.pending:  # sent now, back to back
+            self._play(samples)
+        self.pending = []
         while self.buffer:  # events may arrive while earlier ones are sent
             event_type, data = self.buffer.pop(0)
             await _send(self.ws, event_type, **data)
@@ -444,12 +470,13 @@ async def realtime(ws: WebSocket) -> None:
             ov.clip_start = max(ov.start, ov.judged_at - PREROLL) if ov.last == "echo" \
                 else ov.start
             ov.clip_first = turns.received - turns.kept + int(ov.clip_start * RATE)
-            audio = turns.since(ov.clip_start)
+            audio = turns.heard_since(ov.clip_start)
+            cleaned = turns.since(ov.clip_start) if turns.echo is not None else None
             ov.judged_at, ov.judged_speech = turns.kept / RATE, turns.speech_seconds
-            ov.judging = asyncio.create_task(verdict_on(ov, audio))
+            ov.judging = asyncio.create_task(verdict_on(ov, audio, cleaned))
             watch(ov.judging)
 
-    async def verdict_on(ov: Overlap, audio: Audio) -> None:
+    async def verdict_on(ov: Overlap, audio: Audio, cleaned: Audio | None) -> None:
         nonlocal overlap
         assert s.judge is not None
         said, spoken, out = "", None, reply.out if reply is not None else None
@@ -459,7 +486,7 @@ async def realtime(ws: WebSocket) -> None:
                 spoken = Audio(out.reference(), RATE)
         try:
             verdict = await loop.run_in_executor(s.gate.pool, s.judge.judge, audio, said,
-                                                 spoken)
+                                                 spoken, cleaned)
         except Exception as exc:  # no verdict: better to stop talking than to talk over
             log.warning("barge-in judge failed: %r", exc)
             verdict = Verdict("interruption", "")
@@ -468,7 +495,7 @@ async def realtime(ws: WebSocket) -> None:
         if overlap is not ov:
             return
         fit = verdict.echo
-        if fit is not None and fit.share >= ECHO_PATH_SHARE and out is not None \
+        if fit is not None and fit.share >= ECHO_PATH and out is not None \
                 and not verdict.interrupts:
             # the echo's path is known: take it out of the stream from now on
             turns.echo = (EchoPath(ov.clip_first - fit.offset, fit.gain), out)

@@ -56,9 +56,12 @@ STOP_WORDS = frozenset((
 # the echo is subtracted and the rest transcribed, so a user is heard over it.
 ECHO_ENERGY = 0.9
 # Below this share the clip is taken to hold no echo worth removing: the best fit of the
-# answer to a user's own words explains a few per cent by chance, and removing it would add
-# a stretch of the answer instead.
-ECHO_PRESENT = 0.3
+# answer to a user's own words explains a few per cent by chance. Above it the fit is taken
+# out (a least-squares projection, so a wrong one removes at most this share of the energy).
+ECHO_PRESENT = 0.1
+# A fit this good is the echo's path (its delay and level), not chance: it may replace one
+# fitted earlier (a client's playback that stalled shifts the delay).
+ECHO_PATH = 0.5
 _WORD = re.compile(r"[a-z0-9']+")
 
 
@@ -128,17 +131,20 @@ class BargeInJudge:
             return Verdict("unclear", transcript)
         return Verdict("interruption", transcript)
 
-    def judge(self, audio: Audio, assistant_text: str,
-              assistant_audio: Audio | None = None) -> Verdict:
+    def judge(self, audio: Audio, assistant_text: str, assistant_audio: Audio | None = None,
+              cleaned: Audio | None = None) -> Verdict:
         """Classify `audio`, speech heard while the assistant said `assistant_text` (whose
-        sound, when given, is `assistant_audio`)."""
+        sound, when given, is `assistant_audio`). `cleaned` is the same clip with the echo
+        already taken out by a path fitted earlier, if there is one."""
         fit = None
         if assistant_audio is not None:
             fit = remove_echo(audio.resample(16000).samples,
                               assistant_audio.resample(16000).samples)
             if fit.share >= ECHO_ENERGY:
                 return Verdict("echo", "", fit)
-            if fit.share >= ECHO_PRESENT:  # the recogniser hears the user, not the echo
+            if cleaned is not None and fit.share < ECHO_PATH:
+                audio = cleaned  # the earlier path still holds better than this clip's fit
+            elif fit.share >= ECHO_PRESENT:  # the recogniser hears the user, not the echo
                 audio = Audio(fit.residual, 16000)
         text = self.asr.transcribe(audio, self.options).text.strip()
         return replace(self.classify(text, assistant_text), echo=fit)
