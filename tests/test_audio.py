@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 import soundfile as sf
+import soxr
 
 from speechllm.audio import Audio, load, save
 from speechllm.errors import AudioError
@@ -122,3 +125,31 @@ def test_empty_bytes_and_garbage_bytes():
 def test_nan_samples_refused():
     with pytest.raises(AudioError, match="NaN"):
         Audio(np.array([0.0, np.nan], np.float32), 16000)
+
+
+def test_a_header_declaring_many_channels_at_a_high_rate_is_refused_before_decoding():
+    """Issue 47's memory bomb, small: 8 channels at 192 kHz fit the cap in seconds but not in
+    samples (48 kHz stereo per second of the cap), so nothing is decoded."""
+    buf = io.BytesIO()
+    sf.write(buf, np.zeros((96000, 8), np.float32), 192000, format="FLAC")
+    with pytest.raises(AudioError, match="8 channels at 192000 Hz"):
+        load(buf.getvalue(), 16000, max_seconds=5)  # 0.5 s: under the cap in seconds
+    stereo = io.BytesIO()
+    sf.write(stereo, np.zeros((48000 * 2, 2), np.float32), 48000, format="FLAC")
+    assert load(stereo.getvalue(), 16000, max_seconds=5).duration == pytest.approx(2.0)
+
+
+def test_block_decoding_matches_decoding_whole(tmp_path):
+    """Long files are downmixed and resampled block by block; the result is the one-shot
+    result (soxr's streaming resampler is exact across blocks, up to float rounding)."""
+    x = (np.random.default_rng(0).standard_normal((44100 * 4, 2)) * 0.1).astype(np.float32)
+    sf.write(tmp_path / "s.wav", x, 44100, subtype="FLOAT")
+    whole = np.clip(soxr.resample(x.mean(axis=1), 44100, 16000, quality="HQ"), -1, 1)
+    got = load(tmp_path / "s.wav", 16000).samples
+    assert len(got) == len(whole) and np.abs(got - whole).max() < 1e-5
+
+
+def test_errors_name_no_heap_addresses():
+    with pytest.raises(AudioError) as err:
+        load(b"RIFF" + b"\x00" * 200)
+    assert "0x" not in str(err.value) and "object at" not in str(err.value)

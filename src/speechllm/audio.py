@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import soundfile as sf
@@ -20,6 +22,11 @@ from speechllm.errors import AudioError
 
 DEFAULT_MAX_SECONDS = 1200.0
 """Longest audio accepted by default (20 minutes); override with SPEECHLLM_MAX_AUDIO_SECONDS."""
+# Decoded samples (all channels together) a load accepts per second of its cap: 48 kHz stereo.
+# A header may declare 8 channels at 192 kHz: the cap in seconds alone would then let a 1 MB
+# FLAC of silence decode to gigabytes.
+MAX_SAMPLES_PER_SECOND = 48000 * 2
+BLOCK_FRAMES = 1 << 16  # frames decoded at a time: 4 MB at 8 channels
 
 
 def max_seconds_default() -> float:
@@ -131,26 +138,53 @@ def load(
         handle = str(path)
     try:
         with sf.SoundFile(handle) as f:
-            native_rate = f.samplerate
-            frames = f.frames
-            if frames > 0 and frames / native_rate > cap:
-                raise AudioError(
-                    f"{name} is {frames / native_rate:.1f} s long; the cap is {cap:g} s "
-                    "(raise it with SPEECHLLM_MAX_AUDIO_SECONDS)"
-                )
-            data = f.read(dtype="float32", always_2d=True)
+            mono, native_rate = _decode_mono(f, name, cap, sample_rate)
     except AudioError:
         raise
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
-        reason = str(exc).split("\n")[0]
-        raise AudioError(f"{name} is not a readable audio file ({reason})") from None
-    if data.shape[0] == 0:
+        raise AudioError(f"{name} is not a readable audio file ({_reason(exc)})") from None
+    if len(mono) == 0:
         raise AudioError(f"{name} holds no audio samples (zero length)")
-    mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
-    if not np.all(np.isfinite(mono)):
-        raise AudioError(f"{name} contains NaN or infinite samples")
-    audio = Audio(mono, native_rate)
-    return audio if sample_rate is None else audio.resample(sample_rate)
+    return Audio(mono, sample_rate or native_rate)
+
+
+def _reason(exc: Exception) -> str:
+    """libsndfile's complaint, without the file object's repr (a heap address) in it."""
+    reason = getattr(exc, "error_string", None) or str(exc).split("\n")[0]
+    return re.sub(r"<[^<>]* at 0x[0-9a-fA-F]+>", "the file", str(reason))
+
+
+def _decode_mono(f: Any, name: str, cap: float, sample_rate: int | None
+                 ) -> tuple[np.ndarray, int]:
+    """Decode block by block, each downmixed and resampled as it comes, so memory is bounded
+    by the cap in seconds at the output rate, whatever the header declares."""
+    rate, frames, channels = int(f.samplerate), int(f.frames), int(f.channels)
+    if frames > 0 and frames / rate > cap:
+        raise AudioError(f"{name} is {frames / rate:.1f} s long; the cap is {cap:g} s "
+                         "(raise it with SPEECHLLM_MAX_AUDIO_SECONDS)")
+    allowed = int(cap * MAX_SAMPLES_PER_SECOND)
+    if frames * channels > allowed:
+        raise AudioError(f"{name} declares {channels} channels at {rate} Hz for "
+                         f"{frames / rate:.1f} s: {frames * channels} samples, over the "
+                         f"{allowed} that {cap:g} s allows (48 kHz stereo)")
+    target = sample_rate or rate
+    stream = None if target == rate else soxr.ResampleStream(rate, target, 1, dtype="float32",
+                                                             quality="HQ")
+    pieces, seen = [], 0
+    for block in f.blocks(blocksize=BLOCK_FRAMES, dtype="float32", always_2d=True):
+        seen += len(block)
+        if seen / rate > cap or seen * channels > allowed:  # a header that understated it
+            raise AudioError(f"{name} is longer than the {cap:g} s cap")
+        mono = block.mean(axis=1) if channels > 1 else block[:, 0].copy()
+        if not np.all(np.isfinite(mono)):
+            raise AudioError(f"{name} contains NaN or infinite samples")
+        pieces.append(mono if stream is None else stream.resample_chunk(mono))
+    if stream is not None:
+        pieces.append(stream.resample_chunk(np.zeros(0, np.float32), last=True))
+    out = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
+    if stream is not None:
+        out = np.clip(out, -1.0, 1.0)
+    return out.astype(np.float32, copy=False), rate
 
 
 def save(audio: Audio, path: str | os.PathLike[str]) -> Path:

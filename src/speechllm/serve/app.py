@@ -14,6 +14,9 @@ import contextlib
 import hmac
 import json
 import logging
+import os
+import sys
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from importlib import resources
@@ -34,6 +37,7 @@ from fastapi.exceptions import RequestValidationError  # noqa: E402
 from fastapi.responses import HTMLResponse, JSONResponse  # noqa: E402
 from starlette.exceptions import HTTPException  # noqa: E402
 
+EXIT_AFTER = 5.0  # seconds after shutdown before worker threads still busy are abandoned
 log = logging.getLogger("speechllm.serve")
 
 
@@ -117,6 +121,15 @@ def load_services(settings: ServeSettings) -> Services:
     return Services(settings, model, tts, SileroVAD(), FairGate(settings.workers), turn, judge)
 
 
+def _leave() -> None:
+    log.warning("worker threads still busy %g s after shutdown; exiting without them",
+                EXIT_AFTER)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(0)
+
+
 class UploadCap:
     """ASGI middleware: refuse bodies over the cap, by Content-Length or while streaming."""
 
@@ -128,22 +141,37 @@ class UploadCap:
             return await self.app(scope, receive, send)
         headers = dict(scope.get("headers") or [])
         length = headers.get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.limit:
-            return await self._refuse(send)
+        if length is not None and length.isdigit():
+            if int(length) > self.limit:
+                return await self._refuse(send)
+            return await self.app(scope, receive, send)  # h11 holds the client to its length
+        # No length (chunked): read the body here, refusing it as soon as it passes the cap,
+        # and hand the app what was read. Raising from inside the app's receive instead
+        # surfaces as a 500 through the middleware's task group, or as the multipart parser's
+        # own 400.
+        chunks: list[bytes] = []
         seen = 0
-
-        async def counted() -> Any:
-            nonlocal seen
+        while True:
             message = await receive()
-            seen += len(message.get("body", b""))
+            if message["type"] != "http.request":
+                return  # the client went away
+            chunks.append(message.get("body", b""))
+            seen += len(chunks[-1])
             if seen > self.limit:
-                raise _TooLarge
-            return message
+                return await self._refuse(send)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        replayed = False
 
-        try:
-            await self.app(scope, counted, send)
-        except _TooLarge:
-            await self._refuse(send)
+        async def replay() -> Any:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
 
     async def _refuse(self, send: Any) -> None:
         body = json.dumps(error_body(f"request body over the {self.limit} byte cap", 413,
@@ -152,10 +180,6 @@ class UploadCap:
                     "headers": [(b"content-type", b"application/json"),
                                 (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
-
-
-class _TooLarge(Exception):
-    pass
 
 
 def create_app(settings: ServeSettings | None = None,
@@ -175,6 +199,12 @@ def create_app(settings: ServeSettings | None = None,
         log.info("ready")
         yield
         app.state.services.gate.close()  # uvicorn has closed voice sessions (1012) by now
+        # A model call cut off by the grace keeps its worker thread busy to the end of its
+        # answer, and Python joins worker threads at exit: minutes for a long answer. Nothing
+        # is left to send it to, so the process leaves without them.
+        watchdog = threading.Timer(EXIT_AFTER, _leave)
+        watchdog.daemon = True
+        watchdog.start()
 
     app = FastAPI(title="speechllm", lifespan=lifespan,
                   description="OpenAI-compatible speech API and realtime voice sessions")

@@ -25,6 +25,7 @@ from speechllm.audio import Audio, load
 from speechllm.errors import NoSpeechError
 from speechllm.serve import codecs
 from speechllm.serve.app import APIError, Services, error_body, services_of
+from speechllm.serve.bodies import ChatAudio, ChatBody, SpeechBody, parse
 from speechllm.speechlm import (
     AudioChunk,
     Done,
@@ -50,8 +51,10 @@ def timings_json(t: Timings) -> dict[str, Any]:
 
 
 async def decode_audio(s: Services, data: bytes) -> Audio:
-    """Uploaded bytes -> 16 kHz audio, off the event loop; AudioError (-> 400) when unusable."""
-    return await asyncio.to_thread(load, data, 16000, s.settings.max_audio_seconds)
+    """Uploaded bytes -> 16 kHz audio; AudioError (-> 400) when unusable. Off the event loop
+    and inside the admission gate: at most `workers` decodes hold memory at once, each
+    bounded by the cap (speechllm.audio.load)."""
+    return await s.gate.run(load, data, 16000, s.settings.max_audio_seconds)
 
 
 # -- transcription and translation ---------------------------------------------------------
@@ -108,17 +111,14 @@ async def translations(request: Request, file: UploadFile = File(...),  # noqa: 
 @router.post("/v1/audio/speech")
 async def speech(request: Request) -> Response:
     s = services_of(request)
-    body = await json_body(request)
-    text = body.get("input")
-    if not isinstance(text, str) or not text.strip():
+    spec, _ = parse(await request.body(), SpeechBody)
+    text = spec.input
+    if not text.strip():
         raise APIError(400, "input: a non-empty string is required", "invalid_value", "input")
     if len(text) > s.settings.max_text_chars:
         raise APIError(400, f"input: {len(text)} characters; the cap is "
                             f"{s.settings.max_text_chars}", "invalid_value", "input")
-    fmt = body.get("response_format", "mp3")
-    if fmt not in codecs.AUDIO_FORMATS:
-        raise APIError(400, f"response_format must be one of {sorted(codecs.AUDIO_FORMATS)}, "
-                            f"got {fmt!r}", "invalid_value", "response_format")
+    fmt = spec.response_format
     if s.tts is None:
         raise APIError(400, "this server has no TTS voice (started with --tts none)",
                        "no_tts")
@@ -129,17 +129,6 @@ async def speech(request: Request) -> Response:
 
 
 # -- chat -----------------------------------------------------------------------------------
-
-async def json_body(request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    try:
-        body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise APIError(400, f"the body is not valid JSON ({exc})", "invalid_json") from None
-    if not isinstance(body, dict):
-        raise APIError(400, "the body must be a JSON object", "invalid_json")
-    return body
-
 
 def _text_of(content: Any, where: str) -> tuple[str, list[dict[str, Any]]]:
     """(text, input_audio parts) of a message's content."""
@@ -163,12 +152,9 @@ def _text_of(content: Any, where: str) -> tuple[str, list[dict[str, Any]]]:
     return " ".join(texts), audios
 
 
-async def turn_of(s: Services, body: dict[str, Any]) -> tuple[Turn, str | None]:
+async def turn_of(s: Services, spec: ChatBody) -> tuple[Turn, str | None]:
     """The chat request as one `SpeechLM` turn, and the requested audio format."""
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise APIError(400, "messages: a non-empty list is required", "invalid_value",
-                       "messages")
+    messages = spec.messages
     system: list[str] = []
     history: list[Message] = []
     for n, m in enumerate(messages[:-1]):
@@ -202,20 +188,9 @@ async def turn_of(s: Services, body: dict[str, Any]) -> tuple[Turn, str | None]:
         if text:  # spoken question plus a typed instruction: the instruction guides it
             system.append(text)
             text = ""
-    modalities = body.get("modalities") or ["text"]
-    want_audio = "audio" in modalities
-    fmt = None
-    if want_audio:
-        spec = body.get("audio") or {}
-        name = spec.get("format", "wav") if isinstance(spec, dict) else "wav"
-        if name not in CHAT_AUDIO_FORMATS:
-            raise APIError(400, f"audio.format must be one of {sorted(CHAT_AUDIO_FORMATS)}",
-                           "invalid_value", "audio.format")
-        fmt = CHAT_AUDIO_FORMATS[name]
-    limit = body.get("max_completion_tokens") or body.get("max_tokens") or 256
-    if not isinstance(limit, int) or limit < 1:
-        raise APIError(400, "max_tokens must be a positive integer", "invalid_value",
-                       "max_tokens")
+    want_audio = "audio" in (spec.modalities or ["text"])
+    fmt = CHAT_AUDIO_FORMATS[(spec.audio or ChatAudio()).format] if want_audio else None
+    limit = spec.max_completion_tokens or spec.max_tokens or 256
     turn = Turn(audio=audio, text=text or None, system="\n".join(system) or None,
                 history=tuple(history), want_audio=want_audio, max_tokens=limit)
     return turn, fmt
@@ -240,10 +215,10 @@ def _envelope(s: Services, cid: str, created: int, kind: str) -> dict[str, Any]:
 @router.post("/v1/chat/completions")
 async def chat(request: Request) -> Response:
     s = services_of(request)
-    body = await json_body(request)
-    turn, fmt = await turn_of(s, body)
+    spec, _ = parse(await request.body(), ChatBody)
+    turn, fmt = await turn_of(s, spec)
     cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
-    if body.get("stream"):
+    if spec.stream:
         return StreamingResponse(_chat_stream(s, turn, cid, created),
                                  media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache"})

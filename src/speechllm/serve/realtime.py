@@ -72,6 +72,8 @@ MAX_ECHO_REFERENCE = 120.0  # seconds of an answer's audio kept to recognise its
 # 0.5: on synthetic speech it swings across 0.5 with 0.1 s more or less trailing silence
 # (0.43 to 0.92 on one espeak question), so only a confident "unfinished" holds the turn.
 SOUNDS_UNFINISHED = 0.2
+CANCEL_WAIT = 0.2  # seconds a cancelled answer gets to stop before the session goes on
+MAX_FRAME_SECONDS = 10.0  # longest audio in one binary frame (the VAD runs on the event loop)
 IDLE_CLOSE = 4408  # close code for an idle session
 PROTOCOL_CLOSE = 4400  # close code for a client that breaks the protocol
 
@@ -106,6 +108,7 @@ class Turns:
         self.needed = services.settings.end_silence  # silence that ends the turn now
         self.speech_seconds = 0.0  # speech heard in this turn
         self.hold = False  # keep the whole buffer between turns (speech awaiting a verdict)
+        self.full = False  # a push-to-talk turn reached the cap (later audio is dropped)
         self.received = 0  # samples heard since the session began
         self.echo: tuple[EchoPath, Outbox] | None = None  # the answer's echo, once fitted
         self.resampler: Any = None
@@ -127,6 +130,16 @@ class Turns:
         if self.echo is not None:
             path, out = self.echo
             pcm = path.cancel(pcm, self.received, out.reference())
+        if not self.session.server_vad:  # push-to-talk: the turn cap holds here too
+            room = int(self.s.settings.max_audio_seconds * RATE) - self.kept
+            if len(pcm) > room:
+                self.raw[-1] = pcm = pcm[:max(0, room)]
+                if not self.full:
+                    self.full = True
+                    self.received += len(pcm)
+                    self.samples.append(pcm)
+                    self.kept += len(pcm)
+                    return ["full"]
         self.received += len(pcm)
         self.samples.append(pcm)
         self.kept += len(pcm)
@@ -225,10 +238,11 @@ class Turns:
         if self.session.server_vad:
             audio = audio[int(self.onset * RATE):]
         self.samples, self.raw, self.kept, self.onset = [], [], 0, 0.0
+        self.full = False
         return Audio(audio, RATE) if len(audio) else None
 
     def clear(self) -> None:
-        self.hold = False
+        self.hold = self.full = False
         self.samples, self.raw, self.kept, self.onset = [], [], 0, 0.0
         self.in_speech, self.speech_run, self.silence_run = False, 0.0, 0.0
         self.paused = False
@@ -435,8 +449,9 @@ async def realtime(ws: WebSocket) -> None:
                 # stop half way) before listening on
                 reply = None
                 return
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await reply.task
+            # let it stop, but never wait on it for long: a worker thread (an ASR pass) cannot
+            # stop half way, and the session's input must go on meanwhile
+            await asyncio.wait({reply.task}, timeout=CANCEL_WAIT)
             await _send(ws, "response.cancelled", turn=reply.turn, reason=reason)
         reply = None
 
@@ -613,6 +628,11 @@ async def realtime(ws: WebSocket) -> None:
                     await _send(ws, "error", message="audio frames must be 16-bit PCM (an "
                                 "even number of bytes)", kind="protocol")
                     continue
+                if len(data) > 2 * session.input_rate * MAX_FRAME_SECONDS:
+                    await _send(ws, "error", message=f"an audio frame may hold at most "
+                                f"{MAX_FRAME_SECONDS:g} s; send 20-100 ms frames",
+                                kind="protocol")
+                    continue
                 pcm = np.frombuffer(data, "<i2").astype(np.float32) / 32768.0
                 for event in turns.feed(turns.to_16k(pcm)):
                     if overlap is not None:  # speech over the answer: its verdict decides
@@ -636,6 +656,10 @@ async def realtime(ws: WebSocket) -> None:
                         await speculate()
                     elif event == "stopped":
                         await end_turn()
+                    elif event == "full":
+                        await _send(ws, "error", kind="turn_cap", message=(
+                            f"this turn reached the {s.settings.max_audio_seconds:g} s cap; "
+                            "later audio is dropped until it is committed or cleared"))
                 judge_if_due(at_pause=False)
                 await check_end()
                 continue

@@ -1,0 +1,88 @@
+"""Typed request bodies for the JSON routes: a wrong type or an out-of-range number is a 400
+in OpenAI's error shape, naming the field, before any of it reaches the models.
+
+Fields OpenAI defines but speechllm ignores (temperature, user, ...) are accepted and left
+alone, as OpenAI's own server does with fields it does not use; the ones speechllm reads are
+strict (no "5" for 5, no true for 1, no "false" for false).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from pydantic import ValidationError as _ValidationError
+
+from speechllm.serve.app import APIError
+
+Body = TypeVar("Body", bound=BaseModel)
+MAX_DEPTH = 64  # JSON nesting beyond any real request; deeper is refused before parsing
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class SpeechBody(_Body):
+    input: StrictStr
+    response_format: Literal["mp3", "opus", "aac", "flac", "wav", "pcm"] = "mp3"
+    model: StrictStr | None = None
+    voice: StrictStr | dict[str, Any] | None = None
+
+
+class ChatAudio(_Body):
+    format: Literal["wav", "mp3", "flac", "opus", "pcm16"] = "wav"
+    voice: StrictStr | dict[str, Any] | None = None
+
+
+class ChatBody(_Body):
+    messages: list[Any] = Field(min_length=1)
+    modalities: list[Literal["text", "audio"]] | None = None
+    audio: ChatAudio | None = None
+    max_tokens: StrictInt | None = Field(default=None, ge=1)
+    max_completion_tokens: StrictInt | None = Field(default=None, ge=1)
+    stream: StrictBool = False
+    model: StrictStr | None = None
+
+
+def _depth_ok(raw: bytes) -> bool:
+    """Whether brackets nest no deeper than MAX_DEPTH (strings skipped), without parsing:
+    Python's parser would recurse once per level and fail with RecursionError."""
+    depth, in_string, escaped = 0, False, False
+    for byte in raw:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):
+            depth += 1
+            if depth > MAX_DEPTH:
+                return False
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return True
+
+
+def parse(raw: bytes, kind: type[Body]) -> tuple[Body, dict[str, Any]]:
+    """The body as `kind` and as the plain dict it came from; APIError 400 when it is not."""
+    if not _depth_ok(raw):
+        raise APIError(400, f"the body nests deeper than {MAX_DEPTH} levels", "invalid_json")
+    try:
+        body = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise APIError(400, f"the body is not valid JSON ({exc})", "invalid_json") from None
+    if not isinstance(body, dict):
+        raise APIError(400, "the body must be a JSON object", "invalid_json")
+    try:
+        return kind.model_validate(body), body
+    except _ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or None
+        raise APIError(400, f"{where}: {first['msg']}" if where else first["msg"],
+                       "invalid_value", where) from None

@@ -1,0 +1,210 @@
+"""Issue 47's probes against a live `speechllm serve` (2 MB upload cap, 20 s audio cap): each
+bad input gets a 4xx in OpenAI's error shape, or a protocol error on the WebSocket, and the
+server goes on serving."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import http.client
+import io
+import json
+import urllib.parse
+
+import numpy as np
+import pytest
+import soundfile as sf
+import websockets
+
+from speechllm.audio import load
+
+from .conftest import KEY, QUESTION
+from .test_openai_api import _raw
+from .test_realtime import AUTH, until
+
+
+def _error(status: int, body: bytes) -> dict:
+    assert status == 400, (status, body[:300])
+    error = json.loads(body)["error"]
+    assert set(error) >= {"message", "type", "param", "code"}
+    return error
+
+
+@pytest.mark.parametrize(("path", "body", "param"), [
+    ("/v1/audio/speech", {"input": "hi", "response_format": ["mp3"]}, "response_format"),
+    ("/v1/audio/speech", {"input": "hi", "response_format": {"a": 1}}, "response_format"),
+    ("/v1/audio/speech", {"input": 5}, "input"),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}],
+                              "modalities": 5}, "modalities"),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}],
+                              "modalities": ["audio"], "audio": {"format": ["wav"]}},
+     "audio.format"),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}],
+                              "max_tokens": 0}, "max_tokens"),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}],
+                              "max_tokens": True}, "max_tokens"),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}],
+                              "max_tokens": []}, "max_tokens"),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}],
+                              "stream": "yes"}, "stream"),
+])
+def test_wrong_types_are_400s_naming_the_field(server, path, body, param):
+    error = _error(*_raw(server, path, json.dumps(body).encode()))
+    assert error["param"] == param, error
+
+
+def test_deeply_nested_json_is_a_400_not_a_crash(server):
+    error = _error(*_raw(server, "/v1/chat/completions", b"[" * 100_000 + b"]" * 100_000))
+    assert "nests deeper" in error["message"]
+    status, _ = _raw(server, "/v1/models")
+    assert status == 200
+
+
+def test_a_flac_declaring_8_channels_at_192_khz_is_refused_before_decoding(server):
+    """12 s is under the 20 s cap, but 8 x 192 kHz x 12 s is 18 M samples: 10x what 20 s of
+    48 kHz stereo allows. Silence compresses to a small upload."""
+    buf = io.BytesIO()
+    sf.write(buf, np.zeros((192000 * 12, 8), np.int16), 192000, format="FLAC")
+    assert len(buf.getvalue()) < 2 << 20
+    boundary = "b0undary"
+    form = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\n"
+            f"whisper-1\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
+            f"filename=\"bomb.flac\"\r\nContent-Type: audio/flac\r\n\r\n").encode() \
+        + buf.getvalue() + f"\r\n--{boundary}--\r\n".encode()
+    error = _error(*_raw(server, "/v1/audio/transcriptions", form,
+                         content_type=f"multipart/form-data; boundary={boundary}"))
+    assert "8 channels at 192000 Hz" in error["message"]
+
+
+def _chunked(server, path: str, content_type: str, size: int) -> tuple[int, bytes]:
+    """POST `size` bytes with no Content-Length (Transfer-Encoding: chunked)."""
+    url = urllib.parse.urlparse(server.url)
+    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=120)
+    piece = b"x" * 65536
+    chunks = (piece for _ in range(size // len(piece)))
+    connection.request("POST", path, body=chunks, encode_chunked=True, headers={
+        "Authorization": f"Bearer {KEY}", "Content-Type": content_type})
+    response = connection.getresponse()
+    return response.status, response.read()
+
+
+@pytest.mark.parametrize(("path", "content_type"), [
+    ("/v1/chat/completions", "application/json"),
+    ("/v1/audio/transcriptions", "multipart/form-data; boundary=x"),
+])
+def test_a_chunked_body_over_the_cap_is_a_413(server, path, content_type):
+    status, body = _chunked(server, path, content_type, 3 << 20)  # 3 MB > the 2 MB cap
+    assert status == 413, body[:300]
+    assert json.loads(body)["error"]["code"] == "payload_too_large"
+
+
+def test_a_chunked_body_under_the_cap_still_works(server):
+    url = urllib.parse.urlparse(server.url)
+    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=120)
+    body = json.dumps({"messages": [{"role": "user", "content": "Say hi."}],
+                       "max_tokens": 4}).encode()
+    connection.request("POST", "/v1/chat/completions", body=iter([body[:10], body[10:]]),
+                       encode_chunked=True, headers={"Authorization": f"Bearer {KEY}",
+                                                     "Content-Type": "application/json"})
+    response = connection.getresponse()
+    assert response.status == 200 and json.loads(response.read())["choices"]
+
+
+def test_push_to_talk_holds_the_turn_cap_and_huge_frames_are_refused(server):
+    """25 s pushed in one turn (the cap is 20 s): the server says so once, keeps the first
+    20 s, and answers the turn on commit; a 12 s frame is refused and the session goes on."""
+    question = load(QUESTION, 16000).samples
+    x = np.concatenate([question, np.zeros(16000 * 25 - len(question), np.float32)])
+    data = (x * 32767).astype("<i2").tobytes()
+
+    async def run():
+        async with websockets.connect(server.ws_url, additional_headers=AUTH) as ws:
+            await ws.recv()
+            await ws.send(json.dumps({"type": "session.update", "session": {
+                "turn_detection": "none", "want_audio": False, "max_tokens": 8}}))
+            seen: list[dict] = []
+            await until(ws, "session.updated", seen)
+            await ws.send(b"\0\0" * 16000 * 12)  # one 12 s frame
+            frame = await until(ws, "error", seen)
+            for i in range(0, len(data), 32000):  # 1 s frames
+                await ws.send(data[i:i + 32000])
+            cap = await until(ws, "error", seen)
+            await ws.send(json.dumps({"type": "input_audio_buffer.commit"}))
+            done = await until(ws, "response.done", seen)
+            return frame, cap, done, seen
+
+    frame, cap, done, seen = asyncio.run(run())
+    assert frame["kind"] == "protocol" and "at most" in frame["message"]
+    assert cap["kind"] == "turn_cap" and "20 s" in cap["message"]
+    assert [m["kind"] for m in seen if m["type"] == "error"] == ["protocol", "turn_cap"]
+    assert "capital of france" in done["transcript"].lower()
+
+
+def test_sigterm_with_a_long_answer_in_flight_exits_within_the_grace(tmp_path):
+    """A non-streamed chat that would run for minutes: on SIGTERM with a 2 s grace the server
+    is gone within seconds, exit code 0, instead of waiting for the answer's thread."""
+    import signal
+    import threading
+    import time
+    import urllib.request
+
+    from .conftest import start_server, stop_server
+
+    s = start_server(tmp_path, "--shutdown-grace", "2", key=None)
+    try:
+        body = json.dumps({"messages": [{"role": "user", "content": "Count from one to one "
+                           "thousand in words, one number per line."}],
+                           "max_tokens": 4000}).encode()
+        request = urllib.request.Request(s.url + "/v1/chat/completions", body,
+                                         {"Content-Type": "application/json"})
+
+        def ask() -> None:
+            with contextlib.suppress(Exception):  # cut off by the shutdown, as it should be
+                urllib.request.urlopen(request, timeout=300).read()
+
+        threading.Thread(target=ask, daemon=True).start()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # wait until the answer is being computed
+            with urllib.request.urlopen(s.url + "/health", timeout=10) as r:
+                if json.loads(r.read())["running"]:
+                    break
+            time.sleep(0.2)
+        else:
+            pytest.fail("the chat never started")
+        time.sleep(1.0)
+        s.process.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        assert s.process.wait(60) == 0
+        assert time.monotonic() - signalled < 2 + 15  # the grace, the watchdog, start-up slack
+    finally:
+        stop_server(s)
+
+
+def test_continuous_speech_past_the_turn_cap_keeps_the_session(server):
+    """30 s of speech with no pause, at 4x real time (the cap is 20 s): the turn is cut at
+    the cap and answered, the rest starts the next turn, and the session stays responsive."""
+    question = load(QUESTION, 16000).samples
+    loud = np.nonzero(np.abs(question) > 0.01)[0]
+    said = question[loud[0]:loud[-1]]  # no silence at either end: one stream of speech
+    x = np.tile(said, int(np.ceil(30 * 16000 / len(said))))[:30 * 16000]
+    data = (np.concatenate([x, np.zeros(16000 * 2, np.float32)]) * 32767).astype("<i2")
+
+    async def run():
+        async with websockets.connect(server.ws_url, additional_headers=AUTH) as ws:
+            await ws.recv()
+            await ws.send(json.dumps({"type": "session.update", "session": {
+                "want_audio": False, "max_tokens": 8}}))
+            seen: list[dict] = []
+            chunk = 1600
+            for i in range(0, len(data), chunk):
+                await ws.send(data[i:i + chunk].tobytes())
+                await asyncio.sleep(0.025)
+            await until(ws, "response.done", seen, timeout=120)
+            await ws.send(json.dumps({"type": "session.update", "session": {}}))
+            await until(ws, "session.updated", seen, timeout=30)  # still listening
+            return seen
+
+    seen = asyncio.run(run())
+    kinds = [m["type"] for m in seen]
+    assert kinds.count("input_audio_buffer.speech_stopped") >= 1
+    assert "error" not in kinds, [m for m in seen if m["type"] == "error"]
