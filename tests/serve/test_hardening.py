@@ -120,9 +120,14 @@ def test_push_to_talk_holds_the_turn_cap_and_huge_frames_are_refused(server):
     async def run():
         async with websockets.connect(server.ws_url, additional_headers=AUTH) as ws:
             await ws.recv()
+            seen: list[dict] = []
+            for wrong in ({"want_audio": "false"}, {"max_tokens": 0}, {"max_tokens": True}):
+                await ws.send(json.dumps({"type": "session.update", "session": wrong}))
+                refused = await until(ws, "error", seen)
+                assert refused["kind"] == "protocol", (wrong, refused)
+            seen.clear()
             await ws.send(json.dumps({"type": "session.update", "session": {
                 "turn_detection": "none", "want_audio": False, "max_tokens": 8}}))
-            seen: list[dict] = []
             await until(ws, "session.updated", seen)
             await ws.send(b"\0\0" * 16000 * 12)  # one 12 s frame
             frame = await until(ws, "error", seen)

@@ -727,9 +727,12 @@ def _update(session: Session, data: Any) -> str | None:
     limit = data.get("max_tokens", session.max_tokens)
     if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
         return "max_tokens must be a positive integer"
+    want_audio = data.get("want_audio", session.want_audio)
+    if not isinstance(want_audio, bool):
+        return "want_audio must be true or false"
     session.max_tokens = limit
     session.input_rate = rate
     session.server_vad = detection == "server_vad"
     session.instructions = instructions or None
-    session.want_audio = bool(data.get("want_audio", session.want_audio))
+    session.want_audio = want_audio
     return None
