@@ -1073,8 +1073,9 @@ def serve(
     # uvicorn finishes in-flight requests on SIGTERM, then re-raises the signal; exiting 0
     # there tells service managers the shutdown went as planned.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    from speechllm.serve.ws_protocol import AnsweringWebSocketProtocol
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info",
-                timeout_graceful_shutdown=shutdown_grace)
+                timeout_graceful_shutdown=shutdown_grace, ws=AnsweringWebSocketProtocol)
 
 
 async def _stream_turn(lm: SpeechLM, request: Request, live: bool) -> Response:

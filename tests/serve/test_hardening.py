@@ -213,3 +213,26 @@ def test_continuous_speech_past_the_turn_cap_keeps_the_session(server):
     kinds = [m["type"] for m in seen]
     assert kinds.count("input_audio_buffer.speech_stopped") >= 1
     assert "error" not in kinds, [m for m in seen if m["type"] == "error"]
+
+
+def test_a_websocket_handshake_with_a_huge_header_is_answered_431_and_closed(server):
+    """A header line over websockets' 8 KB limit: before the fix the 431 was queued but never
+    written, and the client waited with the connection open."""
+    import socket
+    import time
+
+    url = urllib.parse.urlparse(server.url)
+    with socket.create_connection((url.hostname, url.port), timeout=10) as sock:
+        sock.sendall(("GET /v1/realtime HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                      "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                      f"Sec-WebSocket-Version: 13\r\nX-Big: {'a' * 10000}\r\n\r\n").encode())
+        reply = b""
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            piece = sock.recv(4096)  # raises TimeoutError if the server says nothing
+            if not piece:
+                break  # closed
+            reply += piece
+    assert reply.startswith(b"HTTP/1.1 431"), reply[:100]
+    status, _ = _raw(server, "/v1/models")
+    assert status == 200
