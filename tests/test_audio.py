@@ -153,3 +153,25 @@ def test_errors_name_no_heap_addresses():
     with pytest.raises(AudioError) as err:
         load(b"RIFF" + b"\x00" * 200)
     assert "0x" not in str(err.value) and "object at" not in str(err.value)
+
+
+def test_decoding_memory_follows_the_output_not_the_input():
+    """120 s of 48 kHz stereo, the most a 120 s cap admits per second: decoding it whole held
+    about 79 MB at once; block by block, peak memory is a small multiple of the 16 kHz mono
+    result (7.7 MB) plus a few blocks, whatever the input's rate and channels."""
+    import tracemalloc
+
+    from speechllm.audio import BLOCK_FRAMES
+
+    buf = io.BytesIO()
+    sf.write(buf, np.zeros((48000 * 120, 2), np.int16), 48000, format="FLAC")
+    data = buf.getvalue()
+    tracemalloc.start()
+    try:
+        audio = load(data, 16000, max_seconds=120)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    result = 120 * 16000 * 4
+    assert audio.duration == pytest.approx(120.0)
+    assert peak < 3 * result + 4 * BLOCK_FRAMES * 2 * 4, peak

@@ -183,7 +183,7 @@ def _decode_mono(f: Any, name: str, cap: float, sample_rate: int | None
         pieces.append(stream.resample_chunk(np.zeros(0, np.float32), last=True))
     out = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
     if stream is not None:
-        out = np.clip(out, -1.0, 1.0)
+        np.clip(out, -1.0, 1.0, out=out)
     return out.astype(np.float32, copy=False), rate
 
 
