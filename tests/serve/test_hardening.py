@@ -5,7 +5,6 @@ server goes on serving."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import http.client
 import io
 import json
@@ -145,42 +144,60 @@ def test_push_to_talk_holds_the_turn_cap_and_huge_frames_are_refused(server):
     assert "capital of france" in done["transcript"].lower()
 
 
-def test_sigterm_with_a_long_answer_in_flight_exits_within_the_grace(tmp_path):
-    """A non-streamed chat that would run for minutes: on SIGTERM with a 2 s grace the server
-    is gone within seconds, exit code 0, instead of waiting for the answer's thread."""
+def test_sigterm_with_a_long_request_in_flight_exits_within_the_grace(tmp_path):
+    """A transcription of four minutes of speech (a minute or more of work here) is in flight:
+    on SIGTERM with a 2 s grace it gets a JSON 503 and the server is gone within seconds,
+    exit code 0, instead of waiting for the recogniser's thread to finish."""
     import signal
     import threading
     import time
+    import urllib.error
     import urllib.request
+
+    from speechllm.audio import Audio
 
     from .conftest import start_server, stop_server
 
     s = start_server(tmp_path, "--shutdown-grace", "2", key=None)
     try:
-        body = json.dumps({"messages": [{"role": "user", "content": "Count from one to one "
-                           "thousand in words, one number per line."}],
-                           "max_tokens": 4000}).encode()
-        request = urllib.request.Request(s.url + "/v1/chat/completions", body,
-                                         {"Content-Type": "application/json"})
+        speech = load(QUESTION, 16000).samples
+        wav = Audio(np.tile(speech, int(240 * 16000 / len(speech))), 16000).to_wav_bytes()
+        boundary = "b0undary"
+        form = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\n"
+                f"whisper-1\r\n--{boundary}\r\nContent-Disposition: form-data; "
+                f"name=\"file\"; filename=\"long.wav\"\r\nContent-Type: audio/wav\r\n\r\n"
+                ).encode() + wav + f"\r\n--{boundary}--\r\n".encode()
+        request = urllib.request.Request(
+            s.url + "/v1/audio/transcriptions", form,
+            {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+        answer: dict[str, object] = {}
 
         def ask() -> None:
-            with contextlib.suppress(Exception):  # cut off by the shutdown, as it should be
-                urllib.request.urlopen(request, timeout=300).read()
+            try:
+                answer["finished"] = urllib.request.urlopen(request, timeout=300).read()
+            except urllib.error.HTTPError as e:  # cut off by the shutdown, as it should be
+                answer["status"], answer["body"] = e.code, e.read()
+            except Exception as e:  # reported by the assertion below
+                answer["other"] = repr(e)
 
-        threading.Thread(target=ask, daemon=True).start()
+        worker = threading.Thread(target=ask, daemon=True)
+        worker.start()
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:  # wait until the answer is being computed
+        while time.monotonic() < deadline:  # wait until it is being worked on
             with urllib.request.urlopen(s.url + "/health", timeout=10) as r:
                 if json.loads(r.read())["running"]:
                     break
             time.sleep(0.2)
         else:
-            pytest.fail("the chat never started")
+            pytest.fail("the transcription never started")
         time.sleep(1.0)
         s.process.send_signal(signal.SIGTERM)
         signalled = time.monotonic()
         assert s.process.wait(60) == 0
         assert time.monotonic() - signalled < 2 + 15  # the grace, the watchdog, start-up slack
+        worker.join(10)
+        assert answer.get("status") == 503, answer  # told, in OpenAI's error shape
+        assert json.loads(answer["body"])["error"]["code"] == "shutting_down"
     finally:
         stop_server(s)
 

@@ -182,6 +182,37 @@ class UploadCap:
         await send({"type": "http.response.body", "body": body})
 
 
+class ShutdownAnswer:
+    """ASGI middleware: a request still running when the shutdown grace ends (uvicorn cancels
+    it) gets a JSON 503 in OpenAI's shape, not uvicorn's plain-text 500."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = False
+
+        async def watched(message: Any) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched)
+        except asyncio.CancelledError:
+            if not started:
+                body = json.dumps(error_body("the server is shutting down; retry the "
+                                             "request", 503, "shutting_down")).encode()
+                with contextlib.suppress(Exception):
+                    await send({"type": "http.response.start", "status": 503,
+                                "headers": [(b"content-type", b"application/json"),
+                                            (b"content-length", str(len(body)).encode())]})
+                    await send({"type": "http.response.body", "body": body})
+            raise
+
+
 def create_app(settings: ServeSettings | None = None,
                services: Services | None = None) -> FastAPI:
     """The app; `services` hands in models already built (else they load at start-up)."""
@@ -218,6 +249,7 @@ def create_app(settings: ServeSettings | None = None,
         return await call_next(request)
 
     app.add_middleware(UploadCap, limit=settings.max_upload_bytes)
+    app.add_middleware(ShutdownAnswer)  # outermost: it sees the cancellation last
 
     @app.exception_handler(APIError)
     async def api_error(_: Request, exc: APIError) -> JSONResponse:
