@@ -253,3 +253,26 @@ def test_a_websocket_handshake_with_a_huge_header_is_answered_431_and_closed(ser
     assert reply.startswith(b"HTTP/1.1 431"), reply[:100]
     status, _ = _raw(server, "/v1/models")
     assert status == 200
+
+
+def test_a_short_soak_keeps_serving_and_memory_levels_off(tmp_path):
+    """bench/serve_soak.py's rounds, six of them: every good request answered and every bad
+    one refused in every round, and after three rounds of warm-up RSS grows by less than
+    60 MB over the next three (a leak of a request's audio or a session's buffers would
+    grow it by tens of MB a round; 30 rounds measured +1.5 MB a round, docs/serving.md)."""
+    import sys
+
+    from ..conftest import ROOT
+    from .conftest import start_server, stop_server
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from serve_soak import one_round
+
+    s = start_server(tmp_path, key=KEY)
+    try:
+        rounds = [one_round(s.url, s.process.pid, KEY) for _ in range(6)]
+    finally:
+        stop_server(s)
+    assert all(not r.failures and r.good == 6 and r.refused == 5 for r in rounds), \
+        [r.failures for r in rounds]
+    assert rounds[5].rss_mb - rounds[2].rss_mb < 60, [round(r.rss_mb) for r in rounds]

@@ -17,6 +17,7 @@ import logging
 import os
 import sys
 import threading
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from importlib import resources
@@ -286,9 +287,12 @@ def create_app(settings: ServeSettings | None = None,
 
     @app.exception_handler(Exception)
     async def crashed(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("request failed")
-        return JSONResponse(error_body(f"internal error: {type(exc).__name__}: {exc}", 500),
-                            status_code=500)
+        incident = uuid.uuid4().hex[:12]
+        log.exception("request failed (incident %s)", incident)
+        # the details (object reprs, paths) stay in the server's log, under the incident id
+        return JSONResponse(error_body(f"internal error ({type(exc).__name__}); the server "
+                                       f"log has the details under incident {incident}",
+                                       500, "internal_error"), status_code=500)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page() -> HTMLResponse:
