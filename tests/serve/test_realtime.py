@@ -157,7 +157,17 @@ STORY = {"type": "session.update", "session": {
     "max_tokens": 60}}
 
 
-async def over_the_answer(ws, probe: np.ndarray | None, echo: float) -> list[dict]:
+def over_the_answer(server, probe: np.ndarray | None, echo: float) -> list[dict]:
+    """A fresh session: `_over_the_answer` in it."""
+    async def run():
+        async with websockets.connect(server.ws_url, additional_headers=AUTH) as ws:
+            await ws.recv()
+            return await _over_the_answer(ws, probe, echo)
+
+    return asyncio.run(run())
+
+
+async def _over_the_answer(ws, probe: np.ndarray | None, echo: float) -> list[dict]:
     """Ask the question, then, while the answer plays (in real time, as a client plays it),
     send 1.5 s of nothing, `probe` (16 kHz) and 1.5 s of nothing, with `echo` times the
     answer's own audio mixed in as the microphone hears it; the events seen, up to then."""
@@ -199,12 +209,7 @@ async def over_the_answer(ws, probe: np.ndarray | None, echo: float) -> list[dic
 def test_a_backchannel_over_the_answer_does_not_stop_it(server, voice):
     okay = say(voice, "Okay.", pad=0.0).resample(16000).samples
 
-    async def run():
-        async with websockets.connect(server.ws_url, additional_headers=AUTH) as ws:
-            await ws.recv()
-            return await over_the_answer(ws, okay, echo=0.0)
-
-    seen = asyncio.run(run())
+    seen = over_the_answer(server, okay, echo=0.0)
     kinds = [m["type"] for m in seen]
     ignored = [m for m in seen if m["type"] == "input_audio_buffer.speech_ignored"]
     assert [m["reason"] for m in ignored] == ["backchannel"], ignored
@@ -216,12 +221,7 @@ def test_a_backchannel_over_the_answer_does_not_stop_it(server, voice):
 def test_the_answers_own_voice_in_the_microphone_does_not_stop_it(server):
     """No headphones: the answer comes back into the microphone 10 dB down. It is found in
     the answer's own audio, taken out of the stream, and never taken for the user."""
-    async def run():
-        async with websockets.connect(server.ws_url, additional_headers=AUTH) as ws:
-            await ws.recv()
-            return await over_the_answer(ws, None, echo=10 ** (-10 / 20))
-
-    seen = asyncio.run(run())
+    seen = over_the_answer(server, None, echo=10 ** (-10 / 20))
     kinds = [m["type"] for m in seen]
     reasons = [m["reason"] for m in seen if m["type"] == "input_audio_buffer.speech_ignored"]
     assert reasons and set(reasons) == {"echo"}, reasons  # heard, and known for what it is
@@ -233,12 +233,7 @@ def test_an_interruption_over_the_echo_stops_the_answer(server, voice):
     """"Wait, stop." said over the answer's echo stops it, and is the user's next turn."""
     stop = say(voice, "Wait, stop.", pad=0.0).resample(16000).samples
 
-    async def run():
-        async with websockets.connect(server.ws_url, additional_headers=AUTH) as ws:
-            await ws.recv()
-            return await over_the_answer(ws, stop, echo=10 ** (-10 / 20))
-
-    seen = asyncio.run(run())
+    seen = over_the_answer(server, stop, echo=10 ** (-10 / 20))
     kinds = [m["type"] for m in seen]
     barge = [m for m in seen if m["type"] == "input_audio_buffer.speech_started"][1:]
     assert len(barge) == 1, barge

@@ -11,12 +11,16 @@ from __future__ import annotations
 import json
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator
 from pydantic import ValidationError as _ValidationError
 
+from speechllm.serve import codecs
 from speechllm.serve.app import APIError
 
 Body = TypeVar("Body", bound=BaseModel)
+# chat's `audio.format` -> the codec that writes it
+CHAT_AUDIO_FORMATS = {"wav": "wav", "mp3": "mp3", "flac": "flac", "opus": "opus",
+                      "pcm16": "pcm"}
 MAX_DEPTH = 64  # JSON nesting beyond any real request; deeper is refused before parsing
 
 
@@ -24,16 +28,32 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
+def _one_of(value: str, known: Any) -> str:
+    if value not in known:
+        raise ValueError(f"must be one of {sorted(known)}, got {value!r}")
+    return value
+
+
 class SpeechBody(_Body):
     input: StrictStr
-    response_format: Literal["mp3", "opus", "aac", "flac", "wav", "pcm"] = "mp3"
+    response_format: StrictStr = "mp3"
     model: StrictStr | None = None
     voice: StrictStr | dict[str, Any] | None = None
 
+    @field_validator("response_format")
+    @classmethod
+    def _known_format(cls, value: str) -> str:
+        return _one_of(value, codecs.AUDIO_FORMATS)
+
 
 class ChatAudio(_Body):
-    format: Literal["wav", "mp3", "flac", "opus", "pcm16"] = "wav"
+    format: StrictStr = "wav"
     voice: StrictStr | dict[str, Any] | None = None
+
+    @field_validator("format")
+    @classmethod
+    def _known_format(cls, value: str) -> str:
+        return _one_of(value, CHAT_AUDIO_FORMATS)
 
 
 class ChatBody(_Body):
@@ -69,8 +89,8 @@ def _depth_ok(raw: bytes) -> bool:
     return True
 
 
-def parse(raw: bytes, kind: type[Body]) -> tuple[Body, dict[str, Any]]:
-    """The body as `kind` and as the plain dict it came from; APIError 400 when it is not."""
+def parse(raw: bytes, kind: type[Body]) -> Body:
+    """The body as `kind`; APIError 400 when it is not one."""
     if not _depth_ok(raw):
         raise APIError(400, f"the body nests deeper than {MAX_DEPTH} levels", "invalid_json")
     try:
@@ -80,7 +100,7 @@ def parse(raw: bytes, kind: type[Body]) -> tuple[Body, dict[str, Any]]:
     if not isinstance(body, dict):
         raise APIError(400, "the body must be a JSON object", "invalid_json")
     try:
-        return kind.model_validate(body), body
+        return kind.model_validate(body)
     except _ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or None

@@ -25,7 +25,7 @@ from speechllm.audio import Audio, load
 from speechllm.errors import NoSpeechError
 from speechllm.serve import codecs
 from speechllm.serve.app import APIError, Services, error_body, services_of
-from speechllm.serve.bodies import ChatAudio, ChatBody, SpeechBody, parse
+from speechllm.serve.bodies import CHAT_AUDIO_FORMATS, ChatAudio, ChatBody, SpeechBody, parse
 from speechllm.speechlm import (
     AudioChunk,
     Done,
@@ -41,8 +41,6 @@ from speechllm.tts.base import TTS, synthesize
 router = APIRouter()
 TRANSLATE = "Translate the audio into English."
 SUBTITLE_FORMATS = {"json", "text", "srt", "vtt", "verbose_json"}
-CHAT_AUDIO_FORMATS = {"wav": "wav", "mp3": "mp3", "flac": "flac", "opus": "opus",
-                      "pcm16": "pcm"}
 
 
 def timings_json(t: Timings) -> dict[str, Any]:
@@ -111,7 +109,7 @@ async def translations(request: Request, file: UploadFile = File(...),  # noqa: 
 @router.post("/v1/audio/speech")
 async def speech(request: Request) -> Response:
     s = services_of(request)
-    spec, _ = parse(await request.body(), SpeechBody)
+    spec = parse(await request.body(), SpeechBody)
     text = spec.input
     if not text.strip():
         raise APIError(400, "input: a non-empty string is required", "invalid_value", "input")
@@ -215,7 +213,7 @@ def _envelope(s: Services, cid: str, created: int, kind: str) -> dict[str, Any]:
 @router.post("/v1/chat/completions")
 async def chat(request: Request) -> Response:
     s = services_of(request)
-    spec, _ = parse(await request.body(), ChatBody)
+    spec = parse(await request.body(), ChatBody)
     turn, fmt = await turn_of(s, spec)
     cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
     if spec.stream:

@@ -132,19 +132,15 @@ class Turns:
             pcm = path.cancel(pcm, self.received, out.reference())
         if not self.session.server_vad:  # push-to-talk: the turn cap holds here too
             room = int(self.s.settings.max_audio_seconds * RATE) - self.kept
+            capped = len(pcm) > room and not self.full
             if len(pcm) > room:
                 self.raw[-1] = pcm = pcm[:max(0, room)]
-                if not self.full:
-                    self.full = True
-                    self.received += len(pcm)
-                    self.samples.append(pcm)
-                    self.kept += len(pcm)
-                    return ["full"]
+                self.full = True
         self.received += len(pcm)
         self.samples.append(pcm)
         self.kept += len(pcm)
         if not self.session.server_vad:
-            return []
+            return ["full"] if capped else []
         events = []
         settings = self.s.settings
         for p in self.vad.feed(pcm):
@@ -218,16 +214,12 @@ class Turns:
         self.raw = [heard]
         self.samples = [path.cancel(heard, self.received - self.kept, out.reference())]
 
-    def since(self, start: float) -> Audio:
-        """The audio with the echo taken out, from `start` seconds into the buffer."""
-        joined = np.concatenate(self.samples) if self.samples else np.zeros(0, np.float32)
-        self.samples = [joined]
-        return Audio(joined[int(max(0.0, start) * RATE):], RATE)
-
-    def heard_since(self, start: float) -> Audio:
-        """The audio as heard (echo and all), from `start` seconds into the buffer."""
-        joined = np.concatenate(self.raw) if self.raw else np.zeros(0, np.float32)
-        self.raw = [joined]
+    def since(self, start: float, as_heard: bool = False) -> Audio:
+        """The buffer's audio from `start` seconds in: with the echo taken out, or as heard
+        (echo and all)."""
+        pieces = self.raw if as_heard else self.samples
+        joined = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
+        pieces[:] = [joined]  # one piece: cheap to read again
         return Audio(joined[int(max(0.0, start) * RATE):], RATE)
 
     def take(self) -> Audio | None:
@@ -485,7 +477,7 @@ async def realtime(ws: WebSocket) -> None:
             ov.clip_start = max(ov.start, ov.judged_at - PREROLL) if ov.last == "echo" \
                 else ov.start
             ov.clip_first = turns.received - turns.kept + int(ov.clip_start * RATE)
-            audio = turns.heard_since(ov.clip_start)
+            audio = turns.since(ov.clip_start, as_heard=True)
             cleaned = turns.since(ov.clip_start) if turns.echo is not None else None
             ov.judged_at, ov.judged_speech = turns.kept / RATE, turns.speech_seconds
             ov.judging = asyncio.create_task(verdict_on(ov, audio, cleaned))
@@ -636,8 +628,8 @@ async def realtime(ws: WebSocket) -> None:
                 pcm = np.frombuffer(data, "<i2").astype(np.float32) / 32768.0
                 for event in turns.feed(turns.to_16k(pcm)):
                     if overlap is not None:  # speech over the answer: its verdict decides
-                        overlap.ended = event == "stopped" or (overlap.ended
-                                                               and event != "started")
+                        if event in ("started", "stopped"):
+                            overlap.ended = event == "stopped"
                         if event in ("paused", "stopped"):
                             judge_if_due(at_pause=True)
                         continue
@@ -685,7 +677,7 @@ async def realtime(ws: WebSocket) -> None:
                 reply = start_reply(turns.take(), time.perf_counter(), held=False)
             elif kind == "input_audio_buffer.clear":
                 turns.clear()
-                overlap, turns.hold = None, False
+                overlap = None
             elif kind == "response.cancel":
                 await cancel_reply("client")
             else:
