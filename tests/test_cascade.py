@@ -120,3 +120,20 @@ def test_request_validation():
         Request(text="  ")
     with pytest.raises(ValueError, match="max_tokens"):
         Request(text="hi", max_tokens=0)
+
+
+def test_the_configs_answer_limit_holds_unless_a_request_sets_its_own(asr, chat_llm):
+    """`options.generation.max_tokens` from a config is the answer's limit; a request's own
+    `max_tokens` overrides it (it used to be overridden by the request's default, always)."""
+    from dataclasses import replace
+
+    from speechllm.cascade.build import spec_from_dict
+    from speechllm.cascade.pipeline import CascadeSpeechLM
+
+    options = spec_from_dict({"options": {"generation": {"max_tokens": 4}}}).options
+    short = CascadeSpeechLM(asr, chat_llm, config=options)
+    ask = Request(text="Tell me a long story about a dragon and a knight.", want_audio=False)
+    clipped = short.respond(ask).text
+    assert 1 <= len(clipped.split()) <= 4, clipped
+    longer = short.respond(replace(ask, max_tokens=40)).text
+    assert len(longer.split()) > 8, longer

@@ -1,29 +1,55 @@
 """Build any approach from a plain configuration (a dict, as read from JSON).
 
-    {"approach": "cascade", "asr": "whisper-tiny.en", "postprocess": "rescore"}
+    {"approach": "cascade", "asr": "whisper-tiny.en", "postprocess": "rescore",
+     "options": {"nbest": 3}}
 
 The evaluation harness, its worker pools and Ray actors build their `SpeechLM` through here,
 so a run's configuration is all a worker needs, and the journal records exactly what ran.
+Approaches are looked up in `APPROACHES`, a registry like every other component kind.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from speechllm.registry import Registry
 from speechllm.speechlm import SpeechLM
 
 
-def _cascade(fields: dict[str, Any]) -> SpeechLM:
-    from speechllm.cascade.build import CascadeSpec, build_cascade
-    return build_cascade(CascadeSpec(**fields))
+@dataclass(frozen=True)
+class Approach:
+    """How to check a configuration's fields (without loading a model) and build from them."""
+
+    known: Callable[[], frozenset[str]]  # the fields it takes
+    check: Callable[[dict[str, Any]], None]  # raises ValueError naming the field
+    build: Callable[[dict[str, Any]], SpeechLM]
 
 
-def _cascade_fields() -> set[str]:
+def _cascade_fields() -> frozenset[str]:
+    import dataclasses
+
     from speechllm.cascade.build import CascadeSpec
-    return {f.name for f in dataclasses.fields(CascadeSpec)}
+    return frozenset(f.name for f in dataclasses.fields(CascadeSpec))
+
+
+def _cascade_check(fields: dict[str, Any]) -> None:
+    from speechllm.cascade.build import spec_from_dict
+    spec_from_dict(fields)
+
+
+def _cascade(fields: dict[str, Any]) -> SpeechLM:
+    from speechllm.cascade.build import build_cascade, spec_from_dict
+    return build_cascade(spec_from_dict(fields))
+
+
+def _folder_check(fields: dict[str, Any]) -> None:
+    for key, value in fields.items():
+        if not isinstance(value, str):
+            raise ValueError(f"{key}: expected a string, got {value!r}")
+    if "path" not in fields:
+        raise ValueError("path: required, the saved model's folder")
 
 
 def _latent(fields: dict[str, Any]) -> SpeechLM:
@@ -39,36 +65,39 @@ def _tokens(fields: dict[str, Any]) -> SpeechLM:
     return model
 
 
-# name -> (builder, names of the fields it accepts)
-APPROACHES: dict[str, tuple[Callable[[dict[str, Any]], SpeechLM], Callable[[], set[str]]]] = {
-    "cascade": (_cascade, _cascade_fields),
-    # path: a folder written by LatentSpeechLM.save_pretrained, an Ultravox or a Qwen2-Audio
-    # checkpoint; engine: "torch" or "llama.cpp" (speechllm's own models); audio_model /
-    # text_model: local base models for an Ultravox checkpoint that saved only its projector
-    "latent": (_latent, lambda: {"path", "engine", "audio_model", "text_model"}),
-    # path: a folder written by TokenSpeechLM.save_pretrained (speechllm train latent with
-    # "model": {"approach": "tokens", ...})
-    "tokens": (_tokens, lambda: {"path"}),
-}
+APPROACHES: Registry[Approach] = Registry("approach")
+APPROACHES.register("cascade", Approach(_cascade_fields, _cascade_check, _cascade))
+# path: a folder written by LatentSpeechLM.save_pretrained, an Ultravox or a Qwen2-Audio
+# checkpoint; engine: "torch" or "llama.cpp" (speechllm's own models); audio_model /
+# text_model: local base models for an Ultravox checkpoint that saved only its projector
+APPROACHES.register("latent", Approach(
+    lambda: frozenset({"path", "engine", "audio_model", "text_model"}), _folder_check, _latent))
+# path: a folder written by TokenSpeechLM.save_pretrained (`speechllm train` with
+# "model": {"approach": "tokens", ...})
+APPROACHES.register("tokens", Approach(lambda: frozenset({"path"}), _folder_check, _tokens))
 
 
 def check(config: Mapping[str, Any]) -> dict[str, Any]:
     """The configuration's fields, checked without loading any model; ValueError names the
     offending field."""
     name = config.get("approach", "cascade")
+    if not isinstance(name, str):
+        raise ValueError(f"approach: expected a name, got {name!r}")
     if name not in APPROACHES:
         raise ValueError(f"approach: unknown {name!r}; choose one of: {', '.join(APPROACHES)}")
+    approach = APPROACHES.get(name)
     fields = {k: v for k, v in config.items() if k != "approach"}
-    allowed = APPROACHES[name][1]()
+    allowed = approach.known()
     for key in fields:
         if key not in allowed:
             raise ValueError(f"{key}: not a {name} setting; known: {', '.join(sorted(allowed))}")
+    approach.check(fields)
     return fields
 
 
 def build(config: Mapping[str, Any]) -> SpeechLM:
     fields = check(config)
-    return APPROACHES[config.get("approach", "cascade")][0](fields)
+    return APPROACHES.get(config.get("approach", "cascade")).build(fields)
 
 
 @dataclass(frozen=True)

@@ -177,8 +177,7 @@ def speak(
                                                    "voice name.")] = None,
 ) -> None:
     """Synthesise TEXT to an audio file."""
-    from speechllm.cascade.build import make_tts
-    from speechllm.tts.base import synthesize
+    from speechllm.tts.base import make_tts, synthesize
 
     if not text.strip():
         raise _fail(ValueError("nothing to say: TEXT is empty"))

@@ -24,6 +24,9 @@ class Message:
     content: str
 
 
+DEFAULT_MAX_TOKENS = 256  # a model's answer limit when neither request nor config sets one
+
+
 @dataclass(frozen=True)
 class Request:
     """One user turn: speech (or text) in, plus the instruction and the conversation so far."""
@@ -33,7 +36,7 @@ class Request:
     system: str | None = None  # system prompt; None uses the model's default
     history: tuple[Message, ...] = ()  # earlier turns, oldest first, without the system prompt
     want_audio: bool = True  # synthesise the answer as speech
-    max_tokens: int = 256
+    max_tokens: int | None = None  # longest answer in tokens; None: the model's default
     # "transcribe": the answer is what was said; "translate": what was said, in English. A
     # cascade answers both from its ASR without running the LLM; end-to-end approaches follow
     # `system` as their instruction.
@@ -47,8 +50,12 @@ class Request:
                              f"{self.intent!r}")
         if self.intent != "respond" and self.audio is None:
             raise ValueError(f"a {self.intent} Request needs audio")
-        if self.max_tokens < 1:
+        if self.max_tokens is not None and self.max_tokens < 1:
             raise ValueError(f"max_tokens must be >= 1, got {self.max_tokens}")
+
+    def token_limit(self, default: int = DEFAULT_MAX_TOKENS) -> int:
+        """The answer's length limit: the request's, else the model's `default`."""
+        return self.max_tokens if self.max_tokens is not None else default
 
 
 @dataclass(frozen=True, eq=False)

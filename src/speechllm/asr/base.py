@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from speechllm.audio import Audio
+from speechllm.registry import Registry
 
 Task = Literal["transcribe", "translate"]
 
@@ -79,3 +81,8 @@ class ASR(Protocol):
     def detect_language(self, audio: Audio) -> tuple[str, float]:
         """(ISO code, probability)."""
         ...
+
+
+# name -> factory(model) where model is an embedded name or a model folder
+ASR_BACKENDS: Registry[Callable[[str], ASR]] = Registry("ASR backend")
+ASR_BACKENDS.register("faster-whisper", "speechllm.asr.faster_whisper:FasterWhisperASR")

@@ -56,6 +56,14 @@ class CascadeConfig:
     first_clause_priority: bool = True
     vad_pad: float = 0.2  # seconds kept around the speech VAD finds
 
+    def __post_init__(self) -> None:
+        for name in ("nbest",):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("min_clause_chars", "first_clause_words", "vad_pad"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+
 
 class Cancelled(Exception):
     """The consumer stopped the turn (barge-in, disconnect)."""
@@ -157,7 +165,7 @@ class CascadeSpeechLM:
         messages = [Message("system", request.system or self.config.system),
                     *request.history, Message("user", user)]
         gen = self.config.generation
-        if request.max_tokens != gen.max_tokens:
+        if request.max_tokens is not None:  # else the config's own limit holds
             gen = replace(gen, max_tokens=request.max_tokens)
 
         pieces: list[str] = []

@@ -60,7 +60,7 @@ def read_texts(path: str | os.PathLike[str]) -> list[tuple[str, dict[str, Any]]]
 
 def _voice(name: str, threads: int = 0) -> TTS:
     """A `backend[:voice]` name's TTS; `threads` caps a Piper voice's (0: its default)."""
-    from speechllm.cascade.build import make_tts
+    from speechllm.tts.base import make_tts
 
     backend, _, voice = name.partition(":")
     if backend == "piper" and threads:

@@ -8,7 +8,7 @@ function serves the summary, bootstrap confidence intervals and reports.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -17,13 +17,19 @@ import jiwer
 from speechllm.audio import Audio
 from speechllm.eval.journal import Row
 from speechllm.eval.manifest import Item
+from speechllm.registry import Registry
 from speechllm.speechlm import Request, Response
 from speechllm.text_norm import normalize, word_errors
 
 
 class Task(Protocol):
-    name: str
-    keep_audio: bool  # the runner saves each spoken answer beside the journal
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def keep_audio(self) -> bool:
+        """The runner saves each spoken answer beside the journal."""
+        ...
 
     def request(self, item: Item, audio: Audio) -> Request: ...
 
@@ -196,13 +202,13 @@ class DialogueTask:
         return {k: _mean(rows, k) for k in ("answered", "answer_words", "answer_seconds")}
 
 
-TASKS: dict[str, type] = {"asr": ASRTask, "digit": DigitLabelTask, "qa": SpokenQATask,
-                          "translate": TranslationTask, "dialogue": DialogueTask}
+TASKS: Registry[Callable[[], Task]] = Registry("task")
+TASKS.register("asr", ASRTask)
+TASKS.register("digit", DigitLabelTask)
+TASKS.register("qa", SpokenQATask)
+TASKS.register("translate", TranslationTask)
+TASKS.register("dialogue", DialogueTask)
 
 
 def make_task(name: str) -> Task:
-    try:
-        task: Task = TASKS[name]()
-    except KeyError:
-        raise ValueError(f"unknown task {name!r}; choose one of: {', '.join(TASKS)}") from None
-    return task
+    return TASKS.get(name)()

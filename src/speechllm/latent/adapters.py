@@ -15,10 +15,12 @@ Each adapter also maps the valid lengths, so padding never leaks into the prompt
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from speechllm.errors import MissingDependency
+from speechllm.registry import Registry
 
 try:
     import torch
@@ -153,13 +155,15 @@ class UltravoxProjector(nn.Module):
         return out, torch.div(lengths + self.k - 1, self.k, rounding_mode="floor")
 
 
-ADAPTERS: dict[str, type] = {"stack": FrameStackProjector, "conv": ConvDownsampler,
-                             "qformer": WindowQFormer, "ultravox": UltravoxProjector,
-                             "ultravox-ln-post": UltravoxProjector}
+ADAPTERS: Registry[Callable[[AdapterConfig], nn.Module]] = Registry("adapter kind")
+for _kind, _adapter in (("stack", FrameStackProjector), ("conv", ConvDownsampler),
+                        ("qformer", WindowQFormer), ("ultravox", UltravoxProjector),
+                        ("ultravox-ln-post", UltravoxProjector)):
+    ADAPTERS.register(_kind, _adapter)
 
 
 def make_adapter(config: AdapterConfig) -> nn.Module:
-    module: nn.Module = ADAPTERS[config.kind](config)
+    module: nn.Module = ADAPTERS.get(config.kind)(config)
     return module
 
 

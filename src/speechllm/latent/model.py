@@ -212,10 +212,10 @@ class LatentSpeechLM:
                 batch = self.embed(states, lengths, [instruction])
             start = clock.elapsed()
             if self.engine == "llama.cpp":
-                ids = self._generate_llama_cpp(instruction, batch, request.max_tokens, clock,
+                ids = self._generate_llama_cpp(instruction, batch, request.token_limit(), clock,
                                                start, on_text)
             else:
-                ids = self._generate_torch(batch, request.max_tokens, clock, start, on_text)
+                ids = self._generate_torch(batch, request.token_limit(), clock, start, on_text)
             first = clock.freeze().ttft or start
             clock.add("decode", first, clock.elapsed())
         text = self.tok.decode(ids, skip_special_tokens=True).strip()

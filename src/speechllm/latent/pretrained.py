@@ -228,7 +228,7 @@ class Qwen2AudioSpeechLM:
                 inputs = self._inputs(request)
             start = clock.elapsed()
             streamer = _TextStreamer(self.processor.tokenizer, clock, on_text)
-            self.model.generate(**inputs, max_new_tokens=request.max_tokens, do_sample=False,
+            self.model.generate(**inputs, max_new_tokens=request.token_limit(), do_sample=False,
                                 streamer=streamer)
             first = clock.freeze().ttft or clock.elapsed()
             clock.add("prefill", start, first)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from speechllm.registry import Registry
 from speechllm.speechlm import Message
 
 
@@ -44,3 +45,9 @@ def chat(llm: ChatLLM, messages: Sequence[Message],
          options: GenerationOptions | None = None) -> str:
     """The whole reply of a streaming chat model."""
     return "".join(llm.stream_chat(messages, options))
+
+
+# name -> factory(model, base_url); a local backend ignores base_url
+LLM_BACKENDS: Registry[Callable[[str, str | None], ChatLLM]] = Registry("LLM backend")
+LLM_BACKENDS.register("llama-cpp", "speechllm.llm.llama_cpp:llama_cpp_chat")
+LLM_BACKENDS.register("openai", "speechllm.llm.openai_api:openai_chat")

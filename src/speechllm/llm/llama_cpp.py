@@ -118,3 +118,10 @@ class LlamaCppScorer:
         logz = np.log(np.exp(rows - peak).sum(axis=1)) + peak[:, 0]
         picked = rows[np.arange(len(body)), body]
         return float((picked - logz).sum())
+
+
+def llama_cpp_chat(model: str, base_url: str | None = None) -> LlamaCppChat:
+    """The registry's factory: `model` an embedded GGUF name or a .gguf path."""
+    if base_url:
+        raise ValueError("the llama-cpp LLM backend runs in process; base_url is for 'openai'")
+    return LlamaCppChat(model)

@@ -46,3 +46,10 @@ class OpenAIChat:
                     yield piece
         except self._errors as exc:
             raise ModelError(f"LLM server at {self.config.base_url} failed: {exc}") from None
+
+
+def openai_chat(model: str, base_url: str | None = None) -> OpenAIChat:
+    """The registry's factory: `model` as the server names it, at `base_url`."""
+    if not base_url:
+        raise ValueError("the openai LLM backend needs a base_url (e.g. http://127.0.0.1:8000/v1)")
+    return OpenAIChat(OpenAIConfig(base_url=base_url, model=model))

@@ -31,6 +31,7 @@ from speechllm.speechlm import SpeechLM
 from speechllm.tts.base import TTS
 from speechllm.turn.barge_in import BargeInJudge
 from speechllm.turn.base import TurnDetector
+from speechllm.vad.base import VAD
 
 fastapi = require("fastapi", "serve")
 from fastapi import FastAPI, Request  # noqa: E402
@@ -66,7 +67,7 @@ class Services:
     settings: ServeSettings
     model: SpeechLM
     tts: TTS | None
-    vad: Any  # SileroVAD, for voice sessions
+    vad: VAD  # for voice sessions
     gate: FairGate
     turn: TurnDetector | None = None  # end-of-turn model for voice sessions
     judge: BargeInJudge | None = None  # tells interruptions from backchannels and echo
@@ -101,8 +102,9 @@ def key_ok(settings: ServeSettings, authorization: str | None, query_key: str | 
 def load_services(settings: ServeSettings) -> Services:
     """Build the models named by the settings (slow: run it off the event loop)."""
     from speechllm import approach
-    from speechllm.cascade.build import make_tts
-    from speechllm.vad.silero import SileroVAD
+    from speechllm.asr.base import ASR_BACKENDS
+    from speechllm.tts.base import make_tts
+    from speechllm.vad.base import VAD_BACKENDS
 
     model = approach.build(settings.approach)
     tts = getattr(model, "tts", None)  # a cascade's own voice serves /v1/audio/speech too
@@ -116,10 +118,10 @@ def load_services(settings: ServeSettings) -> Services:
     if settings.barge_in == "words":
         asr = getattr(model, "asr", None)  # a cascade's recogniser serves the judge too
         if asr is None:
-            from speechllm.asr.faster_whisper import FasterWhisperASR
-            asr = FasterWhisperASR("whisper-base")
+            asr = ASR_BACKENDS.get("faster-whisper")("whisper-base")
         judge = BargeInJudge(asr, settings.backchannels)
-    return Services(settings, model, tts, SileroVAD(), FairGate(settings.workers), turn, judge)
+    vad = VAD_BACKENDS.get("silero")()
+    return Services(settings, model, tts, vad, FairGate(settings.workers), turn, judge)
 
 
 def _leave() -> None:

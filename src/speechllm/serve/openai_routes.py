@@ -188,7 +188,7 @@ async def turn_of(s: Services, spec: ChatBody) -> tuple[Turn, str | None]:
             text = ""
     want_audio = "audio" in (spec.modalities or ["text"])
     fmt = CHAT_AUDIO_FORMATS[(spec.audio or ChatAudio()).format] if want_audio else None
-    limit = spec.max_completion_tokens or spec.max_tokens or 256
+    limit = spec.max_completion_tokens or spec.max_tokens  # None: the model's own limit
     turn = Turn(audio=audio, text=text or None, system="\n".join(system) or None,
                 history=tuple(history), want_audio=want_audio, max_tokens=limit)
     return turn, fmt

@@ -8,12 +8,15 @@ different rates, which is why codes are a tuple of arrays rather than one matrix
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 
 from speechllm.audio import Audio
+from speechllm.registry import Registry
 
 Codes = tuple[np.ndarray, ...]
 
@@ -59,3 +62,13 @@ def dedup(units: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     starts = np.flatnonzero(np.r_[True, units[1:] != units[:-1]])
     lengths = np.diff(np.r_[starts, units.size])
     return units[starts], lengths
+
+
+# a tokenizer folder's config.json "kind" (or "model_type") -> loader(folder)
+TOKENIZERS: Registry[Callable[[Path], Any]] = Registry("tokenizer kind")
+TOKENIZERS.register("kmeans-units", "speechllm.tokens.semantic:KMeansUnits.load")
+TOKENIZERS.register("unit2speech", "speechllm.tokens.unit2speech:UnitToSpeech.load")
+TOKENIZERS.register("mel-rvq", "speechllm.tokens.acoustic:MelRVQ.load")
+for _codec in ("encodec", "mimi", "dac"):  # Hugging Face transformers codecs
+    TOKENIZERS.register(_codec, "speechllm.tokens.codecs:TransformersCodec")
+TOKENIZERS.register("snac", "speechllm.tokens.codecs:SNACCodec")

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from speechllm.errors import ModelError
+from speechllm.tokens.base import TOKENIZERS
 
 
 def load_tokenizer(folder: str | os.PathLike[str]) -> Any:
@@ -21,19 +22,9 @@ def load_tokenizer(folder: str | os.PathLike[str]) -> Any:
     except (OSError, json.JSONDecodeError) as exc:
         raise ModelError(f"{path}/config.json: unreadable ({exc})") from None
     kind = config.get("kind") or config.get("model_type")
-    if kind == "kmeans-units":
-        from speechllm.tokens.semantic import KMeansUnits
-        return KMeansUnits.load(path)
-    if kind == "unit2speech":
-        from speechllm.tokens.unit2speech import UnitToSpeech
-        return UnitToSpeech.load(path)
-    if kind == "mel-rvq":
-        from speechllm.tokens.acoustic import MelRVQ
-        return MelRVQ.load(path)
-    if kind in ("encodec", "mimi", "dac"):
-        from speechllm.tokens.codecs import TransformersCodec
-        return TransformersCodec(path)
-    if (path / "pytorch_model.bin").is_file() and "vq_strides" in config:
-        from speechllm.tokens.codecs import SNACCodec
-        return SNACCodec(path)
-    raise ModelError(f"{path}: not a tokenizer folder speechllm knows (kind {kind!r})")
+    if kind is None and "vq_strides" in config:  # SNAC's own config names no kind
+        kind = "snac"
+    if kind not in TOKENIZERS:
+        raise ModelError(f"{path}: not a tokenizer folder speechllm knows (kind {kind!r}; "
+                         f"known: {', '.join(TOKENIZERS)})")
+    return TOKENIZERS.get(kind)(path)

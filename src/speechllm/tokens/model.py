@@ -433,7 +433,7 @@ class TokenSpeechLM:
 
             ids = self.generate(self.understanding_ids(units[0, : lengths[0]].tolist(),
                                                        instruction),
-                                "text", request.max_tokens, on_token)
+                                "text", request.token_limit(), on_token)
             clock.add("prefill", start, first[0] if first else clock.elapsed())
             clock.add("decode", first[0] if first else clock.elapsed(), clock.elapsed())
         text = self.tok.decode(ids, skip_special_tokens=True).strip()

@@ -80,3 +80,8 @@ class EspeakTTS:
         audio = load(proc.stdout, sample_rate=None)
         self.sample_rate = audio.sample_rate
         yield audio
+
+
+def espeak_tts(voice: str | None) -> EspeakTTS:
+    """The registry's factory: `voice` an espeak-ng voice name."""
+    return EspeakTTS(EspeakOptions(voice=voice or "en-us"))

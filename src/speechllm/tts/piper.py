@@ -71,3 +71,8 @@ class PiperTTS:
             if chunk is None:
                 return
             yield Audio(chunk.audio_float_array, chunk.sample_rate)
+
+
+def piper_tts(voice: str | None) -> PiperTTS:
+    """The registry's factory: `voice` an embedded Piper name or an .onnx path."""
+    return PiperTTS(voice or "piper-joe")
