@@ -31,7 +31,8 @@ from speechllm.asr.faster_whisper import FasterWhisperASR
 from speechllm.audio import Audio, load
 from speechllm.eval.perturb import Telephone
 from speechllm.text_norm import wer
-from speechllm.tokens.acoustic import MelRVQ, RVQConfig, griffin_lim, log_mel
+from speechllm.tokens.acoustic import MelRVQ, RVQConfig
+from speechllm.tokens.mel import griffin_lim, log_mel
 from speechllm.tokens.semantic import KMeansUnits, UnitsConfig
 from speechllm.tokens.vocoder import MelVocoder, VocoderConfig
 from speechllm.tts.espeak import EspeakOptions, EspeakTTS

@@ -44,7 +44,7 @@ def main() -> None:
     import torch
     from packed_batches import draw_batches, timed_step, training_model
 
-    from speechllm.latent import precision
+    from speechllm.lm import precision
     from speechllm.tokens.model import TokenSpeechLM
 
     cfg, model = training_model(args.config, tokens_only=True)

@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from speechllm.audio import load  # noqa: E402
-from speechllm.eval.manifest import read_manifest  # noqa: E402
+from speechllm.data import read_manifest  # noqa: E402
 from speechllm.tokens.semantic import KMeansUnits, UnitFeatures, UnitsConfig  # noqa: E402
 
 

@@ -33,7 +33,7 @@ def main() -> None:
     import torch
 
     from speechllm.latent.llama_cpp_decode import LlamaCppLatentDecoder
-    from speechllm.latent.llm import load_causal_lm
+    from speechllm.lm.causal import load_causal_lm
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--llm", default="gemma-3-270m")

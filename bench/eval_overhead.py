@@ -21,11 +21,11 @@ from common import FSDD  # bench/ is on sys.path when run
 
 from speechllm.approach import build
 from speechllm.audio import load
+from speechllm.data import read_manifest
 from speechllm.errors import NoSpeechError
 from speechllm.eval import runner
 from speechllm.eval.backends import Job, Serial
 from speechllm.eval.journal import Journal
-from speechllm.eval.manifest import read_manifest
 from speechllm.eval.perturb import parse
 from speechllm.eval.tasks import make_task
 

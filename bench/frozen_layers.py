@@ -36,7 +36,7 @@ def main() -> None:
     import torch
     from packed_batches import draw_batches, timed_step, training_model
 
-    from speechllm.latent import precision
+    from speechllm.lm import precision
 
     cfg, model = training_model(args.config, tokens_only=True)
     lora = [(n, p) for n, p in model.lm.named_parameters() if p.requires_grad]

@@ -38,8 +38,9 @@ def main() -> None:
     import torch
     from packed_batches import draw_batches, timed_step
 
-    from speechllm.latent.train import add_lora, load_config
+    from speechllm.lm.lora import add_lora
     from speechllm.tokens.model import TokenLMConfig, TokenSpeechLM
+    from speechllm.train import load_config
 
     cfg = load_config(args.config)
     if not isinstance(cfg.model, TokenLMConfig):

@@ -36,17 +36,13 @@ def training_model(path: Path, tokens_only: bool = False) -> tuple[Any, Any]:
     """(config, model) as the trainer sets them up from `path`: the config's token or latent
     model with its LoRA, the new rows or adapter in training mode. `tokens_only` refuses a
     latent config."""
-    from speechllm.latent.model import LatentConfig, LatentSpeechLM
-    from speechllm.latent.train import add_lora, load_config
-    from speechllm.tokens.model import TokenSpeechLM
+    from speechllm.lm.lora import add_lora
+    from speechllm.train import load_config
 
     cfg = load_config(path)
-    if isinstance(cfg.model, LatentConfig):
-        if tokens_only:
-            raise SystemExit(f"{path}: not a token model config")
-        model: Any = LatentSpeechLM(cfg.model)
-    else:
-        model = TokenSpeechLM(cfg.model)
+    if tokens_only and cfg.approach != "tokens":
+        raise SystemExit(f"{path}: not a token model config")
+    model: Any = cfg.build()
     add_lora(model, cfg.model)
     model.adapter.train()
     return cfg, model
@@ -57,15 +53,16 @@ def draw_batches(cfg: Any, model: Any, count: int, size: int, seed: int) -> list
     each (states, lengths, instructions, answers) ready for `model.loss`."""
     import torch
 
-    from speechllm.latent.model import LatentConfig
-    from speechllm.latent.train import _encode_all, examples, read_manifest
+    from speechllm.data import read_manifest
+    from speechllm.train import examples
+    from speechllm.train.loop import _encode_all
 
-    latent = isinstance(cfg.model, LatentConfig)
     items: list[Any] = []
     groups: list[list[Any]] = []
     for path in cfg.manifests:
         part = read_manifest(path)
-        groups.append([(n + len(items), q, a) for n, q, a in examples(part, speak=not latent)])
+        groups.append([(n + len(items), q, a)
+                       for n, q, a in examples(part, cfg.approach, cfg.model)])
         items += part
     weights = list(cfg.weights) or [len(g) for g in groups]
     rng = random.Random(seed)
@@ -85,7 +82,7 @@ def draw_batches(cfg: Any, model: Any, count: int, size: int, seed: int) -> list
 
 def timed_step(model: Any, optim: Any, batch: tuple, autocast: str = "off") -> tuple[float, float]:
     """One training step on `batch` as the trainer takes it: (seconds, loss)."""
-    from speechllm.latent import precision
+    from speechllm.lm import precision
 
     began = time.perf_counter()
     with precision.autocast(autocast, "cpu"):
@@ -107,15 +104,13 @@ def main() -> None:
 
     import torch
 
-    from speechllm.latent.model import LatentConfig, LatentSpeechLM
-    from speechllm.latent.packing import PACK_TOKENS
-    from speechllm.latent.train import add_lora, load_config
-    from speechllm.tokens.model import TokenSpeechLM
+    from speechllm.lm.lora import add_lora
+    from speechllm.lm.packing import PACK_TOKENS
+    from speechllm.train import load_config
 
     cfg = load_config(args.config)
-    latent = isinstance(cfg.model, LatentConfig)
-    model: Any = (LatentSpeechLM(cfg.model) if isinstance(cfg.model, LatentConfig)
-                  else TokenSpeechLM(cfg.model))
+    latent = cfg.approach == "latent"
+    model: Any = cfg.build()
     add_lora(model, cfg.model)
     size = args.batch_size or cfg.train.batch_size
     batches = draw_batches(cfg, model, args.batches + 1, size, args.seed)  # first: a warm-up

@@ -44,7 +44,7 @@ def manifests(config: Path) -> list[Path]:
 def pack(out: Path, run: Path, llm: str) -> None:
     """Copy what `run` needs into `out` (tens of MB)."""
     sys.path.insert(0, str(ROOT / "src"))
-    from speechllm.latent.llm import load_causal_lm
+    from speechllm.lm.causal import load_causal_lm
 
     shutil.rmtree(out, ignore_errors=True)
     (out / "data").mkdir(parents=True)
@@ -125,7 +125,7 @@ def train_once(work: Path, phase: str, device: str, steps: int) -> dict[str, flo
     if device == "cpu":
         env["CUDA_VISIBLE_DEVICES"] = ""
     # then the saved model reloads on the CPU with the new rows the last checkpoint holds
-    code = ("import json, sys, torch; from speechllm.latent.train import load_config, train; "
+    code = ("import json, sys, torch; from speechllm.train import load_config, train; "
             "from speechllm.tokens.model import TokenSpeechLM; "
             "r = train(load_config(sys.argv[1])); "
             "m = TokenSpeechLM.from_pretrained(r.output); "

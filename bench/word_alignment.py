@@ -20,7 +20,7 @@ from pathlib import Path
 from speechllm.asr.base import ASROptions
 from speechllm.asr.faster_whisper import FasterWhisperASR
 from speechllm.audio import Audio, load
-from speechllm.eval.manifest import read_manifest
+from speechllm.data import read_manifest
 from speechllm.text_norm import normalize
 from speechllm.tokens.align import WordTiming, align_packed, merge_to_words, packs, refine
 

@@ -47,7 +47,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from unit_choice import edit  # noqa: E402
 
 from speechllm.audio import load  # noqa: E402
-from speechllm.eval.manifest import Item, read_manifest  # noqa: E402
+from speechllm.data import Item, read_manifest  # noqa: E402
 from speechllm.text_norm import normalize  # noqa: E402
 from speechllm.tokens.base import dedup  # noqa: E402
 from speechllm.tokens.load import load_tokenizer  # noqa: E402

@@ -103,7 +103,6 @@ def test_unknown_model_and_bad_option():
 
 @pytest.mark.parametrize(("group", "expected"), [
     ((), {"transcribe", "chat", "synth", "eval", "report", "serve", "train", "tokens"}),
-    (("train",), {"latent"}),
     (("tokens",), {"fit", "encode", "decode", "align", "say", "train-u2s", "train-vocoder"}),
 ])
 def test_help_gives_each_command_a_one_line_summary(group, expected):

@@ -32,7 +32,12 @@ def from_dict(cls: type[T], data: Any, where: str) -> T:
     try:
         return cls(**values)
     except ValueError as exc:  # the dataclass's own range checks: say where
-        raise ValueError(f"{where}: {exc}" if where else str(exc)) from None
+        message = str(exc)
+        if not where:
+            raise
+        first = message.split(" ", 1)[0].rstrip(":")
+        raise ValueError(f"{where}.{message}" if first in known else f"{where}: {message}"
+                         ) from None
 
 
 def _at(where: str, key: str) -> str:

@@ -7,10 +7,10 @@ import jiwer
 import pytest
 
 from speechllm.approach import Factory
+from speechllm.data import read_manifest
 from speechllm.eval import runner
 from speechllm.eval.backends import Job, RayActors, Serial, Threads
 from speechllm.eval.journal import Journal
-from speechllm.eval.manifest import read_manifest
 from speechllm.eval.perturb import WhiteNoise
 from speechllm.eval.tasks import ASRTask
 from speechllm.text_norm import normalize

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from speechllm.audio import load
-from speechllm.eval.manifest import ManifestError, from_hf_disk, read_manifest
+from speechllm.data import ManifestError, from_hf_disk, read_manifest
 
 from ..conftest import FSDD, fsdd_items
 

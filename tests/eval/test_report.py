@@ -72,7 +72,8 @@ def test_comparison_flags_a_real_drop_and_not_noise(tmp_path):
 
     report = write_report(journal, ["base", "worse"], tmp_path / "rep", compare_runs=True,
                           resamples=200)
-    assert "**REGRESSION** in accuracy" in report.read_text()
+    assert "**REGRESSION** in accuracy" in report.path.read_text()
+    assert set(report.regressions) == flagged  # what `report --compare` exits 6 on
     with pytest.raises(ValueError, match="exactly two runs"):
         write_report(journal, ["base", "same", "worse"], tmp_path / "r2", compare_runs=True)
 

@@ -4,10 +4,10 @@ the local Piper voice (deterministic settings)."""
 from __future__ import annotations
 
 from speechllm.audio import load, save
+from speechllm.data import Item
 from speechllm.eval import runner
 from speechllm.eval.backends import Job, Serial
 from speechllm.eval.journal import Journal
-from speechllm.eval.manifest import Item
 from speechllm.eval.report import write_report
 from speechllm.eval.tasks import DialogueTask, TranslationTask
 
@@ -47,5 +47,5 @@ def test_dialogue_run_keeps_answers_and_audio_for_the_report(tmp_path, voice, ca
     assert "blue" in (row.prediction or "").lower()
     kept = load(row.audio or "")
     assert kept.duration > 0.5  # the spoken answer, saved beside the journal
-    report = write_report(journal, ["chat"], tmp_path / "rep", resamples=50).read_text()
+    report = write_report(journal, ["chat"], tmp_path / "rep", resamples=50).path.read_text()
     assert row.prediction in report and "[wav](" in report

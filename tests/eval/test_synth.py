@@ -9,8 +9,8 @@ import pytest
 
 from speechllm.asr.base import ASROptions
 from speechllm.audio import load
+from speechllm.data import ManifestError, read_manifest
 from speechllm.errors import ModelError
-from speechllm.eval.manifest import ManifestError, read_manifest
 from speechllm.eval.synth import SynthSpec, read_texts, synthesize_dataset
 
 

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 from speechllm.audio import Audio
+from speechllm.data import Item
 from speechllm.eval.journal import Journal, Row
-from speechllm.eval.manifest import Item
 from speechllm.eval.runner import summarize
 from speechllm.eval.tasks import (
     ASRTask,

@@ -27,8 +27,8 @@ from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
 from speechllm import approach
 from speechllm.audio import Audio, load
+from speechllm.encoders import log_mel
 from speechllm.errors import AudioError, ModelError
-from speechllm.latent.encoders import log_mel
 from speechllm.latent.model import LatentSpeechLM
 from speechllm.latent.pretrained import Qwen2AudioSpeechLM
 from speechllm.speechlm import Done, Request, TextDelta

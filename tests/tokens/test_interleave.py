@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 
 from speechllm.audio import Audio, load, save
-from speechllm.latent.train import ConfigError, load_config, train
 from speechllm.tokens.align import merge_to_words, unit_spans
 from speechllm.tokens.model import TokenLMConfig, TokenSpeechLM, word_floor_units
 from speechllm.tokens.semantic import KMeansUnits, UnitsConfig
 from speechllm.tokens.unit2speech import U2SConfig, UnitToSpeech
+from speechllm.train import ConfigError, load_config, train
 from speechllm.tts.espeak import EspeakOptions, EspeakTTS
 from tests.tokens.unit_distance import unit_distance
 

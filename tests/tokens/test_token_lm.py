@@ -14,11 +14,11 @@ import torch
 
 from speechllm import approach
 from speechllm.audio import Audio, save
-from speechllm.latent.train import load_config, train
 from speechllm.speechlm import Request
 from speechllm.tokens.model import TokenSpeechLM
 from speechllm.tokens.semantic import KMeansUnits, UnitsConfig
 from speechllm.tokens.unit2speech import U2SConfig, UnitToSpeech
+from speechllm.train import load_config, train
 from speechllm.tts.espeak import EspeakOptions, EspeakTTS
 from tests.tokens.unit_distance import unit_distance
 
@@ -163,7 +163,7 @@ def test_decoder_trains_on_the_token_models_teacher_forced_units(trained, tmp_pa
     from pathlib import Path
 
     from speechllm.audio import load
-    from speechllm.eval.manifest import read_manifest
+    from speechllm.data import read_manifest
     from speechllm.tokens.model import SpeakTarget
 
     root, result, _ = trained
@@ -193,11 +193,12 @@ def test_decoder_trains_on_the_token_models_teacher_forced_units(trained, tmp_pa
 
 def test_speak_tasks_need_a_token_model(trained):
     root, _, _ = trained
-    from speechllm.eval.manifest import read_manifest
-    from speechllm.latent.train import ConfigError, examples
+    from speechllm.data import read_manifest
+    from speechllm.latent.model import LatentConfig
+    from speechllm.train import ConfigError, examples
 
     with pytest.raises(ConfigError, match="speak task needs a token model"):
-        examples(read_manifest(root / "speak.jsonl"), speak=False)
+        examples(read_manifest(root / "speak.jsonl"), "latent", LatentConfig())
 
 
 def test_a_rerun_reads_units_from_its_cache_and_survives_a_damaged_one(trained, monkeypatch):

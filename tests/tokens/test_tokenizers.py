@@ -17,8 +17,9 @@ import pytest
 from speechllm.asr.base import ASROptions
 from speechllm.audio import Audio, load, save
 from speechllm.errors import ModelError
-from speechllm.tokens.acoustic import MelRVQ, RVQConfig, log_mel
+from speechllm.tokens.acoustic import MelRVQ, RVQConfig
 from speechllm.tokens.base import dedup
+from speechllm.tokens.mel import log_mel
 from speechllm.tokens.semantic import KMeansUnits, UnitsConfig
 from speechllm.tts.espeak import EspeakOptions, EspeakTTS
 
@@ -350,7 +351,7 @@ def test_cli_trains_unit_to_speech_on_several_manifests(units, speech, tmp_path)
 def test_vocoder_learns_reloads_and_decodes_for_its_tokenizer(rvq, speech, tmp_path):
     """The neural vocoder: its loss falls, it reloads to identical output, an RVQ folder holding
     it decodes through it, and one trained on other mel settings is refused."""
-    from speechllm.tokens.acoustic import MelConfig
+    from speechllm.tokens.mel import MelConfig
     from speechllm.tokens.vocoder import MelVocoder, VocoderConfig
 
     losses: list[float] = []

@@ -6,7 +6,6 @@ so the first audio is ready long before the answer is complete.
 
 from __future__ import annotations
 
-import asyncio
 import queue
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -21,7 +20,6 @@ from speechllm.llm.base import ChatLLM, GenerationOptions
 from speechllm.speechlm import (
     AudioChunk,
     Done,
-    ErrorEvent,
     Event,
     Message,
     Request,
@@ -30,6 +28,7 @@ from speechllm.speechlm import (
     TextDelta,
     TranscriptEvent,
 )
+from speechllm.threaded_stream import Cancelled, worker_events
 from speechllm.timing import Stopwatch
 from speechllm.tts.base import TTS
 from speechllm.vad.base import VAD, speech_span
@@ -65,10 +64,6 @@ class CascadeConfig:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
 
 
-class Cancelled(Exception):
-    """The consumer stopped the turn (barge-in, disconnect)."""
-
-
 class CascadeSpeechLM:
     """A `SpeechLM` built from components; `vad`, `tts` and `postprocess` are optional."""
 
@@ -87,35 +82,12 @@ class CascadeSpeechLM:
                   threading.Event())
         return done[0]
 
-    async def stream(self, request: Request) -> AsyncIterator[Event]:
+    def stream(self, request: Request) -> AsyncIterator[Event]:
         """Events in order, ending with Done, or ErrorEvent if the turn failed.
 
         The work runs in a worker thread; closing this iterator early cancels it.
         """
-        loop = asyncio.get_running_loop()
-        events: asyncio.Queue[Event | None] = asyncio.Queue()
-        cancel = threading.Event()
-
-        def emit(e: Event) -> None:
-            loop.call_soon_threadsafe(events.put_nowait, e)
-
-        def work() -> None:
-            try:
-                self._run(request, emit, cancel)
-            except Cancelled:
-                pass
-            except Exception as exc:  # reported as data so the session can go on
-                emit(ErrorEvent(str(exc) or type(exc).__name__, type(exc).__name__))
-            finally:
-                loop.call_soon_threadsafe(events.put_nowait, None)
-
-        task = loop.run_in_executor(None, work)
-        try:
-            while (event := await events.get()) is not None:
-                yield event
-        finally:
-            cancel.set()
-            await task
+        return worker_events(lambda emit, cancel: self._run(request, emit, cancel))
 
     # -- the work ------------------------------------------------------------------------
 

@@ -17,9 +17,9 @@ from typing import Any, Protocol
 
 from speechllm._optional import require
 from speechllm.audio import Audio, load
+from speechllm.data import Item
 from speechllm.errors import NoSpeechError
 from speechllm.eval.journal import Row
-from speechllm.eval.manifest import Item
 from speechllm.eval.perturb import Perturbation
 from speechllm.eval.tasks import Task
 from speechllm.speechlm import Response, SpeechLM

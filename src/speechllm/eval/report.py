@@ -9,6 +9,9 @@
 
 Everything is computed from the journal with the task's own `metrics`, so the report and the
 run's summary can never disagree.
+
+Long because each section above is a table or a plot of its own; they share the loading,
+bootstrap and formatting helpers at the top.
 """
 
 from __future__ import annotations
@@ -329,11 +332,17 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     return out
 
 
+@dataclass(frozen=True)
+class Report:
+    path: Path  # report.md
+    regressions: tuple[str, ...] = ()  # measures the candidate run is significantly worse on
+
+
 def write_report(journal: Journal | Sequence[Journal], names: Sequence[str],
                  out_dir: str | os.PathLike[str], compare_runs: bool = False,
-                 resamples: int = 1000) -> Path:
-    """Write `report.md` and its PNGs into `out_dir`; return the Markdown file's path.
-    `journal` may be several journals (see `load_runs_from`)."""
+                 resamples: int = 1000) -> Report:
+    """Write `report.md` and its PNGs into `out_dir`. `journal` may be several journals
+    (see `load_runs_from`)."""
     journals = [journal] if isinstance(journal, Journal) else list(journal)
     runs = load_runs_from(journals, names)
     if not runs:
@@ -417,7 +426,7 @@ def write_report(journal: Journal | Sequence[Journal], names: Sequence[str],
             md.append("")
     path = out / "report.md"
     path.write_text("\n".join(md) + "\n", encoding="utf-8")
-    return path
+    return Report(path, tuple(c.measure for c in flagged) if compare_runs else ())
 
 
 def _flips(base: RunData, new: RunData, limit: int = 10) -> list[str]:

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from speechllm.audio import save
+from speechllm.data import Item
 from speechllm.eval.backends import Backend, Job, Outcome, Serial, item_key
 from speechllm.eval.journal import Journal, Row
-from speechllm.eval.manifest import Item
 from speechllm.eval.tasks import Task, make_task
 
 __all__ = ["Backend", "Summary", "answers_dir", "item_key", "run", "summarize"]

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from speechllm.audio import save
-from speechllm.eval.manifest import Item, ManifestError, write_manifest
+from speechllm.data import Item, ManifestError, write_manifest
 from speechllm.eval.perturb import Speed, WhiteNoise, parse
 from speechllm.tts.base import TTS, synthesize
 

@@ -15,8 +15,8 @@ from typing import Protocol
 import jiwer
 
 from speechllm.audio import Audio
+from speechllm.data import Item
 from speechllm.eval.journal import Row
-from speechllm.eval.manifest import Item
 from speechllm.registry import Registry
 from speechllm.speechlm import Request, Response
 from speechllm.text_norm import normalize, word_errors

@@ -21,18 +21,18 @@ import numpy as np
 
 from speechllm._optional import require
 from speechllm.audio import Audio
+from speechllm.encoders import SpeechEncoder, is_hf_whisper, make_encoder
 from speechllm.errors import ModelError
 from speechllm.latent.adapters import AdapterConfig, make_adapter
-from speechllm.latent.encoders import SpeechEncoder, make_encoder
-from speechllm.latent.llm import load_causal_lm
-from speechllm.latent.lora import LORA_MODULES, lora_modules
+from speechllm.lm.causal import load_causal_lm
+from speechllm.lm.lora import LORA_MODULES, lora_modules
 from speechllm.speechlm import Event, Message, Request, Response
 from speechllm.threaded_stream import threaded_stream
 from speechllm.timing import Stopwatch
 
 torch = require("torch", "latent")
 
-from speechllm.latent.packing import pack_embeddings, packed_hidden  # noqa: E402  (needs torch)
+from speechllm.lm.packing import pack_embeddings, packed_hidden  # noqa: E402  (needs torch)
 
 PLACEHOLDER = "<audio>"
 DEFAULT_INSTRUCTION = "Answer the question in the audio."
@@ -49,7 +49,7 @@ class LatentConfig:
     lora_rank: int = 0  # > 0: the LLM carries LoRA weights (saved in lora/)
     lora_modules: tuple[str, ...] = LORA_MODULES  # the LLM's linear layers that get LoRA
     # training rows packed end to end instead of padded to the batch's longest
-    # (speechllm.latent.packing; the same loss, less compute where rows differ in length)
+    # (speechllm.lm.packing; the same loss, less compute where rows differ in length)
     packed_batches: bool = True
 
     @classmethod
@@ -71,6 +71,10 @@ class LatentConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @property
+    def tunable_encoder(self) -> bool:
+        return is_hf_whisper(self.encoder)
 
 
 def _prompt_text(tok: Any, system: str, instruction: str) -> str:
@@ -125,6 +129,18 @@ class LatentSpeechLM:
         if isinstance(states, np.ndarray):
             states = torch.from_numpy(states)
         return states, torch.as_tensor(lengths)
+
+    # -- the trainer's interface (speechllm.train.Trainable) ---------------------------------
+
+    def trainable_encoder(self) -> Any:
+        return self.encoder.module if self.encoder.trainable else None
+
+    def encode_clips(self, paths: Sequence[str | os.PathLike[str]]) -> tuple[Any, Any]:
+        from speechllm.audio import load
+        return self.encode_audio([load(p) for p in paths])
+
+    def cache_key(self) -> str | None:
+        return None  # encoder states are too big to keep on disk
 
     def embed_rows(self, states: Any, lengths: Any, instructions: Sequence[str],
                    answers: Sequence[list[int]] | None = None

@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from speechllm._optional import require
+from speechllm.encoders import HFWhisperEncoder
 from speechllm.errors import AudioError, ModelError
 from speechllm.latent.adapters import AdapterConfig
-from speechllm.latent.encoders import HFWhisperEncoder
 from speechllm.latent.model import DEFAULT_INSTRUCTION, LatentConfig, LatentSpeechLM
 from speechllm.speechlm import Event, Message, Request, Response
 from speechllm.threaded_stream import OnText, threaded_stream

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, Strict
 from pydantic import ValidationError as _ValidationError
 
 from speechllm.serve import codecs
-from speechllm.serve.app import APIError
+from speechllm.serve.shared import APIError
 
 Body = TypeVar("Body", bound=BaseModel)
 # chat's `audio.format` -> the codec that writes it

@@ -24,8 +24,8 @@ from speechllm.asr.base import Segment
 from speechllm.audio import Audio, load
 from speechllm.errors import NoSpeechError
 from speechllm.serve import codecs
-from speechllm.serve.app import APIError, Services, error_body, services_of
 from speechllm.serve.bodies import CHAT_AUDIO_FORMATS, ChatAudio, ChatBody, SpeechBody, parse
+from speechllm.serve.shared import APIError, Services, error_body, services_of, timings_json
 from speechllm.speechlm import (
     AudioChunk,
     Done,
@@ -35,17 +35,11 @@ from speechllm.speechlm import (
 )
 from speechllm.speechlm import Request as Turn
 from speechllm.speechlm import Response as Answer
-from speechllm.timing import Timings
 from speechllm.tts.base import TTS, synthesize
 
 router = APIRouter()
 TRANSLATE = "Translate the audio into English."
 SUBTITLE_FORMATS = {"json", "text", "srt", "vtt", "verbose_json"}
-
-
-def timings_json(t: Timings) -> dict[str, Any]:
-    return {"ttft": t.ttft, "ttfa": t.ttfa, "total": t.total,
-            "spans": [{"name": s.name, "start": s.start, "end": s.end} for s in t.spans]}
 
 
 async def decode_audio(s: Services, data: bytes) -> Audio:

@@ -20,6 +20,10 @@ question) cancels the answer and becomes the user's next turn; a backchannel ("u
 assistant's own voice coming back through the microphone, or an unclear word is reported as
 `input_audio_buffer.speech_ignored` and the answer goes on. `speech_started` is sent only for
 speech that is a turn, so clients that stop playback on it (as OpenAI's do) need no change.
+
+Long because one session's state (the turn buffer, the held answer, the playback timeline and
+the overlap being judged) is read and changed by each of its parts; the parts are classes of
+their own (`Turns`, `Outbox`, `Overlap`) and the decisions they make live in speechllm.turn.
 """
 
 from __future__ import annotations
@@ -39,8 +43,7 @@ import soxr
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from speechllm.audio import Audio
-from speechllm.serve.app import Services, key_ok
-from speechllm.serve.openai_routes import timings_json
+from speechllm.serve.shared import Services, key_ok, timings_json
 from speechllm.speechlm import (
     AudioChunk,
     Done,

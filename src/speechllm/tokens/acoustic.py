@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,28 +26,16 @@ import numpy as np
 
 from speechllm._optional import require
 from speechllm.audio import Audio
-from speechllm.errors import AudioError, ModelError
+from speechllm.errors import ModelError
 from speechllm.tokens.base import Codes, TokenInfo
-
-
-@dataclass(frozen=True)
-class MelConfig:
-    sample_rate: int = 16000
-    n_fft: int = 1024
-    hop: int = 256
-    n_mels: int = 80
-    floor: float = 1e-5  # log floor
-
-    @property
-    def frame_rate(self) -> float:
-        return self.sample_rate / self.hop
+from speechllm.tokens.mel import MelConfig, griffin_lim, log_mel
 
 
 @dataclass(frozen=True)
 class RVQConfig:
     stages: int = 8  # 4 kbit/s with k=256: the default bitrate (docs/tokens.md)
     k: int = 256
-    mel: MelConfig = MelConfig()
+    mel: MelConfig = field(default_factory=MelConfig)
     griffin_lim_iters: int = 48
 
     def __post_init__(self) -> None:
@@ -55,34 +43,6 @@ class RVQConfig:
             raise ValueError(f"stages must be from 1 to 32, got {self.stages}")
         if not 2 <= self.k <= 65536:
             raise ValueError(f"k must be from 2 to 65536, got {self.k}")
-
-
-def log_mel(audio: Audio, mel: MelConfig) -> np.ndarray:
-    """(T, n_mels) natural-log mel power frames."""
-    librosa = require("librosa", "tokens")
-    if len(audio) == 0:
-        raise AudioError("audio has 0 samples")
-    x = audio.resample(mel.sample_rate).samples
-    m = librosa.feature.melspectrogram(y=x, sr=mel.sample_rate, n_fft=mel.n_fft,
-                                       hop_length=mel.hop, n_mels=mel.n_mels, power=2.0)
-    return np.log(np.maximum(m, mel.floor)).T.astype(np.float32)
-
-
-def griffin_lim(frames: np.ndarray, mel: MelConfig, iters: int = 48, seed: int = 0) -> Audio:
-    """Waveform from (T, n_mels) log-mel frames: mel -> linear magnitude (NNLS) -> Griffin-Lim
-    from the random start phase `seed` draws."""
-    librosa = require("librosa", "tokens")
-    power = np.exp(frames.T.astype(np.float64))
-    magnitude = librosa.feature.inverse.mel_to_stft(power, sr=mel.sample_rate,
-                                                    n_fft=mel.n_fft, power=2.0)
-    # a fixed start phase: the same frames always give the same waveform (librosa's default
-    # draws it from NumPy's global generator, so two calls differed)
-    y = librosa.griffinlim(magnitude, n_iter=iters, hop_length=mel.hop, n_fft=mel.n_fft,
-                           random_state=seed)
-    peak = float(np.abs(y).max()) if y.size else 0.0
-    if peak > 0.99:
-        y = y * (0.99 / peak)
-    return Audio(y.astype(np.float32), mel.sample_rate)
 
 
 class MelRVQ:

@@ -19,6 +19,11 @@ Sequences:
 Decoding is constrained to the right family: text steps never emit unit tokens or markers,
 audio steps emit only units or `<|audio_end|>`.
 
+Long because the model reads and writes the same sequences: building them, the grown
+vocabulary's embeddings and logits, the training loss and constrained decoding share the
+token layout, and splitting them apart would spread one format over several files. Batched
+word-by-word speaking is in `speaking`, the unit cache in `unit_cache`.
+
 Saved in the same shape as the latent model: `config.json`, `adapter.safetensors` (the new
 rows), `lora/`, plus the unit tokenizer (or unit-to-speech decoder) in `units/`.
 """
@@ -38,9 +43,9 @@ import numpy as np
 
 from speechllm.audio import Audio
 from speechllm.errors import MissingDependency, ModelError
-from speechllm.latent.llm import keep_layers, load_causal_lm
-from speechllm.latent.lora import LORA_MODULES, lora_modules
-from speechllm.latent.packing import IGNORE, pack, packed_hidden
+from speechllm.lm.causal import keep_layers, load_causal_lm
+from speechllm.lm.lora import LORA_MODULES, lora_modules
+from speechllm.lm.packing import IGNORE, pack, packed_hidden
 from speechllm.speechlm import Event, Message, Request, Response
 from speechllm.threaded_stream import threaded_stream
 from speechllm.timing import Stopwatch
@@ -94,11 +99,11 @@ class TokenLMConfig:
     balance_families: bool = False
     # Training batches packed end to end, each sequence attending to itself only, instead of
     # padded to the longest: the same loss, a recipe step 0.85-0.9x the padded one's time
-    # (speechllm.latent.packing). A training setting: it changes no weights.
+    # (speechllm.lm.packing). A training setting: it changes no weights.
     packed_batches: bool = True
     # Keep only some of the LLM's decoder layers: the first N, or a list of layer numbers
     # (None: all). The cut is part of the model: saved in its config and made again on
-    # loading, before LoRA is applied (speechllm.latent.llm.keep_layers).
+    # loading, before LoRA is applied (speechllm.lm.causal.keep_layers).
     llm_layers: int | tuple[int, ...] | None = None
 
     @classmethod
@@ -130,6 +135,10 @@ class TokenLMConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return {"approach": "tokens", **asdict(self)}
+
+    @property
+    def tunable_encoder(self) -> bool:
+        return False  # the units are fixed: fitted k-means over a frozen Whisper
 
 
 @dataclass(frozen=True)
@@ -165,11 +174,8 @@ def _load_units(folder: str | os.PathLike[str]) -> tuple[KMeansUnits, Any]:
 
 
 class UnitEncoder:
-    """The trainer's view of the tokenizer: frozen, 'states' are padded unit ids (not
-    deduplicated: speaking needs the durations; reading collapses them itself)."""
-
-    trainable = False
-    module = None
+    """The tokenizer as the model's encoder: 'states' are padded unit ids (not deduplicated:
+    speaking needs the durations; reading collapses them itself)."""
 
     def __init__(self, units: KMeansUnits) -> None:
         self.units = units
@@ -201,6 +207,14 @@ class NewTokens(nn.Module):
 
 
 class TokenSpeechLM:
+    """A `SpeechLM` over an LLM whose vocabulary grew by audio units (see the module).
+
+    Reading: `respond`/`stream` answer a spoken request in text. Speaking: `say` (text ->
+    audio), `speak_units` / `speak_words` (one phrase's units, whole or word by word, the
+    latter when the model was trained with `interleave_words`), their `_batch` forms for many
+    phrases at once, `continue_units` (audio -> more audio) and `teacher_forced_units` (the
+    model's unit at each position of a known clip). Training: the `Trainable` methods."""
+
     def __init__(self, config: TokenLMConfig, llm: tuple[Any, Any] | None = None) -> None:
         self.config = config
         self.units, self.voice = _load_units(config.units)
@@ -297,7 +311,13 @@ class TokenSpeechLM:
         ids: list[int] = self.tok(" " + text.strip(), add_special_tokens=False)["input_ids"]
         return [*ids, self.tok.eos_token_id]
 
-    # -- the trainer's interface (same as LatentSpeechLM's) ------------------------------------
+    # -- the trainer's interface (speechllm.train.Trainable) ------------------------------------
+
+    def trainable_encoder(self) -> Any:
+        return None
+
+    def encode_clips(self, paths: Sequence[str | os.PathLike[str]]) -> tuple[Tensor, Tensor]:
+        return self.encode_files(paths)
 
     def cache_key(self) -> str:
         """What the units of a clip depend on (the tokenizer's settings and centroids): the
@@ -437,6 +457,8 @@ class TokenSpeechLM:
             clock.add("prefill", start, first[0] if first else clock.elapsed())
             clock.add("decode", first[0] if first else clock.elapsed(), clock.elapsed())
         text = self.tok.decode(ids, skip_special_tokens=True).strip()
+        if on_text is not None:  # raises when the stream was closed: a cancelled answer
+            on_text(text)        # is not spoken
         audio = None
         if request.want_audio and self.voice is not None and text:
             # the model says its own answer as units; unit-to-speech makes them audible

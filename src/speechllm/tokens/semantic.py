@@ -64,7 +64,7 @@ class UnitFeatures:
     """Pooled Whisper encoder states of any length of audio."""
 
     def __init__(self, config: UnitsConfig) -> None:
-        from speechllm.latent.encoders import CT2WhisperEncoder
+        from speechllm.encoders import CT2WhisperEncoder
 
         self.config = config
         self.encoder = CT2WhisperEncoder(config.encoder, config.window_seconds)

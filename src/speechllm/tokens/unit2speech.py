@@ -25,10 +25,10 @@ import numpy as np
 from speechllm._optional import require
 from speechllm.audio import Audio
 from speechllm.errors import MissingDependency, ModelError
-from speechllm.latent import precision
-from speechllm.tokens.acoustic import MelConfig, griffin_lim, log_mel
+from speechllm.lm import precision
 from speechllm.tokens.base import Codes
 from speechllm.tokens.fitting import fit
+from speechllm.tokens.mel import MelConfig, griffin_lim, log_mel
 from speechllm.tokens.semantic import KMeansUnits
 
 try:

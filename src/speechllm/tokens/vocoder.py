@@ -29,8 +29,8 @@ import numpy as np
 from speechllm._optional import require
 from speechllm.audio import Audio
 from speechllm.errors import MissingDependency, ModelError
-from speechllm.tokens.acoustic import MelConfig, log_mel
 from speechllm.tokens.fitting import fit
+from speechllm.tokens.mel import MelConfig, log_mel
 
 try:
     import torch

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from speechllm.eval.manifest import (
+from speechllm.data import (
     Item,
     ManifestError,
     from_folder,
@@ -15,7 +15,7 @@ from speechllm.eval.manifest import (
     write_manifest,
 )
 
-from ..conftest import FSDD
+from .conftest import FSDD
 
 
 def test_reads_the_shared_fsdd_manifest():

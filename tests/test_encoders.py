@@ -11,10 +11,10 @@ import torch
 from transformers import WhisperConfig
 
 from speechllm.audio import Audio, load
+from speechllm.encoders import CT2WhisperEncoder, HFWhisperEncoder
 from speechllm.errors import AudioError
-from speechllm.latent.encoders import CT2WhisperEncoder, HFWhisperEncoder
 
-from ..conftest import FSDD
+from .conftest import FSDD
 
 
 @pytest.fixture(scope="module")

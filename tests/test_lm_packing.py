@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from speechllm.latent.packing import IGNORE, pack
+from speechllm.lm.packing import IGNORE, pack
 
 
 def rows_of(lengths: list[int]) -> tuple[list[list[int]], list[list[int]]]:
@@ -68,7 +68,7 @@ def test_mismatched_rows_are_refused(rows, labels):
 def test_packed_embeddings_hold_each_rows_frames_and_pass_gradients_back():
     import torch
 
-    from speechllm.latent.packing import pack_embeddings
+    from speechllm.lm.packing import pack_embeddings
 
     torch.manual_seed(0)
     rows = [torch.randn(size, 4, requires_grad=True) for size in (7, 3, 5, 6)]

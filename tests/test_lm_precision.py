@@ -8,8 +8,8 @@ import peft
 import pytest
 import torch
 
-from speechllm.latent import precision
-from speechllm.latent.llm import load_causal_lm
+from speechllm.lm import precision
+from speechllm.lm.causal import load_causal_lm
 
 
 @pytest.fixture(scope="module")
