@@ -10,7 +10,7 @@ trained one step each way, rotating which goes first, with LoRA and AdamW as the
 sets them up (learning rate 0, so every step sees the same weights). It prints each step's
 time as a ratio of float32's and how far the bfloat16 losses are from the float32 one (the
 two bfloat16 ways should give the same loss). What it
-costs in quality is measured by training with it (docs/token_digits/recipe_speed.md).
+costs in quality is measured by training with it (docs/token_digits/results.md#recipe_speed).
 
     .venv/bin/python bench/autocast.py recipes/token_digits/config.json --batches 8
 

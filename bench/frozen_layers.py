@@ -7,7 +7,7 @@ trainer draws them), the order of the settings alternating from batch to batch, 
 AdamW as the trainer sets them up (learning rate 0: every step sees the same weights) and the
 config's `autocast`. It prints each setting's median step time as a ratio of the unfrozen
 step's (same run). The quality this costs is a recipe run's question
-(docs/token_digits/recipe_speed.md, "Tried: the mixed phase with its first layers frozen").
+(docs/token_digits/results.md#recipe_speed, "Tried: the mixed phase with its first layers frozen").
 
     .venv/bin/python bench/frozen_layers.py recipes/token_digits/config.json --frozen 0,6,9
 """

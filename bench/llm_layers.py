@@ -5,7 +5,7 @@ Each batch is drawn as the trainer draws it (bench/packed_batches.py's `draw_bat
 trained one step by each model, alternating which goes first, with LoRA and AdamW as the
 trainer sets them up (learning rate 0, so every step sees the same weights). The figure is each
 cut model's step time as a ratio of the whole model's. What the cut costs in quality is in
-docs/token_digits/recipe_speed.md ("Tried: a shallower LLM").
+docs/token_digits/results.md#recipe_speed ("Tried: a shallower LLM").
 
     .venv/bin/python bench/llm_layers.py recipes/token_digits/config.json --batches 8 \
         --layers 9 --layers 0,1,2,3,4,5,6,7,8,17

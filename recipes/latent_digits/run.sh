@@ -17,7 +17,7 @@ journal=runs/latent_digits/eval.sqlite
   --rates 0.85,1.0,1.2 --snr clean,15 --effects clean,telephone
 
 # 2. Train the adapter (encoder and LLM frozen).
-./dev speechllm train latent "$here/config.json"
+./dev speechllm train "$here/config.json"
 
 # 3. Evaluate on real FSDD recordings, latent and cascade on the same items.
 echo '{"approach": "latent", "path": "runs/latent_digits/final"}' > runs/latent_digits/approach.json

@@ -122,7 +122,7 @@ def call_numbers(seen: set[str], rng: random.Random, per_digit: int = 3) -> list
     opens its "call" numbers with one to nine only, so "call zero" was never said in training.
     (The tenth run's LM lost "zero" in all three held-out phrases that open so; the same data
     trained with another seed said them right, so the gap was not all of it: with these the LM
-    spoke 2.4-2.6 points better on one pair of trainings; docs/token_digits/recipe_speed.md.)"""
+    spoke 2.4-2.6 points better on one pair of trainings; docs/token_digits/results.md#recipe_speed.)"""
     out: set[str] = set()
     for first in DIGITS:
         draw(out, seen, per_digit, lambda first=first: " ".join(
@@ -159,7 +159,7 @@ def main() -> None:
     extra = thin_frames(set(everything) | set(train) | set(more), random.Random(17))
     write_speak(here / "speak_thin_frames.jsonl", extra)
     # the LM's own speaking draws hold these too (run.sh): "and" was heard as "in" with only
-    # the 12 "and" phrases of the pool (docs/token_digits/recipe_speed.md)
+    # the 12 "and" phrases of the pool (docs/token_digits/results.md#recipe_speed)
     write_speak(here / "speak_and_frames.jsonl", [t for t in extra if " and the " in t])
     mixes = word_mixes(train, heldout + more, random.Random(19))
     write_speak(here / "speak_word_mixes.jsonl", mixes)

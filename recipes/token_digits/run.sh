@@ -16,14 +16,14 @@ journal=$out/eval.sqlite
 #    voice reading the speaking phrases (recipes/token_digits/phrases.py wrote the lists).
 # Eight voices: the ninth the recipe had, espeak-ng's en-gb+f4, spoke as plain en-gb until
 # 2026-12-05; heard as a voice of its own it cost 8.7 points of FSDD on the same units
-# (0.790 against 0.877 without it; docs/token_digits/recipe_speed.md).
+# (0.790 against 0.877 without it; docs/token_digits/results.md#recipe_speed).
 voices=piper,espeak:en-us,espeak:en-gb,espeak:en-gb-scotland,espeak:en-029,espeak:en-us+f3,espeak:en-us-nyc+m3,espeak:en-gb-x-rp+f2
 ./dev speechllm synth recipes/latent_digits/texts.jsonl -o data/latent_digits --voices $voices \
   --rates 0.85,1.0,1.2 --snr clean,15 --effects clean,telephone
 # The same texts and voices played 0.9x and 1.1x as fast, pitch moving with the tempo (Kaldi's
 # speed perturbation: the formants move as between a longer and a shorter vocal tract). The LM
 # reads them beside the set above (the units are not fitted on them): on the same units, FSDD
-# 0.933 instead of 0.863, paired +7.0 points [+3.7, +10.3] (docs/token_digits/recipe_speed.md).
+# 0.933 instead of 0.863, paired +7.0 points [+3.7, +10.3] (docs/token_digits/results.md#recipe_speed).
 ./dev speechllm synth recipes/latent_digits/texts.jsonl -o data/latent_digits_speed \
   --voices $voices --rates 0.85,1.0,1.2 --snr clean,15 \
   --effects speed:factor=0.9,speed:factor=1.1
@@ -35,7 +35,7 @@ voices=piper,espeak:en-us,espeak:en-gb,espeak:en-gb-scotland,espeak:en-029,espea
 # 42 more "turn on/off the X and the Y" and "open/close the X and the Y" phrases (none held
 # out), for the LM alone: with the pool's 12 the LM's "and" was heard in 12 of the 30 held-out
 # phrases of the frame, with these in 20-21 (as in Piper's own audio), speaking 6.5% and 5.6%
-# against 9.8% over two seeds (docs/token_digits/recipe_speed.md); the first run from nothing
+# against 9.8% over two seeds (docs/token_digits/results.md#recipe_speed); the first run from nothing
 # with them spoke at 6.5% (its "and" heard in 14 of 30). The decoder and the units
 # do not use them: a decoder trained on them spoke the LM's units worse (docs/tokens.md).
 # config.json draws them in proportion to their number: weight 0.0435 = 42/965 beside the
@@ -61,7 +61,7 @@ done
 #    units and used by all that encodes with them), not always to 4 s: 0.41x the encoder's
 #    time on the recipe's clips, and the units' 1-NN digit proxy on FSDD read 0.907 against
 #    0.903. Windows down to 1 s (0.31x) cost 5.6 points in the proxy and read FSDD 0.897 in
-#    a run from nothing (docs/token_digits/recipe_speed.md).
+#    a run from nothing (docs/token_digits/results.md#recipe_speed).
 [ -f $out/units/units.npz ] || ./dev speechllm tokens fit \
   data/latent_digits/manifest.jsonl data/token_speak_2/manifest.jsonl \
   --kind units -k 500 --window 4 --fitted-windows -o $out/units
@@ -71,7 +71,7 @@ done
 #    with dropout 0.2 (the default): it generalises to new phrases better (docs/tokens.md).
 #    192 channels instead of 256 (21 min instead of about 35, judged as well), and each
 #    training example one clip, not a 4 s window mostly padding (10 min instead of 21, the
-#    token LM's units at 7.4% WER instead of 8.9; docs/token_digits/recipe_speed.md).
+#    token LM's units at 7.4% WER instead of 8.9; docs/token_digits/results.md#recipe_speed).
 #    bfloat16 products where the CPU has them in hardware (AVX-512 BF16 or AMX; float32
 #    elsewhere): half the step time there, judged as well (same page).
 [ -f $out/voice/unit2speech.safetensors ] || ./dev speechllm tokens train-u2s \
@@ -84,11 +84,11 @@ done
 #    resumes from the step-150 checkpoint), each family's loss averaged on its own
 #    ("balance_families"): a speaking example has ~30 unit targets, an answer ~3 tokens, so
 #    without it understanding got ~3% of the loss in the mixed phase. On the same units this
-#    read FSDD 0.927 instead of 0.863, 150 steps sooner (docs/token_digits/recipe_speed.md).
+#    read FSDD 0.927 instead of 0.863, 150 steps sooner (docs/token_digits/results.md#recipe_speed).
 #    "autocast": "auto" in both configs: bfloat16 products where the CPU has them (a step
 #    0.67-0.71x, FSDD and speaking within the noise of float32; same page).
-./dev speechllm train latent recipes/token_digits/config-understand.json
-./dev speechllm train latent recipes/token_digits/config.json
+./dev speechllm train recipes/token_digits/config-understand.json
+./dev speechllm train recipes/token_digits/config.json
 
 # 5. Understanding: FSDD digits from units.
 echo '{"approach": "tokens", "path": "runs/token_digits/final"}' > $out/approach.json

@@ -27,6 +27,20 @@ class Message:
 DEFAULT_MAX_TOKENS = 256  # a model's answer limit when neither request nor config sets one
 
 
+
+@dataclass(frozen=True)
+class AnswerOptions:
+    """A model's defaults for requests that do not set their own (an end-to-end model's
+    inference options, settable from an approach config's `options`)."""
+
+    max_tokens: int = DEFAULT_MAX_TOKENS  # answer limit of a request without max_tokens
+    instruction: str | None = None  # used when a request has no system prompt; None: built-in
+
+    def __post_init__(self) -> None:
+        if self.max_tokens < 1:
+            raise ValueError(f"max_tokens must be >= 1, got {self.max_tokens}")
+
+
 @dataclass(frozen=True)
 class Request:
     """One user turn: speech (or text) in, plus the instruction and the conversation so far."""

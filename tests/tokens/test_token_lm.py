@@ -346,3 +346,34 @@ def test_a_model_trained_with_bf16_products_learns_and_saves_float32_weights(tra
     answers = [model.respond(Request(audio=load(root / r["audio"]), system=ASK, max_tokens=4,
                                      want_audio=False)).text.strip(" .").lower() for r in rows]
     assert sum(a == r["text"] for a, r in zip(answers, rows, strict=True)) >= 4, answers
+
+
+def test_an_approach_config_sets_the_models_answer_options_and_cancel_reaches_it(trained):
+    """`options` in an approach config: the instruction used when a request has none, the
+    answer limit when a request sets none, and the spoken-word floor; and closing the stream
+    stops the token model within a token (as for every threaded model)."""
+    from speechllm.audio import load
+
+    from ..cancelling import tokens_after_cancel
+
+    root, result, rows = trained
+    model = approach.build({"approach": "tokens", "path": str(result.output),
+                            "options": {"instruction": ASK, "max_tokens": 1,
+                                        "min_word_units": 4}})
+    assert model.config.min_word_units == 4
+    clip = load(root / rows[0]["audio"])
+    steps: list[int] = []
+    decode = model.tok.decode
+    model.tok.decode = lambda ids, **kw: steps.append(len(ids)) or decode(ids, **kw)
+    model.respond(Request(audio=clip, want_audio=False))  # no system prompt, no max_tokens
+    assert max(steps) == 1  # the config's limit held
+    taught = model.respond(Request(audio=clip, want_audio=False, max_tokens=4)).text
+    assert taught.strip(" .").lower() == rows[0]["text"]  # ASK came from the config
+
+    model.eos_ids = set()  # run on until stopped
+    steps.clear()
+    at_close, total = tokens_after_cancel(model, Request(audio=clip, want_audio=False,
+                                                         max_tokens=80), steps)
+    assert total - at_close <= 2 and total < 20, (at_close, total)
+    assert model._lock.acquire(blocking=False)
+    model._lock.release()

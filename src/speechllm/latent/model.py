@@ -9,13 +9,12 @@ shape: `config.json` + `adapter.safetensors` (+ `lora/` when the LLM was LoRA-tu
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -23,14 +22,17 @@ from speechllm._optional import require
 from speechllm.audio import Audio
 from speechllm.encoders import SpeechEncoder, is_hf_whisper, make_encoder
 from speechllm.errors import ModelError
+from speechllm.folders import opening, read_config, write_config
 from speechllm.latent.adapters import AdapterConfig, make_adapter
 from speechllm.lm.causal import load_causal_lm
 from speechllm.lm.lora import LORA_MODULES, lora_modules
-from speechllm.speechlm import Event, Message, Request, Response
-from speechllm.threaded_stream import threaded_stream
+from speechllm.speechlm import AnswerOptions, Event, Message, Request, Response
+from speechllm.threaded_stream import OnText, threaded_stream
 from speechllm.timing import Stopwatch
 
 torch = require("torch", "latent")
+if TYPE_CHECKING:
+    from torch import Tensor, nn
 
 from speechllm.lm.packing import pack_embeddings, packed_hidden  # noqa: E402  (needs torch)
 
@@ -113,6 +115,7 @@ class LatentSpeechLM:
                                     self.tok.convert_tokens_to_ids("<end_of_turn>"))
                         if isinstance(i, int) and i >= 0 and i != self.tok.unk_token_id}
         self._lock = threading.Lock()  # one generation at a time per model
+        self.options = AnswerOptions()  # set from an approach config's options
 
     # -- building inputs ------------------------------------------------------------------
 
@@ -123,7 +126,7 @@ class LatentSpeechLM:
         return (self.tok(before, add_special_tokens=True)["input_ids"],
                 self.tok(after, add_special_tokens=False)["input_ids"])
 
-    def encode_audio(self, audios: Sequence[Audio]) -> tuple[Any, Any]:
+    def encode_audio(self, audios: Sequence[Audio]) -> tuple[Tensor, Tensor]:
         """Encoder states as a float tensor (B, T, D) and their lengths (B,)."""
         states, lengths = self.encoder.encode(audios)
         if isinstance(states, np.ndarray):
@@ -132,19 +135,19 @@ class LatentSpeechLM:
 
     # -- the trainer's interface (speechllm.train.Trainable) ---------------------------------
 
-    def trainable_encoder(self) -> Any:
+    def trainable_encoder(self) -> nn.Module | None:
         return self.encoder.module if self.encoder.trainable else None
 
-    def encode_clips(self, paths: Sequence[str | os.PathLike[str]]) -> tuple[Any, Any]:
+    def encode_clips(self, paths: Sequence[str | os.PathLike[str]]) -> tuple[Tensor, Tensor]:
         from speechllm.audio import load
         return self.encode_audio([load(p) for p in paths])
 
     def cache_key(self) -> str | None:
         return None  # encoder states are too big to keep on disk
 
-    def embed_rows(self, states: Any, lengths: Any, instructions: Sequence[str],
+    def embed_rows(self, states: Tensor, lengths: Tensor, instructions: Sequence[str],
                    answers: Sequence[list[int]] | None = None
-                   ) -> tuple[list[Any], list[list[int]]]:
+                   ) -> tuple[list[Tensor], list[list[int]]]:
         """Each row's spliced input embeddings (length, D), unpadded, and its labels (-100
         but at the answer's tokens, when `answers` are given)."""
         table = self.lm.get_input_embeddings()
@@ -162,8 +165,8 @@ class LatentSpeechLM:
             labels.append([-100] * prompt_len + target)
         return rows, labels
 
-    def embed(self, states: Any, lengths: Any, instructions: Sequence[str],
-              answers: Sequence[list[int]] | None = None) -> dict[str, Any]:
+    def embed(self, states: Tensor, lengths: Tensor, instructions: Sequence[str],
+              answers: Sequence[list[int]] | None = None) -> dict[str, Tensor]:
         """Spliced input embeddings, right-padded: inputs_embeds (B, L, D), attention_mask
         (B, L) and, with `answers` (token ids), labels (B, L) that score only the answers."""
         rows, labels = self.embed_rows(states, lengths, instructions, answers)
@@ -190,8 +193,8 @@ class LatentSpeechLM:
             end = self.tok.eos_token_id
         return [*ids, end]
 
-    def loss(self, states: Any, lengths: Any, instructions: Sequence[str],
-             answers: Sequence[str]) -> Any:
+    def loss(self, states: Tensor, lengths: Tensor, instructions: Sequence[str],
+             answers: Sequence[str]) -> Tensor:
         """Mean cross-entropy over answer tokens. Logits are computed only where a label is,
         sparing the vocabulary projection for the prompt and audio positions."""
         targets = [self.answer_ids(a) for a in answers]
@@ -216,22 +219,22 @@ class LatentSpeechLM:
 
     # -- the SpeechLM interface -----------------------------------------------------------
 
-    def _generate(self, request: Request, on_text: Any = None) -> Response:
+    def _generate(self, request: Request, on_text: OnText | None = None) -> Response:
         if request.audio is None:
             raise ValueError("a latent speech model needs audio in the request")
         clock = Stopwatch()
-        instruction = request.system or DEFAULT_INSTRUCTION
+        instruction = request.system or self.options.instruction or DEFAULT_INSTRUCTION
         with self._lock, torch.inference_mode():
             with clock.span("encode"):
                 states, lengths = self.encode_audio([request.audio])
             with clock.span("adapt"):
                 batch = self.embed(states, lengths, [instruction])
             start = clock.elapsed()
+            limit = request.token_limit(self.options.max_tokens)
             if self.engine == "llama.cpp":
-                ids = self._generate_llama_cpp(instruction, batch, request.token_limit(), clock,
-                                               start, on_text)
+                ids = self._generate_llama_cpp(instruction, batch, limit, clock, start, on_text)
             else:
-                ids = self._generate_torch(batch, request.token_limit(), clock, start, on_text)
+                ids = self._generate_torch(batch, limit, clock, start, on_text)
             first = clock.freeze().ttft or start
             clock.add("decode", first, clock.elapsed())
         text = self.tok.decode(ids, skip_special_tokens=True).strip()
@@ -246,7 +249,7 @@ class LatentSpeechLM:
             self._fast = LlamaCppLatentDecoder(self.config.llm)
         return self._fast
 
-    def _llama_cpp_inputs(self, instruction: str, batch: dict[str, Any]
+    def _llama_cpp_inputs(self, instruction: str, batch: dict[str, Tensor]
                           ) -> tuple[list[int], np.ndarray, list[int]]:
         """The prompt's ids before the audio, the audio's embeddings, the ids after it."""
         before, after = self.prompt_ids(instruction)
@@ -277,8 +280,9 @@ class LatentSpeechLM:
             out: np.ndarray = torch.log_softmax(logits, dim=-1).numpy()
             return out
 
-    def _generate_llama_cpp(self, instruction: str, batch: dict[str, Any], max_tokens: int,
-                            clock: Stopwatch, start: float, on_text: Any) -> list[int]:
+    def _generate_llama_cpp(self, instruction: str, batch: dict[str, Tensor], max_tokens: int,
+                            clock: Stopwatch, start: float, on_text: OnText | None
+                            ) -> list[int]:
         before, embeds, after = self._llama_cpp_inputs(instruction, batch)
         marked: list[bool] = []
 
@@ -294,8 +298,8 @@ class LatentSpeechLM:
                                                     self.end_ids, on_token)
         return ids
 
-    def _generate_torch(self, batch: dict[str, Any], max_tokens: int, clock: Stopwatch,
-                        start: float, on_text: Any) -> list[int]:
+    def _generate_torch(self, batch: dict[str, Tensor], max_tokens: int, clock: Stopwatch,
+                        start: float, on_text: OnText | None) -> list[int]:
         past: Any = None
         ids: list[int] = []
         embeds, mask = batch["inputs_embeds"], batch["attention_mask"]
@@ -326,9 +330,7 @@ class LatentSpeechLM:
 
     def save_pretrained(self, directory: str | os.PathLike[str]) -> Path:
         st = require("safetensors.torch", "latent")
-        out = Path(directory)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps(self.config.to_dict(), indent=2) + "\n")
+        out = write_config(directory, self.config.to_dict())
         state = {k: v.detach().contiguous() for k, v in self.adapter.state_dict().items()}
         st.save_file(state, str(out / "adapter.safetensors"))
         module = getattr(self.encoder, "module", None)
@@ -345,15 +347,9 @@ class LatentSpeechLM:
                         engine: str = "torch") -> LatentSpeechLM:
         """Load a saved model; `engine="llama.cpp"` decodes with the quantized GGUF."""
         st = require("safetensors.torch", "latent")
-        folder = Path(directory)
-        try:
-            config = LatentConfig.from_dict(json.loads((folder / "config.json").read_text()))
+        with opening(directory, "latent model") as folder:
+            config = LatentConfig.from_dict(read_config(folder))
             weights = st.load_file(str(folder / "adapter.safetensors"))
-        except FileNotFoundError as exc:
-            raise ModelError(f"{folder}: not a saved latent model ({exc.filename} missing)"
-                             ) from None
-        except (json.JSONDecodeError, ValueError, OSError) as exc:
-            raise ModelError(f"{folder}: damaged latent model ({exc})") from None
         model = cls(config, engine=engine)
         if config.lora_rank:
             peft = require("peft", "latent")

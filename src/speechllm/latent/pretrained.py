@@ -31,7 +31,7 @@ from speechllm.encoders import HFWhisperEncoder
 from speechllm.errors import AudioError, ModelError
 from speechllm.latent.adapters import AdapterConfig
 from speechllm.latent.model import DEFAULT_INSTRUCTION, LatentConfig, LatentSpeechLM
-from speechllm.speechlm import Event, Message, Request, Response
+from speechllm.speechlm import AnswerOptions, Event, Message, Request, Response
 from speechllm.threaded_stream import OnText, threaded_stream
 from speechllm.timing import Stopwatch
 
@@ -201,9 +201,10 @@ class Qwen2AudioSpeechLM:
         self.rate = int(extractor.sampling_rate)
         self.window_seconds = float(extractor.chunk_length)
         self._lock = threading.Lock()
+        self.options = AnswerOptions()  # set from an approach config's options
 
     def _inputs(self, request: Request) -> Any:
-        instruction = request.system or DEFAULT_INSTRUCTION
+        instruction = request.system or self.options.instruction or DEFAULT_INSTRUCTION
         turns: list[dict[str, Any]] = [{"role": m.role, "content": m.content}
                                        for m in request.history]
         content: list[dict[str, str]] = []
@@ -228,8 +229,8 @@ class Qwen2AudioSpeechLM:
                 inputs = self._inputs(request)
             start = clock.elapsed()
             streamer = _TextStreamer(self.processor.tokenizer, clock, on_text)
-            self.model.generate(**inputs, max_new_tokens=request.token_limit(), do_sample=False,
-                                streamer=streamer)
+            self.model.generate(**inputs, max_new_tokens=request.token_limit(
+                self.options.max_tokens), do_sample=False, streamer=streamer)
             first = clock.freeze().ttft or clock.elapsed()
             clock.add("prefill", start, first)
             clock.add("decode", first, clock.elapsed())

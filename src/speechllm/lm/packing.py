@@ -2,7 +2,7 @@
 
 A token model's batch mixes short understanding rows (about 40 tokens) with longer speaking
 rows (about 55, up to 90), so a batch padded to its longest row is about 30% padding (the
-token recipe's batches, docs/token_digits/recipe_speed.md). Packed, the rows sit one after
+token recipe's batches, docs/token_digits/results.md#recipe_speed). Packed, the rows sit one after
 another in a few long rows; each one's positions restart at 0, which is how transformers
 recognises packed sequences (with no attention mask given) and keeps every sequence
 attending to itself alone, sliding windows included. Rows are spread over as few packed rows

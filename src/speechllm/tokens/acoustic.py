@@ -15,7 +15,6 @@ Saved as a folder: `config.json` + `rvq.npz` (+ `vocoder/`).
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -27,6 +26,7 @@ import numpy as np
 from speechllm._optional import require
 from speechllm.audio import Audio
 from speechllm.errors import ModelError
+from speechllm.folders import opening, read_config, write_config
 from speechllm.tokens.base import Codes, TokenInfo
 from speechllm.tokens.mel import MelConfig, griffin_lim, log_mel
 
@@ -117,10 +117,7 @@ class MelRVQ:
         return cls(config, np.stack(books))
 
     def save(self, folder: str | os.PathLike[str]) -> Path:
-        out = Path(folder)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps({"kind": "mel-rvq", **asdict(self.config)},
-                                                    indent=2) + "\n")
+        out = write_config(folder, asdict(self.config), "mel-rvq")
         np.savez(out / "rvq.npz", codebooks=self.codebooks)
         if self.vocoder is not None:
             self.vocoder.save(out / "vocoder")
@@ -128,18 +125,10 @@ class MelRVQ:
 
     @classmethod
     def load(cls, folder: str | os.PathLike[str]) -> MelRVQ:
-        path = Path(folder)
-        try:
-            raw = json.loads((path / "config.json").read_text())
-            if raw.pop("kind", None) != "mel-rvq":
-                raise ValueError("not a mel RVQ tokenizer")
+        with opening(folder, "RVQ tokenizer") as path:
+            raw = read_config(path, "mel-rvq")
             config = RVQConfig(**{**raw, "mel": MelConfig(**raw["mel"])})
             books = np.load(path / "rvq.npz")["codebooks"]
-        except FileNotFoundError as exc:
-            raise ModelError(f"{path}: not a saved RVQ tokenizer ({exc.filename} missing)"
-                             ) from None
-        except (ValueError, TypeError, KeyError, OSError, json.JSONDecodeError) as exc:
-            raise ModelError(f"{path}: damaged RVQ tokenizer ({exc})") from None
         if books.shape != (config.stages, config.k, config.mel.n_mels):
             raise ModelError(f"{path}: codebooks of shape {books.shape} do not match the config")
         vocoder = None

@@ -5,7 +5,7 @@ The vocabulary grows by k unit tokens `<|u0|>`..`<|u{k-1}|>` and two boundary ma
 `adapter`), initialised at the mean of the LLM's embeddings plus noise of its spread, and their
 output logits use the same rows (tied, as the base LLMs here are), so the huge base table stays
 frozen and LoRA + the new rows are all that trains — with the latent trainer, unchanged
-(`speechllm train latent` with `"model": {"approach": "tokens", ...}`).
+(`speechllm train` with `"model": {"approach": "tokens", ...}`).
 
 Sequences:
 - understanding (audio -> text): `Audio: <|audio_start|> units <|audio_end|>\\nInstruction:
@@ -43,10 +43,11 @@ import numpy as np
 
 from speechllm.audio import Audio
 from speechllm.errors import MissingDependency, ModelError
+from speechllm.folders import opening, read_config, write_config
 from speechllm.lm.causal import keep_layers, load_causal_lm
 from speechllm.lm.lora import LORA_MODULES, lora_modules
 from speechllm.lm.packing import IGNORE, pack, packed_hidden
-from speechllm.speechlm import Event, Message, Request, Response
+from speechllm.speechlm import AnswerOptions, Event, Message, Request, Response
 from speechllm.threaded_stream import threaded_stream
 from speechllm.timing import Stopwatch
 from speechllm.tokens.align import WordTiming, unit_spans
@@ -234,6 +235,7 @@ class TokenSpeechLM:
                                     self.tok.convert_tokens_to_ids("<|im_end|>"))
                         if isinstance(i, int) and i >= 0 and i != self.tok.unk_token_id}
         self._lock = threading.Lock()
+        self.options = AnswerOptions()  # set from an approach config's options
 
     # -- embedding and logits over the grown vocabulary ---------------------------------------
 
@@ -313,7 +315,7 @@ class TokenSpeechLM:
 
     # -- the trainer's interface (speechllm.train.Trainable) ------------------------------------
 
-    def trainable_encoder(self) -> Any:
+    def trainable_encoder(self) -> nn.Module | None:
         return None
 
     def encode_clips(self, paths: Sequence[str | os.PathLike[str]]) -> tuple[Tensor, Tensor]:
@@ -437,7 +439,7 @@ class TokenSpeechLM:
         if request.audio is None:
             raise ValueError("a token speech model needs audio in the request")
         clock = Stopwatch()
-        instruction = request.system or DEFAULT_INSTRUCTION
+        instruction = request.system or self.options.instruction or DEFAULT_INSTRUCTION
         with self._lock, torch.inference_mode():
             with clock.span("tokenize"):
                 units, lengths = self.encoder.encode([request.audio])
@@ -453,7 +455,7 @@ class TokenSpeechLM:
 
             ids = self.generate(self.understanding_ids(units[0, : lengths[0]].tolist(),
                                                        instruction),
-                                "text", request.token_limit(), on_token)
+                                "text", request.token_limit(self.options.max_tokens), on_token)
             clock.add("prefill", start, first[0] if first else clock.elapsed())
             clock.add("decode", first[0] if first else clock.elapsed(), clock.elapsed())
         text = self.tok.decode(ids, skip_special_tokens=True).strip()
@@ -568,14 +570,11 @@ class TokenSpeechLM:
     def save_pretrained(self, directory: str | os.PathLike[str]) -> Path:
         from safetensors.torch import save_file
 
-        out = Path(directory)
-        out.mkdir(parents=True, exist_ok=True)
+        out = write_config(directory, {**self.config.to_dict(), "units": "units"})
         units_dir = out / "units"
         if Path(self.config.units).resolve() != units_dir.resolve():
             shutil.rmtree(units_dir, ignore_errors=True)
             shutil.copytree(self.config.units, units_dir)
-        config = {**self.config.to_dict(), "units": "units"}
-        (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
         save_file({"weight": self.adapter.weight.detach().contiguous()},
                   str(out / "adapter.safetensors"))
         if self.config.lora_rank and hasattr(self.lm, "peft_config"):
@@ -586,17 +585,11 @@ class TokenSpeechLM:
     def from_pretrained(cls, directory: str | os.PathLike[str]) -> TokenSpeechLM:
         from safetensors.torch import load_file
 
-        folder = Path(directory)
-        try:
-            raw = json.loads((folder / "config.json").read_text())
+        with opening(directory, "token model") as folder:
+            raw = read_config(folder)
             raw["units"] = str(folder / raw.get("units", "units"))
             config = TokenLMConfig.from_dict(raw)
             weight = load_file(str(folder / "adapter.safetensors"))["weight"]
-        except FileNotFoundError as exc:
-            raise ModelError(f"{folder}: not a saved token model ({exc.filename} missing)"
-                             ) from None
-        except (json.JSONDecodeError, ValueError, KeyError, OSError) as exc:
-            raise ModelError(f"{folder}: damaged token model ({exc})") from None
         model = cls(config)
         if (folder / "lora").is_dir():
             import peft

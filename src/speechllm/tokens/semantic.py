@@ -10,7 +10,6 @@ Saved as a folder: `config.json` + `units.npz` (centroids and the standardisatio
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -21,6 +20,7 @@ import numpy as np
 from speechllm._optional import require
 from speechllm.audio import Audio
 from speechllm.errors import AudioError, ModelError
+from speechllm.folders import opening, read_config, write_config
 from speechllm.tokens.base import Codes, TokenInfo
 
 STATE_RATE = 50
@@ -37,7 +37,7 @@ class UnitsConfig:
     # costs a 2 s window's encoder work instead of a 4 s one's. Other states, so other units
     # than fixed windows: off for tokenizers saved before it existed. Whisper's states from a
     # 1 s window kept the digits apart worse (a 1-NN proxy on FSDD: 0.847 against 0.903 at
-    # 4 s and 0.907 at 2 s; docs/token_digits/recipe_speed.md), hence the 2 s floor.
+    # 4 s and 0.907 at 2 s; docs/token_digits/results.md#recipe_speed), hence the 2 s floor.
     fitted_windows: bool = False
     shortest_window: float = 2.0
 
@@ -186,27 +186,16 @@ class KMeansUnits:
         return cls(config, km.cluster_centers_, mean, std)
 
     def save(self, folder: str | os.PathLike[str]) -> Path:
-        out = Path(folder)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps(
-            {"kind": "kmeans-units", **asdict(self.config)}, indent=2) + "\n")
+        out = write_config(folder, asdict(self.config), "kmeans-units")
         np.savez(out / "units.npz", centroids=self.centroids, mean=self.mean, std=self.std)
         return out
 
     @classmethod
     def load(cls, folder: str | os.PathLike[str]) -> KMeansUnits:
-        path = Path(folder)
-        try:
-            raw = json.loads((path / "config.json").read_text())
-            if raw.pop("kind", None) != "kmeans-units":
-                raise ValueError("not a k-means unit tokenizer")
+        with opening(folder, "unit tokenizer") as path:
+            raw = read_config(path, "kmeans-units")
             data = np.load(path / "units.npz")
             tok = cls(UnitsConfig(**raw), data["centroids"], data["mean"], data["std"])
-        except FileNotFoundError as exc:
-            raise ModelError(f"{path}: not a saved unit tokenizer ({exc.filename} missing)"
-                             ) from None
-        except (ValueError, TypeError, KeyError, OSError, json.JSONDecodeError) as exc:
-            raise ModelError(f"{path}: damaged unit tokenizer ({exc})") from None
         if tok.centroids.shape[0] != tok.config.k:
             raise ModelError(f"{path}: {tok.centroids.shape[0]} centroids but k={tok.config.k}")
         return tok

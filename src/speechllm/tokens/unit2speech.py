@@ -25,6 +25,7 @@ import numpy as np
 from speechllm._optional import require
 from speechllm.audio import Audio
 from speechllm.errors import MissingDependency, ModelError
+from speechllm.folders import opening, read_config
 from speechllm.lm import precision
 from speechllm.tokens.base import Codes
 from speechllm.tokens.fitting import fit
@@ -72,7 +73,7 @@ class U2SConfig:
     # longer), the batch padded to its longest and the padding left out of the loss. "padded"
     # (until 2026-12-04): every example padded to `crop_units` and all of it scored; the
     # recipe's clips are about 1.3 s, so two thirds of each 4 s example was the last frame
-    # repeated, and a step cost twice as much (docs/token_digits/recipe_speed.md).
+    # repeated, and a step cost twice as much (docs/token_digits/results.md#recipe_speed).
     batching: str = "clips"
     # bfloat16 products while training ("auto": where the CPU has them in hardware; "bf16",
     # "off"): the weights stay float32 and decoding is float32 either way
@@ -268,21 +269,11 @@ class UnitToSpeech:
     @classmethod
     def load(cls, folder: str | os.PathLike[str]) -> UnitToSpeech:
         st = require("safetensors.torch", "latent")
-        path = Path(folder)
-        try:
-            raw = json.loads((path / "config.json").read_text())
-            if raw.pop("kind", None) != "unit2speech":
-                raise ValueError("not a unit-to-speech model")
-            config = U2SConfig(**raw)
+        with opening(folder, "unit-to-speech model") as path:
+            config = U2SConfig(**read_config(path, "unit2speech"))
             units = KMeansUnits.load(path / "units")
             net = UnitToMel(config, units.centroids)
             net.load_state_dict(st.load_file(str(path / "unit2speech.safetensors")))
-        except FileNotFoundError as exc:
-            raise ModelError(f"{path}: not a saved unit-to-speech model ({exc.filename} "
-                             "missing)") from None
-        except (ValueError, TypeError, KeyError, OSError, RuntimeError,
-                json.JSONDecodeError) as exc:
-            raise ModelError(f"{path}: damaged unit-to-speech model ({exc})") from None
         vocoder = None
         if (path / "vocoder").is_dir():
             from speechllm.tokens.vocoder import attached

@@ -16,19 +16,18 @@ Saved as a folder: `config.json` + `vocoder.safetensors`. A tokenizer folder hol
 
 from __future__ import annotations
 
-import json
 import os
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from speechllm._optional import require
 from speechllm.audio import Audio
 from speechllm.errors import MissingDependency, ModelError
+from speechllm.folders import opening, read_config, write_config
 from speechllm.tokens.fitting import fit
 from speechllm.tokens.mel import MelConfig, log_mel
 
@@ -170,10 +169,7 @@ class MelVocoder:
 
     def save(self, folder: str | os.PathLike[str]) -> Path:
         st = require("safetensors.torch", "latent")
-        out = Path(folder)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps({"kind": "mel-vocoder",
-                                                     **asdict(self.config)}, indent=2) + "\n")
+        out = write_config(folder, asdict(self.config), "mel-vocoder")
         st.save_file({k: v.contiguous() for k, v in self.net.state_dict().items()},
                      str(out / "vocoder.safetensors"))
         return out
@@ -181,19 +177,11 @@ class MelVocoder:
     @classmethod
     def load(cls, folder: str | os.PathLike[str]) -> MelVocoder:
         st = require("safetensors.torch", "latent")
-        path = Path(folder)
-        try:
-            raw: dict[str, Any] = json.loads((path / "config.json").read_text())
-            if raw.pop("kind", None) != "mel-vocoder":
-                raise ValueError("not a mel vocoder")
+        with opening(folder, "vocoder") as path:
+            raw = read_config(path, "mel-vocoder")
             config = VocoderConfig(**{**raw, "mel": MelConfig(**raw["mel"])})
             net = MelToWave(config)
             net.load_state_dict(st.load_file(str(path / "vocoder.safetensors")))
-        except FileNotFoundError as exc:
-            raise ModelError(f"{path}: not a saved vocoder ({exc.filename} missing)") from None
-        except (ValueError, TypeError, KeyError, OSError, RuntimeError,
-                json.JSONDecodeError) as exc:
-            raise ModelError(f"{path}: damaged vocoder ({exc})") from None
         return cls(config, net)
 
 

@@ -11,7 +11,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from speechllm.audio import Audio
 from speechllm.config import from_dict
@@ -19,6 +19,9 @@ from speechllm.data import Item
 from speechllm.errors import SpeechLLMError
 from speechllm.lm import precision
 from speechllm.registry import Registry
+
+if TYPE_CHECKING:
+    from torch import Tensor, nn
 
 DEFAULT_TASK: Mapping[str, Any] = {"instruction": "Transcribe the audio exactly."}
 
@@ -57,20 +60,28 @@ class Trainable(Protocol):
     `states` are whatever the model reads for a clip, padded to (B, T, ...) with `lengths`
     (B,): encoder states for a latent model, unit ids for a token model."""
 
-    config: Any  # a ModelConfig
-    lm: Any  # the causal LM (torch.nn.Module); LoRA wraps it
-    adapter: Any  # the new weights that always train (torch.nn.Module)
+    config: Any  # the approach's own config type, a ModelConfig
     tuned_encoder: bool  # set by the trainer when the encoder's weights train
 
-    def trainable_encoder(self) -> Any:
+    @property
+    def lm(self) -> nn.Module:
+        """The causal LM; LoRA wraps it (`speechllm.lm.lora.add_lora` replaces it)."""
+        ...
+
+    @property
+    def adapter(self) -> nn.Module:
+        """The new weights that always train."""
+        ...
+
+    def trainable_encoder(self) -> nn.Module | None:
         """The encoder's torch module when it can train, else None (frozen)."""
         ...
 
-    def encode_audio(self, audios: Sequence[Audio]) -> tuple[Any, Any]:
+    def encode_audio(self, audios: Sequence[Audio]) -> tuple[Tensor, Tensor]:
         """(states, lengths) through the encoder as it is now (trainable or not)."""
         ...
 
-    def encode_clips(self, paths: Sequence[str | os.PathLike[str]]) -> tuple[Any, Any]:
+    def encode_clips(self, paths: Sequence[str | os.PathLike[str]]) -> tuple[Tensor, Tensor]:
         """(states, lengths) of audio files through the frozen encoder."""
         ...
 
@@ -79,8 +90,8 @@ class Trainable(Protocol):
         too big to keep, computed again each run."""
         ...
 
-    def loss(self, states: Any, lengths: Any, instructions: Sequence[str],
-             answers: Sequence[Any]) -> Any:
+    def loss(self, states: Tensor, lengths: Tensor, instructions: Sequence[str],
+             answers: Sequence[Any]) -> Tensor:
         """The mean cross-entropy of the answers' tokens (a scalar tensor)."""
         ...
 
