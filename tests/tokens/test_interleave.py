@@ -280,8 +280,8 @@ def test_align_resumes_keeping_earlier_timings_unless_asked_to_redo(phrases):
 def test_an_interrupted_align_keeps_what_it_finished(phrases, monkeypatch):
     from typer.testing import CliRunner
 
-    import speechllm.cli
     import speechllm.tokens.align
+    import speechllm.tokens.align_manifest
     from speechllm.cli import app
 
     root, _, _, _ = phrases
@@ -296,8 +296,9 @@ def test_an_interrupted_align_keeps_what_it_finished(phrases, monkeypatch):
             raise KeyboardInterrupt
         return real(asr, audio, text)
 
-    monkeypatch.setattr(speechllm.cli, "ALIGN_SAVE_EVERY", 1)
-    monkeypatch.setattr(speechllm.tokens.align, "align_words", stopped_on_the_third)
+    monkeypatch.setattr(speechllm.tokens.align_manifest, "SAVE_EVERY", 1)
+    for module in (speechllm.tokens.align, speechllm.tokens.align_manifest):
+        monkeypatch.setattr(module, "align_words", stopped_on_the_third)
     args = ["tokens", "align", str(root / "cut.jsonl"), "--asr", "whisper-tiny.en",
             "--pack", "0"]  # clip by clip, so the third clip's alignment can be cut
     CliRunner().invoke(app, args)

@@ -34,11 +34,12 @@ class Aligned:
 def align_manifest(manifest: Path, target: Path, make_asr: Callable[[], Any],
                    redo: bool = False, pack: float = 29.0,
                    progress: Callable[[int, int], None] | None = None,
-                   save_every: int = SAVE_EVERY) -> Aligned:
+                   save_every: int | None = None) -> Aligned:
     """Align every clip of `manifest` into `target`. `make_asr` gives the Whisper
     (`FasterWhisperASR`) and is called only when some clip needs aligning; `pack` seconds of
     clips share one Whisper window (0: one clip at a time)."""
     partial = target.with_name(f".{target.name}.partial")
+    every = save_every or SAVE_EVERY
     items = read_manifest(manifest)
     earlier = [] if redo or not target.is_file() else read_manifest(target)
     # a partial file cut mid-write is ignored: it is only a progress cache
@@ -63,7 +64,7 @@ def align_manifest(manifest: Path, target: Path, make_asr: Callable[[], Any],
             item = dataclasses.replace(item, fields={**item.fields, "words": timed})
         rows[n] = item
         advance()
-        if len(rows) % save_every == 0:
+        if len(rows) % every == 0:
             write_manifest([rows[k] for k in sorted(rows)], partial)
 
     def align(group: list[tuple[int, Item, Audio]]) -> None:
