@@ -16,7 +16,7 @@ import os
 import sys
 import threading
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib import resources
 from typing import Any
 
@@ -31,6 +31,8 @@ from fastapi import FastAPI, Request  # noqa: E402
 from fastapi.exceptions import RequestValidationError  # noqa: E402
 from fastapi.responses import HTMLResponse, JSONResponse  # noqa: E402
 from starlette.exceptions import HTTPException  # noqa: E402
+from starlette.responses import Response  # noqa: E402
+from starlette.types import ASGIApp, Message, Receive, Scope, Send  # noqa: E402
 
 EXIT_AFTER = 5.0  # seconds after shutdown before worker threads still busy are abandoned
 log = logging.getLogger("speechllm.serve")
@@ -48,10 +50,10 @@ def _leave() -> None:
 class UploadCap:
     """ASGI middleware: refuse bodies over the cap, by Content-Length or while streaming."""
 
-    def __init__(self, app: Any, limit: int) -> None:
+    def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app, self.limit = app, limit
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         headers = dict(scope.get("headers") or [])
@@ -79,7 +81,7 @@ class UploadCap:
         body = b"".join(chunks)
         replayed = False
 
-        async def replay() -> Any:
+        async def replay() -> Message:
             nonlocal replayed
             if not replayed:
                 replayed = True
@@ -88,7 +90,7 @@ class UploadCap:
 
         await self.app(scope, replay, send)
 
-    async def _refuse(self, send: Any) -> None:
+    async def _refuse(self, send: Send) -> None:
         body = json.dumps(error_body(f"request body over the {self.limit} byte cap", 413,
                                      "payload_too_large")).encode()
         await send({"type": "http.response.start", "status": 413,
@@ -101,15 +103,15 @@ class ShutdownAnswer:
     """ASGI middleware: a request still running when the shutdown grace ends (uvicorn cancels
     it) gets a JSON 503 in OpenAI's shape, not uvicorn's plain-text 500."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         started = False
 
-        async def watched(message: Any) -> None:
+        async def watched(message: Message) -> None:
             nonlocal started
             started = started or message["type"] == "http.response.start"
             await send(message)
@@ -154,7 +156,8 @@ def create_app(settings: ServeSettings | None = None,
                   description="OpenAI-compatible speech API and realtime voice sessions")
 
     @app.middleware("http")
-    async def authenticate(request: Request, call_next: Any) -> Any:
+    async def authenticate(request: Request, call_next: Callable[[Request], Awaitable[Response]]
+                           ) -> Response:
         if not key_ok(settings, request.headers.get("authorization"),
                       request.query_params.get("api_key")):
             return JSONResponse(error_body("missing or wrong API key (Authorization: Bearer "
@@ -169,7 +172,8 @@ def create_app(settings: ServeSettings | None = None,
         return JSONResponse(error_body(exc.message, exc.status, exc.code, exc.param),
                             status_code=exc.status)
 
-    def answer_with(status: int, code: str | None) -> Any:
+    def answer_with(status: int, code: str | None
+                    ) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
         async def handler(_: Request, exc: Exception) -> JSONResponse:
             return JSONResponse(error_body(str(exc), status, code or type(exc).__name__),
                                 status_code=status)

@@ -3,10 +3,18 @@ from the latest) and the loss curve."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from speechllm._optional import require
+
+if TYPE_CHECKING:
+    from torch import Tensor, nn
+    from torch.optim import Optimizer
+    from torch.optim.lr_scheduler import LRScheduler
+
+    from speechllm.train.base import Trainable
 
 
 def latest(out: Path) -> Path | None:
@@ -15,7 +23,8 @@ def latest(out: Path) -> Path | None:
     return found[-1] if found else None
 
 
-def restore(folder: Path, model: Any, encoder: Any, lora_params: list[Any]) -> dict[str, Any]:
+def restore(folder: Path, model: Trainable, encoder: nn.Module | None,
+            lora_params: Sequence[Tensor]) -> dict[str, Any]:
     """Load a checkpoint's weights into the (still unwrapped) model; returns the rest of its
     state (optimizer, schedule, step, losses). Read on the CPU first: a run on a GPU resumes on
     a CPU machine and back."""
@@ -30,8 +39,8 @@ def restore(folder: Path, model: Any, encoder: Any, lora_params: list[Any]) -> d
     return state
 
 
-def save(out: Path, step: int, model: Any, lora_params: list[Any], optim: Any,
-         schedule: Any, losses: list[float], config: dict[str, Any]) -> None:
+def save(out: Path, step: int, model: Trainable, lora_params: Sequence[Tensor], optim: Optimizer,
+         schedule: LRScheduler, losses: list[float], config: dict[str, Any]) -> None:
     torch = require("torch", "latent")
     folder = out / f"checkpoint-{step}"
     tmp = out / f".checkpoint-{step}.partial"

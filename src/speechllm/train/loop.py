@@ -26,7 +26,7 @@ import random
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from speechllm._optional import require
 from speechllm.data import Item, read_manifest
@@ -37,8 +37,11 @@ from speechllm.train import checkpoint
 from speechllm.train.base import ConfigError, Trainable, TrainResult
 from speechllm.train.config import TrainConfig, examples
 
+if TYPE_CHECKING:
+    from torch import Tensor, nn
 
-def _step_module(model: Trainable, encoder: Any) -> Any:
+
+def _step_module(model: Trainable, encoder: nn.Module | None) -> nn.Module:
     """The trainable parts as one torch module whose forward is the model's loss: what
     accelerate wraps (DDP arms its gradient averaging in the wrapper's forward)."""
     torch = require("torch", "latent")
@@ -50,8 +53,8 @@ def _step_module(model: Trainable, encoder: Any) -> Any:
             if encoder is not None:
                 self.encoder = encoder
 
-        def forward(self, states: Any, lengths: Any, instructions: list[str],
-                    answers: list[Any]) -> Any:
+        def forward(self, states: Tensor, lengths: Tensor, instructions: list[str],
+                    answers: list[Any]) -> Tensor:
             return model.loss(states, lengths, instructions, answers)
 
     return Step()
@@ -190,7 +193,7 @@ def train(config: TrainConfig, progress: Callable[[int, int, float], None] | Non
                        curve, world, tuple(losses), mixed)
 
 
-def _encode_all(model: Trainable, items: list[Item], out: Path) -> list[Any]:
+def _encode_all(model: Trainable, items: list[Item], out: Path) -> list[Tensor]:
     """Every clip's frozen encoding. Where the model gives a cache key (a token model's unit
     ids are small), they are also kept in `<output>/encoded.pt` per clip path, size and mtime,
     so a rerun or a continued run skips the encoder and reads no audio; latent states are too
@@ -214,7 +217,7 @@ def _encode_all(model: Trainable, items: list[Item], out: Path) -> list[Any]:
 
     names = [stamp(it) for it in items] if key is not None else []
     todo = [n for n in range(len(items)) if key is None or names[n] not in kept]
-    fresh: dict[int, Any] = {}
+    fresh: dict[int, Tensor] = {}
     with torch.no_grad():
         for start in range(0, len(todo), 16):
             chunk = todo[start:start + 16]
