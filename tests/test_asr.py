@@ -115,3 +115,59 @@ def test_audio_longer_than_the_window_uses_the_full_decoder(asr, voice):
     result = asr.transcribe(speech, ASROptions(language="en", window_seconds=2))
     assert len(result.segments) >= 1 and heard_digit(result.text) == 1
     assert result.segments[-1].end > 2.0  # timestamps from faster-whisper's own path
+
+
+PASSAGE = ("The river that runs through the valley was once used to power a dozen mills. "
+           "Farmers brought their grain from miles around, and the miller took a small share "
+           "of every sack as payment. When the railway arrived, larger factories in the city "
+           "began to grind flour more cheaply, and one by one the mills closed. Today only one "
+           "of them still turns, kept in order by volunteers who open it to visitors on the "
+           "first weekend of each month.")
+
+
+def test_nbest_lists_cover_long_audio_segment_by_segment_led_by_the_plain_transcript(asr,
+                                                                                       voice):
+    """Audio longer than one window (about 30 s here) gets one N-best list per segment of the
+    plain path; each list starts with that segment's plain text, so picking the first of
+    each reproduces `transcribe` word for word, and the alternatives differ from it. The
+    single-pass N-best of before cut the audio at the window and lost the end."""
+    from speechllm.cascade.pipeline import CascadeConfig
+
+    speech = say(voice, PASSAGE)
+    assert speech.duration > 22  # past the cascade's 20 s window
+    options = CascadeConfig().asr
+    plain = asr.transcribe(speech, options)
+    parts = asr.nbest_segments(speech, 4, options)
+    assert len(parts) >= 2 and all(p.end > p.start for p in parts)
+    assert " ".join(p.hypotheses[0].text for p in parts) == plain.text
+    assert any(len(p.hypotheses) > 1 for p in parts)
+    for p in parts:
+        assert len({h.text for h in p.hypotheses}) == len(p.hypotheses)  # no duplicates
+    assert "first weekend" in parts[-1].hypotheses[0].text.lower()  # the end is not cut
+    assert jiwer.wer(PASSAGE.lower(), plain.text.lower()) < 0.2
+
+
+def test_a_decoding_loop_in_the_short_window_falls_back_to_the_full_path(asr, voice,
+                                                                         monkeypatch):
+    """A loop ("in the car in the car ...") from the one-pass short window is caught by its
+    compression ratio and the audio decoded again on faster-whisper's path, which has
+    Whisper's temperature fallback; normal text never trips the check."""
+    from speechllm.asr.base import Hypothesis
+    from speechllm.asr.faster_whisper import looping
+
+    assert looping("and I know no young woman in the car in the car in the car in the car "
+                   "in the car in the car in the car in the car in the c")
+    assert not looping(PASSAGE) and not looping("Five.")
+    speech = say(voice, "Turn off the lights in the kitchen.")
+    real = asr._beam
+
+    def stuck(samples, n, o):  # what a looping decode returns
+        language, hyps = real(samples, n, o)
+        return language, [Hypothesis("in the car " * 20, -0.1, 60), *hyps[1:]]
+
+    monkeypatch.setattr(asr, "_beam", stuck)
+    options = ASROptions(window_seconds=8.0, language="en")
+    heard = asr.transcribe(speech, options)
+    assert "kitchen" in heard.text.lower() and not looping(heard.text)
+    (part,) = asr.nbest_segments(speech, 3, options)  # the N-best path recovers the same way
+    assert part.hypotheses[0].text == heard.text

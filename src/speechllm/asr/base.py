@@ -71,11 +71,27 @@ class Hypothesis:
     num_tokens: int
 
 
+@dataclass(frozen=True)
+class SegmentHypotheses:
+    """The N-best list of one stretch of a longer recording."""
+
+    start: float  # seconds in the audio given
+    end: float
+    hypotheses: tuple[Hypothesis, ...]  # best first: the plain transcript's text leads
+
+
 class ASR(Protocol):
     def transcribe(self, audio: Audio, options: ASROptions | None = None) -> Transcript: ...
 
     def nbest(self, audio: Audio, n: int, options: ASROptions | None = None) -> list[Hypothesis]:
-        """The n best hypotheses, best first."""
+        """The n best hypotheses of one utterance, best first."""
+        ...
+
+    def nbest_segments(self, audio: Audio, n: int, options: ASROptions | None = None
+                       ) -> list[SegmentHypotheses]:
+        """N-best lists for audio of any length, segment by segment; each list's first entry
+        is what `transcribe` gives for that stretch, so choosing the first of every list
+        reproduces the plain transcript."""
         ...
 
     def detect_language(self, audio: Audio) -> tuple[str, float]:

@@ -1,24 +1,47 @@
 """Whisper through faster-whisper (CTranslate2): transcription, translation, language ID,
-word timestamps, and N-best lists read straight from CTranslate2's beam search."""
+word timestamps, and N-best lists read straight from CTranslate2's beam search.
+
+Long audio and loops: the short-window path (`ASROptions.window_seconds`) decodes once, with
+neither timestamps nor Whisper's temperature fallback, so a repetition loop there ("in the
+car in the car in the car ...", found by the text's gzip compression ratio, as Whisper's own
+fallback does) sends the audio to faster-whisper's full path. N-best lists of audio longer
+than one window are made segment by segment on the full path's segments, each list led by
+that segment's plain transcript."""
 
 from __future__ import annotations
 
 import math
 import os
 import threading
-from dataclasses import dataclass
+import zlib
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from speechllm import models
 from speechllm._optional import require
-from speechllm.asr.base import ASROptions, Hypothesis, Segment, Transcript, Word
+from speechllm.asr.base import (
+    ASROptions,
+    Hypothesis,
+    Segment,
+    SegmentHypotheses,
+    Transcript,
+    Word,
+)
 from speechllm.audio import Audio
 from speechllm.errors import AudioError, ModelError
 
 RATE = 16000
 WINDOW_SECONDS = 30.0
+LOOP_RATIO = 2.4  # Whisper's compression-ratio threshold: text above it repeats itself
+EDGE = 0.1  # seconds of audio kept either side of a segment when it is decoded alone
+
+
+def looping(text: str) -> bool:
+    """Whether `text` repeats itself the way a decoding loop does (gzip ratio > 2.4)."""
+    data = text.encode()
+    return len(data) > 24 and len(data) / len(zlib.compress(data)) > LOOP_RATIO
 
 
 @dataclass(frozen=True)
@@ -67,7 +90,13 @@ class FasterWhisperASR:
         self._check(o)
         samples = self._samples(audio)
         if o.window_seconds is not None and len(samples) <= o.window_seconds * RATE:
-            return self._transcribe_window(samples, o)
+            heard = self._transcribe_window(samples, o)
+            if not looping(heard.text):
+                return heard
+        return self._transcribe_full(samples, o)
+
+    def _transcribe_full(self, samples: np.ndarray, o: ASROptions) -> Transcript:
+        """faster-whisper's own path: 30 s windows, timestamps, temperature fallback."""
         with self._lock:
             segments, info = self._model.transcribe(
                 samples, task=o.task, language=o.language, beam_size=o.beam_size,
@@ -102,8 +131,41 @@ class FasterWhisperASR:
         samples = self._samples(audio)
         if len(samples) > WINDOW_SECONDS * RATE:
             raise AudioError(f"N-best lists cover one utterance of at most 30 s; this audio is "
-                             f"{len(samples) / RATE:.1f} s (split it with VAD first)")
+                             f"{len(samples) / RATE:.1f} s (nbest_segments takes any length)")
         return self._beam(samples, n, o)[1]
+
+    def nbest_segments(self, audio: Audio, n: int, options: ASROptions | None = None
+                       ) -> list[SegmentHypotheses]:
+        """N-best lists for audio of any length. Audio that fits the window and decodes
+        without a loop is one list (its first entry is `transcribe`'s text, the same beam
+        search). Otherwise `transcribe`'s full path finds the segments, and each segment is
+        decoded again alone for its alternatives; its list is led by the plain segment text,
+        and alternatives that loop are dropped."""
+        if n < 1:
+            raise ValueError(f"n must be >= 1, got {n}")
+        o = options or ASROptions()
+        self._check(o)
+        samples = self._samples(audio)
+        duration = len(samples) / RATE
+        if len(samples) <= (o.window_seconds or WINDOW_SECONDS) * RATE:
+            _, hyps = self._beam(samples, n, o)
+            if not looping(hyps[0].text):
+                return [SegmentHypotheses(0.0, duration, tuple(hyps))]
+        plain = self._transcribe_full(samples, replace(o, word_timestamps=False))
+        alone = replace(o, window_seconds=None, language=plain.language)
+        out = []
+        for seg in plain.segments:
+            if not seg.text:
+                continue
+            lead = Hypothesis(seg.text, seg.avg_logprob, 0)
+            start, end = max(0.0, seg.start - EDGE), min(duration, seg.end + EDGE)
+            others: list[Hypothesis] = []
+            if 0 < end - start <= WINDOW_SECONDS and n > 1:
+                piece = samples[int(start * RATE): int(end * RATE)]
+                others = [h for h in self._beam(piece, n, alone)[1]
+                          if h.text and h.text != seg.text and not looping(h.text)]
+            out.append(SegmentHypotheses(seg.start, seg.end, (lead, *others[: n - 1])))
+        return out
 
     def _beam(self, samples: np.ndarray, n: int, o: ASROptions
               ) -> tuple[str, list[Hypothesis]]:
@@ -136,6 +198,7 @@ class FasterWhisperASR:
         return language, sorted(hyps, key=lambda h: h.score, reverse=True)
 
     def _transcribe_window(self, samples: np.ndarray, o: ASROptions) -> Transcript:
+        """One beam search over a short window (no timestamps, no fallback: fast)."""
         if o.word_timestamps:
             raise ValueError("word timestamps need the full 30 s window (window_seconds=None)")
         language, (best,) = self._beam(samples, 1, o)

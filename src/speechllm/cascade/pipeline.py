@@ -104,17 +104,22 @@ class CascadeSpeechLM:
         if request.intent == "translate":
             options = replace(options, task="translate")
         segments: tuple[Segment, ...] = ()
+        post = self.postprocess if request.intent != "translate" else None
         with clock.span("asr"):
-            if self.postprocess is not None and request.intent != "translate":
-                hyps = self.asr.nbest(audio, self.config.nbest, options)
+            if post is not None:  # one N-best list per segment of any length of audio
+                parts = self.asr.nbest_segments(audio, self.config.nbest, options)
             else:
                 heard = self.asr.transcribe(audio, options)
                 text = heard.text
                 segments = tuple(replace(s, start=s.start + offset, end=s.end + offset)
                                  for s in heard.segments)
-        if self.postprocess is not None and request.intent != "translate":
+        if post is not None:
             with clock.span("postprocess"):
-                text = self.postprocess.select(hyps)
+                chosen = [post.select(p.hypotheses) for p in parts]
+            text = " ".join(c for c in chosen if c)
+            segments = tuple(Segment(p.start + offset, p.end + offset, c,
+                                     p.hypotheses[0].score, 0.0)
+                             for p, c in zip(parts, chosen, strict=True))
         for s in clock.freeze().spans:
             emit(SpanEvent(s))
         if not text.strip():
