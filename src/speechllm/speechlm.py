@@ -29,6 +29,55 @@ DEFAULT_MAX_TOKENS = 256  # a model's answer limit when neither request nor conf
 
 
 @dataclass(frozen=True)
+class Context:
+    """What the speech is likely about, for the recogniser and its post-processing (contextual
+    biasing): names, rare words and jargon that may be said, and free text such as the
+    conversation so far or the topic."""
+
+    phrases: tuple[str, ...] = ()
+    text: str = ""
+
+    def __bool__(self) -> bool:
+        return bool(self.phrases or self.text.strip())
+
+    @classmethod
+    def of(cls, value: object) -> Context | None:
+        """From a manifest's "context" field: a list of phrases, a string of free text, or
+        {"phrases": [...], "text": "..."}; ValueError for anything else."""
+        if value is None:
+            return None
+        if isinstance(value, str):
+            return cls((), value)
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return cls(tuple(value))
+        if isinstance(value, dict) and set(value) <= {"phrases", "text"}:
+            phrases, text = value.get("phrases", []), value.get("text", "")
+            if isinstance(phrases, list) and all(isinstance(v, str) for v in phrases) and \
+                    isinstance(text, str):
+                return cls(tuple(phrases), text)
+        raise ValueError(f"context: a list of phrases, a text, or {{\"phrases\", \"text\"}}; "
+                         f"got {value!r}"[:200])
+
+    @classmethod
+    def read(cls, given: str) -> Context:
+        """`--context`: a file (one phrase per line; a line that is a sentence of more than six
+        words is free text) or the text itself (comma-separated phrases if it has commas and
+        no sentence, else free text)."""
+        from pathlib import Path
+
+        path = Path(given)
+        if len(given) < 4096 and path.is_file():
+            lines = [x.strip() for x in path.read_text(encoding="utf-8").splitlines()]
+            phrases = tuple(x for x in lines if x and len(x.split()) <= 6)
+            text = " ".join(x for x in lines if len(x.split()) > 6)
+            return cls(phrases, text)
+        parts = [p.strip() for p in given.split(",")]
+        if len(parts) > 1 and all(0 < len(p.split()) <= 6 for p in parts):
+            return cls(tuple(parts))
+        return cls((), given.strip())
+
+
+@dataclass(frozen=True)
 class AnswerOptions:
     """A model's defaults for requests that do not set their own (an end-to-end model's
     inference options, settable from an approach config's `options`)."""
@@ -55,6 +104,7 @@ class Request:
     # cascade answers both from its ASR without running the LLM; end-to-end approaches follow
     # `system` as their instruction.
     intent: Intent = "respond"
+    context: Context | None = None  # contextual biasing: likely names, terms, the topic
 
     def __post_init__(self) -> None:
         if self.audio is None and not (self.text and self.text.strip()):

@@ -18,7 +18,8 @@ class ASROptions:
     language: str | None = None  # ISO code such as "en"; None detects it
     beam_size: int = 5
     word_timestamps: bool = False
-    initial_prompt: str | None = None  # biases vocabulary and style
+    initial_prompt: str | None = None  # text "said before": biases vocabulary and style
+    hotwords: str | None = None  # words and names likely to be said (faster-whisper hotwords)
     # Whisper's fallback schedule: decode at 0, retry hotter when the output looks wrong.
     temperature: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
     # Encoder window for short utterances, in seconds. Whisper pads every input to 30 s, so a

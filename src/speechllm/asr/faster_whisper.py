@@ -101,6 +101,7 @@ class FasterWhisperASR:
             segments, info = self._model.transcribe(
                 samples, task=o.task, language=o.language, beam_size=o.beam_size,
                 word_timestamps=o.word_timestamps, initial_prompt=o.initial_prompt,
+                hotwords=o.hotwords,
                 temperature=list(o.temperature), vad_filter=False,
             )
             segs = tuple(  # materialise here: faster-whisper decodes lazily
@@ -183,8 +184,9 @@ class FasterWhisperASR:
                     language = m.model.detect_language(encoded)[0][0][0][2:-2]
             tokenizer = self._tokenizer_cls(m.hf_tokenizer, self.multilingual,
                                             task=o.task, language=language)
-            prompt = m.get_prompt(tokenizer, [], without_timestamps=True,
-                                  hotwords=o.initial_prompt)
+            said = tokenizer.encode(" " + o.initial_prompt.strip()) if o.initial_prompt else []
+            prompt = m.get_prompt(tokenizer, said[-(m.max_length // 2 - 1):],
+                                  without_timestamps=True, hotwords=o.hotwords)
             # Cap output tokens by duration (speech rarely exceeds ~8 tokens/s): on short or
             # unclear audio Whisper can loop on one phrase until the 448-token limit.
             budget = min(m.max_length - len(prompt), math.ceil(16 + 12 * len(samples) / RATE))

@@ -37,7 +37,7 @@ class CascadeSpec:
     vad: bool = True
     postprocess: PostName = "none"
     scorer: str = "gemma-3-270m"  # LM for postprocess="rescore"
-    rescore_weight: float = 0.3
+    rescore_weight: float | None = None  # None: GatedRescoring's tuned weight
     asr_backend: str = "faster-whisper"
     llm_backend: str | None = None  # None: "openai" with llm_url, else "llama-cpp"
     vad_backend: str = "silero"

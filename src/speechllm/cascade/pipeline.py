@@ -103,6 +103,10 @@ class CascadeSpeechLM:
         options = self.config.asr
         if request.intent == "translate":
             options = replace(options, task="translate")
+        context = request.context
+        if context:  # contextual biasing: the recogniser's prompt and hotwords
+            options = replace(options, initial_prompt=context.text.strip() or None,
+                              hotwords=", ".join(context.phrases) or None)
         segments: tuple[Segment, ...] = ()
         post = self.postprocess if request.intent != "translate" else None
         with clock.span("asr"):
@@ -115,7 +119,7 @@ class CascadeSpeechLM:
                                  for s in heard.segments)
         if post is not None:
             with clock.span("postprocess"):
-                chosen = [post.select(p.hypotheses) for p in parts]
+                chosen = [post.select(p.hypotheses, context) for p in parts]
             text = " ".join(c for c in chosen if c)
             segments = tuple(Segment(p.start + offset, p.end + offset, c,
                                      p.hypotheses[0].score, 0.0)

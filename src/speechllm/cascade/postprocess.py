@@ -4,20 +4,34 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from speechllm.asr.base import Hypothesis
 from speechllm.llm.base import ChatLLM, GenerationOptions, ScoringLM, chat
-from speechllm.speechlm import Message
+from speechllm.speechlm import Context, Message
+from speechllm.text_norm import normalize, word_errors
 
 
 class PostProcessor(Protocol):
     name: str
 
-    def select(self, hypotheses: Sequence[Hypothesis]) -> str:
-        """One transcript from an N-best list (best first)."""
+    def select(self, hypotheses: Sequence[Hypothesis], context: Context | None = None) -> str:
+        """One transcript from an N-best list (best first); `context` says what the speech is
+        likely about (names and terms, the conversation)."""
         ...
+
+
+def context_prompt(context: Context | None) -> str:
+    """The context as a language model reads it before a transcript."""
+    if not context:
+        return ""
+    lines = []
+    if context.text.strip():
+        lines.append(f"Context: {context.text.strip()}")
+    if context.phrases:
+        lines.append("Names and terms that may be mentioned: " + ", ".join(context.phrases) + ".")
+    return "\n".join(lines) + "\n"
 
 
 @dataclass(frozen=True)
@@ -28,38 +42,98 @@ class Rescored:
     total: float
 
 
+@dataclass(frozen=True)
+class GatedRescoring:
+    """When the LM may overrule the recogniser's 1-best. Rescoring every list made things worse
+    on digits, noise and long audio; the LM's word is taken only where the recogniser is
+    unsure between close readings and the LM clearly prefers one (bench/postprocess_tune.py
+    chose the defaults on development splits; docs/benchmarks.md)."""
+
+    weight: float = 0.3  # LM log-likelihood per word, against the ASR's mean token log-prob
+    min_words: int = 3  # the 1-best has at least this many words (one word gives no context)
+    max_margin: float = 0.2  # an alternative's ASR score is within this of the 1-best's
+    min_gain: float = 0.1  # and its combined score beats the 1-best's by more than this
+    max_edit: int = 2  # and it differs from the 1-best in at most this many words
+
+    def __post_init__(self) -> None:
+        if self.weight < 0:
+            raise ValueError(f"weight must be >= 0, got {self.weight}")
+
+
+def word_edits(a: str, b: str) -> int:
+    """Word-level edit distance after normalisation (case, punctuation, numbers)."""
+    return word_errors(a, b)[0] if a.strip() else len(normalize(b).split())
+
+
+def eligible(hypotheses: Sequence[Hypothesis], gate: GatedRescoring) -> list[Hypothesis]:
+    """The alternatives the gate lets the LM consider (the 1-best first); [] when the 1-best
+    stands whatever the LM says."""
+    if gate.weight == 0 or len(hypotheses) < 2:
+        return []
+    top = hypotheses[0]
+    if len(top.text.split()) < gate.min_words:
+        return []
+    alts = [h for h in hypotheses[1:] if h.text and top.score - h.score <= gate.max_margin
+            and word_edits(top.text, h.text) <= gate.max_edit]
+    return [top, *alts] if alts else []
+
+
+def choose(scored: Sequence[Rescored], gate: GatedRescoring) -> str:
+    """The gated choice among LM-scored hypotheses (the 1-best first)."""
+    if not scored:
+        return ""
+    allowed = {h.text for h in eligible([Hypothesis(r.text, r.asr_score, 0) for r in scored],
+                                        gate)}
+    top = scored[0]
+    best, best_total = top.text, top.asr_score + gate.weight * top.lm_score + gate.min_gain
+    for r in scored[1:]:
+        total = r.asr_score + gate.weight * r.lm_score
+        if r.text in allowed and total > best_total:
+            best, best_total = r.text, total
+    return best
+
+
 class NBestRescorer:
-    """Pick the hypothesis maximising `asr_score + weight * lm_logprob_per_word`.
+    """Pick the hypothesis maximising `asr_score + weight * lm_logprob_per_word`, where the
+    gate allows it (`GatedRescoring`: the 1-best stands unless the recogniser is unsure
+    between close readings).
 
     `asr_score` is Whisper's mean token log-probability; the LM term is the scoring LM's
     log-likelihood of the hypothesis (after `context`) divided by its word count, so neither
-    term simply prefers short outputs. weight=0 returns the ASR's own 1-best.
+    term simply prefers short outputs. The LM scores only lists the gate lets through.
     """
 
     name = "rescore"
 
-    def __init__(self, scorer: ScoringLM, weight: float = 0.3,
-                 context: str = "Transcript of a short voice message:\n") -> None:
-        if weight < 0:
-            raise ValueError(f"weight must be >= 0, got {weight}")
+    def __init__(self, scorer: ScoringLM, weight: float | None = None,
+                 context: str = "Transcript of a short voice message:\n",
+                 gate: GatedRescoring | None = None) -> None:
+        self.gate = gate or GatedRescoring()
+        if weight is not None:
+            self.gate = replace(self.gate, weight=weight)
         self.scorer = scorer
-        self.weight = weight
+        self.weight = self.gate.weight
         self.context = context
 
-    def rank(self, hypotheses: Sequence[Hypothesis]) -> list[Rescored]:
+    def rank(self, hypotheses: Sequence[Hypothesis], context: Context | None = None
+             ) -> list[Rescored]:
+        """Every hypothesis with its LM score, best combined score first (ungated)."""
+        prompt = context_prompt(context) + self.context
         out = []
         for h in hypotheses:
             words = max(1, len(h.text.split()))
-            lm = self.scorer.loglikelihood(h.text, self.context) / words if h.text else -1e9
+            lm = self.scorer.loglikelihood(h.text, prompt) / words if h.text else -1e9
             out.append(Rescored(h.text, h.score, lm, h.score + self.weight * lm))
         return sorted(out, key=lambda r: r.total, reverse=True)
 
-    def select(self, hypotheses: Sequence[Hypothesis]) -> str:
+    def select(self, hypotheses: Sequence[Hypothesis], context: Context | None = None) -> str:
         if not hypotheses:
             return ""
-        if self.weight == 0 or len(hypotheses) == 1:
+        considered = eligible(hypotheses, self.gate)
+        if not considered:
             return hypotheses[0].text
-        return self.rank(hypotheses)[0].text
+        scored = {r.text: r for r in self.rank(considered, context)}
+        return choose([scored[h.text] for h in considered], self.gate)
 
 
 _GER_SYSTEM = (
@@ -82,12 +156,12 @@ class GenerativeCorrector:
         self.llm = llm
         self.options = GenerationOptions(max_tokens=max_tokens, temperature=0.0)
 
-    def select(self, hypotheses: Sequence[Hypothesis]) -> str:
+    def select(self, hypotheses: Sequence[Hypothesis], context: Context | None = None) -> str:
         if not hypotheses:
             return ""
         listing = "\n".join(f"{i}. {h.text}" for i, h in enumerate(hypotheses, 1))
-        reply = chat(self.llm, [Message("system", _GER_SYSTEM),
-                                Message("user", f"Candidates:\n{listing}\n\nTranscription:")],
+        ask = f"{context_prompt(context)}Candidates:\n{listing}\n\nTranscription:"
+        reply = chat(self.llm, [Message("system", _GER_SYSTEM), Message("user", ask)],
                      self.options)
         text = reply.strip().splitlines()[0].strip() if reply.strip() else ""
         text = re.sub(r"^(\d+\.\s*|transcription:\s*)", "", text, flags=re.IGNORECASE)

@@ -27,7 +27,10 @@ from speechllm.cli.common import (
     tts_name,
 )
 from speechllm.errors import SpeechLLMError
-from speechllm.speechlm import Request, Response, SpeechLM
+from speechllm.speechlm import Context, Request, Response, SpeechLM
+
+CONTEXT_HELP = ("Names and terms likely to be said, and/or what the talk is about: a file (one "
+                "phrase a line) or the text itself (comma-separated phrases, or a sentence).")
 
 
 class Task(StrEnum):
@@ -70,14 +73,17 @@ def transcribe(
     beam: Annotated[int, typer.Option(help="Beam size.")] = 5,
     nbest: Annotated[int, typer.Option(help="Also list the N best hypotheses.")] = 0,
     words: Annotated[bool, typer.Option("--words", help="Word timestamps.")] = False,
+    context: Annotated[str | None, typer.Option(help=CONTEXT_HELP)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON Lines, one per file.")] = False,
 ) -> None:
     """Transcribe (or translate into English) audio files with Whisper."""
     from speechllm.asr.base import ASR_BACKENDS, ASROptions
 
     with exits_on_error():
+        bias = Context.read(context) if context else Context()
         options = ASROptions(task=task.value, language=language, beam_size=beam,
-                             word_timestamps=words)
+                             word_timestamps=words, initial_prompt=bias.text or None,
+                             hotwords=", ".join(bias.phrases) or None)
         ensure_models(embedded(model))
         with err.status(f"loading {model}"):
             asr = ASR_BACKENDS.get("faster-whisper")(model)
@@ -150,6 +156,7 @@ def chat(
     stream: Annotated[bool, typer.Option(help="Speak each clause as soon as it is "
                                               "written.")] = True,
     max_tokens: Annotated[int, typer.Option(help="Longest answer in tokens.")] = 256,
+    context: Annotated[str | None, typer.Option(help=CONTEXT_HELP)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
 ) -> None:
     """Ask spoken questions; print the transcript, the answer and a timing waterfall."""
@@ -160,6 +167,7 @@ def chat(
 
     with exits_on_error():
         turns = [audio_io.load(f) for f in files]  # fail on bad input before loading models
+        bias = Context.read(context) if context else None
         spec = CascadeSpec(asr=asr, llm=llm, llm_url=llm_url,
                            tts=None if tts == "none" else tts, voice=voice,
                            postprocess=post.value)
@@ -173,7 +181,7 @@ def chat(
     for i, (path, speech) in enumerate(zip(files, turns, strict=True), 1):
         request = Request(audio=speech, system=system, history=history,
                           want_audio=tts != "none" and output is not None,
-                          max_tokens=max_tokens)
+                          max_tokens=max_tokens, context=bias)
         with exits_on_error():
             response = asyncio.run(_stream_turn(lm, request, live=not as_json))
         history = response.history

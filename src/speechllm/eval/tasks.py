@@ -18,7 +18,7 @@ from speechllm.audio import Audio
 from speechllm.data import Item
 from speechllm.eval.journal import Row
 from speechllm.registry import Registry
-from speechllm.speechlm import Request, Response
+from speechllm.speechlm import Context, Request, Response
 from speechllm.text_norm import normalize, word_errors
 
 
@@ -67,7 +67,8 @@ class ASRTask:
 
     def request(self, item: Item, audio: Audio) -> Request:
         return Request(audio=audio, system=self.instruction, want_audio=False,
-                       max_tokens=self.max_tokens, intent="transcribe")
+                       max_tokens=self.max_tokens, intent="transcribe",
+                       context=Context.of(item.fields.get("context")))
 
     def reference(self, item: Item) -> str | None:
         return item.text
@@ -99,7 +100,8 @@ class DigitLabelTask:
 
     def request(self, item: Item, audio: Audio) -> Request:
         return Request(audio=audio, system="Which digit was spoken? Answer with one digit.",
-                       want_audio=False, max_tokens=4)
+                       want_audio=False, max_tokens=4,
+                       context=Context.of(item.fields.get("context")))
 
     def reference(self, item: Item) -> str | None:
         return str(item.fields["digit"])
@@ -123,7 +125,8 @@ class SpokenQATask:
     keep_audio: bool = False
 
     def request(self, item: Item, audio: Audio) -> Request:
-        return Request(audio=audio, system=self.system, want_audio=False, max_tokens=48)
+        return Request(audio=audio, system=self.system, want_audio=False, max_tokens=48,
+                       context=Context.of(item.fields.get("context")))
 
     def reference(self, item: Item) -> str | None:
         return str(item.fields.get("answer", ""))

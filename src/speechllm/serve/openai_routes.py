@@ -28,6 +28,7 @@ from speechllm.serve.bodies import CHAT_AUDIO_FORMATS, ChatAudio, ChatBody, Spee
 from speechllm.serve.shared import APIError, Services, error_body, services_of, timings_json
 from speechllm.speechlm import (
     AudioChunk,
+    Context,
     Done,
     ErrorEvent,
     Message,
@@ -39,6 +40,7 @@ from speechllm.tts.base import TTS, synthesize
 
 router = APIRouter()
 TRANSLATE = "Translate the audio into English."
+CONTEXT_CHARS = 600  # of the conversation, as the recogniser's prompt (Whisper reads ~220 tokens)
 SUBTITLE_FORMATS = {"json", "text", "srt", "vtt", "verbose_json"}
 
 
@@ -59,8 +61,9 @@ async def _speech_to_text(request: Request, file: UploadFile, response_format: s
                             f"{response_format!r}", "invalid_value", "response_format")
     audio = await decode_audio(s, await file.read())
     system = TRANSLATE if intent == "translate" else (prompt or "Transcribe the audio exactly.")
+    context = Context((), prompt) if prompt and prompt.strip() else None  # biases the ASR
     turn = Turn(audio=audio, intent=intent, system=system,  # type: ignore[arg-type]
-                want_audio=False)
+                want_audio=False, context=context)
     try:
         answer = await s.gate.run(s.model.respond, turn)
         text, segments = answer.text, answer.segments
@@ -183,8 +186,11 @@ async def turn_of(s: Services, spec: ChatBody) -> tuple[Turn, str | None]:
     want_audio = "audio" in (spec.modalities or ["text"])
     fmt = CHAT_AUDIO_FORMATS[(spec.audio or ChatAudio()).format] if want_audio else None
     limit = spec.max_completion_tokens or spec.max_tokens  # None: the model's own limit
+    # what was said before, and the instructions, bias how the spoken turn is heard
+    said = " ".join([*system, *(m.content for m in history[-4:])]).strip()[-CONTEXT_CHARS:]
     turn = Turn(audio=audio, text=text or None, system="\n".join(system) or None,
-                history=tuple(history), want_audio=want_audio, max_tokens=limit)
+                history=tuple(history), want_audio=want_audio, max_tokens=limit,
+                context=Context((), said) if audio is not None and said else None)
     return turn, fmt
 
 
