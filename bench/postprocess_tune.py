@@ -65,6 +65,9 @@ def rule(g: GatedRescoring) -> Callable[[dict], str]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("cache", type=Path)
+    ap.add_argument("--correct", action="store_true",
+                    help="also the gated generative corrector (Qwen2.5 0.5B; asked only where "
+                         "the chosen gate opens)")
     args = ap.parse_args()
     rows = [json.loads(x) for x in args.cache.read_text().splitlines() if x]
     sets = sorted({r["set"] for r in rows})
@@ -94,8 +97,22 @@ def main() -> None:
                                                                        min_gain=0.0,
                                                                        max_edit=10**6)),
              "rescore, gated (tuned)": rule(best)}
-    if any("correct" in r for r in rows):
-        rules["correct, old rule (always)"] = lambda part: part.get("_correct", "")
+    if args.correct:
+        from speechllm.asr.base import Hypothesis
+        from speechllm.cascade.postprocess import GenerativeCorrector
+        from speechllm.llm.llama_cpp import LlamaCppChat
+
+        corrector = GenerativeCorrector(LlamaCppChat(), gate=best)
+        memo: dict[tuple[str, ...], str] = {}
+
+        def corrected(part: dict) -> str:
+            key = tuple(h["text"] for h in part["hyps"])
+            if key not in memo:
+                memo[key] = corrector.select([Hypothesis(h["text"], h["asr"], 0)
+                                              for h in part["hyps"]])
+            return memo[key]
+
+        rules["correct, gated (same gate)"] = corrected
     for part_name in ("test", "dev"):
         print(f"## {part_name}\n")
         print("| set | utterances | none | " + " | ".join(rules) + " |")
@@ -104,9 +121,6 @@ def main() -> None:
             data = by[s, part_name]
             if not data:
                 continue
-            for r in data:
-                for p, c in zip(r["parts"], r.get("correct", []), strict=False):
-                    p["_correct"] = c
             base, words = errors(data, none)
             cells = []
             for f in rules.values():

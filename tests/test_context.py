@@ -28,3 +28,49 @@ def test_context_from_a_manifest_field():
     for bad in (5, ["ok", 3], {"names": ["x"]}):
         with pytest.raises(ValueError, match="context"):
             Context.of(bad)
+
+
+NAMES = ["Zbigniew", "Aoife Brennan", "Terraform", "Siobhan Gallagher", "Theodora", "Wrocław",
+         "Ferdinand", "Okonkwo"]
+
+
+def test_a_listed_name_heard_as_its_sound_alike_is_put_back():
+    from speechllm.cascade.phrases import PhraseSpotter
+
+    spot = PhraseSpotter(0.8)
+    assert spot.apply("Call Z. Big New and ask about the shipment.", NAMES) == \
+        "Call Zbigniew and ask about the shipment."
+    assert spot.apply("The meeting with Hefa Brennan moved to Tuesday.", NAMES) == \
+        "The meeting with Aoife Brennan moved to Tuesday."
+    assert spot.apply("Doctor Akankwa's office is closed.", NAMES) == \
+        "Doctor Okonkwo's office is closed."  # the possessive and the full stop stay
+
+
+def test_common_words_are_not_turned_into_listed_terms():
+    """Runs of common words can sound like a listed term ("timer for" / Terraform); only runs
+    the recogniser wrote as a name are candidates, and a sentence's first word is not one."""
+    from speechllm.cascade.phrases import PhraseSpotter
+
+    spot = PhraseSpotter(0.8)
+    for text in ("Set a timer for fifteen minutes.", "What is the weather like in Boston?",
+                 "Book a table for four at seven thirty.", "Theodore will call.",
+                 "The weather is nice and the coffee is hot."):
+        assert spot.apply(text, NAMES) == text
+    assert spot.apply("Zbigniew is here.", NAMES) == "Zbigniew is here."  # already right
+
+
+def test_the_cascade_uses_the_context_it_is_given(asr, chat_llm, voice):
+    """Through the cascade (intent transcribe, as `speechllm eval` and the transcription route
+    run it): a rare name is heard right with the context list and not without it."""
+    from speechllm.cascade.pipeline import CascadeSpeechLM
+    from speechllm.speechlm import Request
+
+    from .conftest import say
+
+    lm = CascadeSpeechLM(asr, chat_llm)
+    clip = say(voice, "Call Zbigniew and ask about the shipment.")
+    bare = lm.respond(Request(audio=clip, intent="transcribe", want_audio=False)).text
+    told = lm.respond(Request(audio=clip, intent="transcribe", want_audio=False,
+                              context=Context(tuple(NAMES)))).text
+    assert "zbigniew" not in bare.lower(), bare
+    assert "zbigniew" in told.lower() and "shipment" in told.lower(), told

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from speechllm.asr.base import ASR, ASROptions, Segment
 from speechllm.audio import Audio
 from speechllm.cascade.clauses import ClauseSplitter, speakable
+from speechllm.cascade.phrases import PhraseSpotter
 from speechllm.cascade.postprocess import PostProcessor
 from speechllm.errors import NoSpeechError
 from speechllm.llm.base import ChatLLM, GenerationOptions
@@ -54,11 +55,16 @@ class CascadeConfig:
     # step that sets ttfa; later clauses overlap with generation (which outruns playback).
     first_clause_priority: bool = True
     vad_pad: float = 0.2  # seconds kept around the speech VAD finds
+    # contextual biasing: a listed phrase heard as something that sounds this alike (0-1) is
+    # put back (speechllm.cascade.phrases); 1.0 turns it off
+    phrase_match: float = 0.8
 
     def __post_init__(self) -> None:
         for name in ("nbest",):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 < self.phrase_match <= 1.0:
+            raise ValueError(f"phrase_match must be in (0, 1], got {self.phrase_match}")
         for name in ("min_clause_chars", "first_clause_words", "vad_pad"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
@@ -124,6 +130,8 @@ class CascadeSpeechLM:
             segments = tuple(Segment(p.start + offset, p.end + offset, c,
                                      p.hypotheses[0].score, 0.0)
                              for p, c in zip(parts, chosen, strict=True))
+        if context and context.phrases and self.config.phrase_match < 1.0:
+            text = PhraseSpotter(self.config.phrase_match).apply(text, context.phrases)
         for s in clock.freeze().spans:
             emit(SpanEvent(s))
         if not text.strip():

@@ -146,17 +146,31 @@ _GER_SYSTEM = (
 class GenerativeCorrector:
     """Generative error correction: a chat LLM reads the N-best list and writes one transcript.
 
-    Falls back to the 1-best when the LLM's answer is empty or far longer than any candidate
-    (a sign it answered the utterance instead of transcribing it).
+    Gated like rescoring (`GatedRescoring`): the LLM is asked only where the recogniser is
+    unsure between close readings, and its transcript is taken only if it differs from the
+    1-best in at most `gate.max_edit` words; otherwise (or when its answer is empty, or reads
+    like an answer to the utterance) the 1-best stands.
     """
 
     name = "correct"
 
-    def __init__(self, llm: ChatLLM, max_tokens: int = 64) -> None:
+    def __init__(self, llm: ChatLLM, max_tokens: int = 64,
+                 gate: GatedRescoring | None = None) -> None:
         self.llm = llm
         self.options = GenerationOptions(max_tokens=max_tokens, temperature=0.0)
+        self.gate = gate or GatedRescoring()
 
     def select(self, hypotheses: Sequence[Hypothesis], context: Context | None = None) -> str:
+        if not hypotheses:
+            return ""
+        if not eligible(hypotheses, self.gate):
+            return hypotheses[0].text
+        text = self.rewrite(hypotheses, context)
+        return text if word_edits(hypotheses[0].text, text) <= self.gate.max_edit else \
+            hypotheses[0].text
+
+    def rewrite(self, hypotheses: Sequence[Hypothesis], context: Context | None = None) -> str:
+        """The LLM's transcript of the list, ungated (the 1-best if it gives none)."""
         if not hypotheses:
             return ""
         listing = "\n".join(f"{i}. {h.text}" for i, h in enumerate(hypotheses, 1))
