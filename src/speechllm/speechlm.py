@@ -71,10 +71,16 @@ class Context:
             phrases = tuple(x for x in lines if x and len(x.split()) <= 6)
             text = " ".join(x for x in lines if len(x.split()) > 6)
             return cls(phrases, text)
-        parts = [p.strip() for p in given.split(",")]
+        return cls.parse(given)
+
+    @classmethod
+    def parse(cls, text: str) -> Context:
+        """Comma-separated phrases (several, none a sentence) or else free text; never a
+        file (what a server does with a client's `prompt`)."""
+        parts = [p.strip().rstrip(".") for p in text.split(",")]
         if len(parts) > 1 and all(0 < len(p.split()) <= 6 for p in parts):
             return cls(tuple(parts))
-        return cls((), given.strip())
+        return cls((), text.strip())
 
 
 @dataclass(frozen=True)

@@ -61,7 +61,7 @@ async def _speech_to_text(request: Request, file: UploadFile, response_format: s
                             f"{response_format!r}", "invalid_value", "response_format")
     audio = await decode_audio(s, await file.read())
     system = TRANSLATE if intent == "translate" else (prompt or "Transcribe the audio exactly.")
-    context = Context((), prompt) if prompt and prompt.strip() else None  # biases the ASR
+    context = Context.parse(prompt) if prompt and prompt.strip() else None  # biases the ASR
     turn = Turn(audio=audio, intent=intent, system=system,  # type: ignore[arg-type]
                 want_audio=False, context=context)
     try:
