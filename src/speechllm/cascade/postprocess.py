@@ -22,15 +22,20 @@ class PostProcessor(Protocol):
         ...
 
 
+CONTEXT_CHARS = 400  # of context before a transcript: the scoring LM reads 256 tokens at most
+
+
 def context_prompt(context: Context | None) -> str:
-    """The context as a language model reads it before a transcript."""
+    """The context as a language model reads it before a transcript (the end of the
+    conversation and the first listed phrases, within `CONTEXT_CHARS`)."""
     if not context:
         return ""
     lines = []
     if context.text.strip():
-        lines.append(f"Context: {context.text.strip()}")
+        lines.append(f"Context: {context.text.strip()[-CONTEXT_CHARS // 2:]}")
     if context.phrases:
-        lines.append("Names and terms that may be mentioned: " + ", ".join(context.phrases) + ".")
+        listed = ", ".join(context.phrases)[: CONTEXT_CHARS - len("".join(lines))]
+        lines.append(f"Names and terms that may be mentioned: {listed.rsplit(',', 1)[0]}.")
     return "\n".join(lines) + "\n"
 
 
@@ -49,11 +54,11 @@ class GatedRescoring:
     unsure between close readings and the LM clearly prefers one (bench/postprocess_tune.py
     chose the defaults on development splits; docs/benchmarks.md)."""
 
-    weight: float = 0.3  # LM log-likelihood per word, against the ASR's mean token log-prob
+    weight: float = 0.1  # LM log-likelihood per word, against the ASR's mean token log-prob
     min_words: int = 3  # the 1-best has at least this many words (one word gives no context)
-    max_margin: float = 0.2  # an alternative's ASR score is within this of the 1-best's
+    max_margin: float = 0.1  # an alternative's ASR score is within this of the 1-best's
     min_gain: float = 0.1  # and its combined score beats the 1-best's by more than this
-    max_edit: int = 2  # and it differs from the 1-best in at most this many words
+    max_edit: int = 99  # and it differs from the 1-best in at most this many words
 
     def __post_init__(self) -> None:
         if self.weight < 0:
@@ -158,7 +163,9 @@ class GenerativeCorrector:
                  gate: GatedRescoring | None = None) -> None:
         self.llm = llm
         self.options = GenerationOptions(max_tokens=max_tokens, temperature=0.0)
-        self.gate = gate or GatedRescoring()
+        # a rewrite may leave the list: at most two words changed, where the recogniser is
+        # unsure (the rescorer's gate otherwise)
+        self.gate = gate or GatedRescoring(max_edit=2)
 
     def select(self, hypotheses: Sequence[Hypothesis], context: Context | None = None) -> str:
         if not hypotheses:
