@@ -60,8 +60,11 @@ def paired(base: np.ndarray, new: np.ndarray, words: np.ndarray, seed: int = 0
             float(np.percentile(diff, 2.5)), float(np.percentile(diff, 97.5)))
 
 
+LM_FIELD = "lm"  # which scoring LM's log-likelihoods the rules read (--lm-field)
+
+
 def rule(g: GatedRescoring) -> Callable[[dict], str]:
-    return lambda part: choose([Rescored(h["text"], h["asr"], h["lm"], 0.0)
+    return lambda part: choose([Rescored(h["text"], h["asr"], h.get(LM_FIELD, h["lm"]), 0.0)
                                 for h in part["hyps"]], g)
 
 
@@ -71,7 +74,11 @@ def main() -> None:
     ap.add_argument("--correct", action="store_true",
                     help="also the gated generative corrector (Qwen2.5 0.5B; asked only where "
                          "the chosen gate opens)")
+    ap.add_argument("--lm-field", default="lm", help="the cache's LM scores to use: lm (Gemma "
+                    "3 270M) or one added by bench/postprocess_rescore_with.py")
     args = ap.parse_args()
+    global LM_FIELD
+    LM_FIELD = args.lm_field
     rows = [json.loads(x) for x in args.cache.read_text().splitlines() if x]
     sets = sorted({r["set"] for r in rows})
     by = {(s, part): [r for r in rows if r["set"] == s and split(r) == part]
