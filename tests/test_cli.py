@@ -113,3 +113,20 @@ def test_help_gives_each_command_a_one_line_summary(group, expected):
     assert {row.split()[1] for row in rows if row[2] != " "} >= expected
     # a summary broken over lines (or cut short by markup) reads as a ragged listing
     assert [row for row in rows if row[2] == " "] == [], p.stdout
+
+
+def test_transcribe_with_context_hears_the_listed_name(tmp_path, voice):
+    """`--context` as a file of names: the rare name comes out right, and not without it."""
+    from speechllm.audio import save
+
+    from .conftest import say
+
+    clip = tmp_path / "name.wav"
+    save(say(voice, "Call Zbigniew and ask about the shipment."), clip)
+    names = tmp_path / "names.txt"
+    names.write_text("Zbigniew\nAoife Brennan\nOkonkwo\nTerraform\n")
+    bare = run("transcribe", str(clip), "--json")
+    told = run("transcribe", str(clip), "--context", str(names), "--json")
+    assert bare.returncode == 0 and told.returncode == 0, told.stderr
+    assert "zbigniew" not in json.loads(bare.stdout)["text"].lower()
+    assert "zbigniew" in json.loads(told.stdout)["text"].lower(), told.stdout

@@ -78,6 +78,7 @@ def transcribe(
 ) -> None:
     """Transcribe (or translate into English) audio files with Whisper."""
     from speechllm.asr.base import ASR_BACKENDS, ASROptions
+    from speechllm.cascade.phrases import PhraseSpotter
 
     with exits_on_error():
         bias = Context.read(context) if context else Context()
@@ -94,6 +95,9 @@ def transcribe(
             try:
                 audio = audio_io.load(path)
                 result = asr.transcribe(audio, options)
+                if bias.phrases:  # a listed name heard as a sound-alike is put back
+                    result = dataclasses.replace(result, text=PhraseSpotter().apply(
+                        result.text, bias.phrases))
                 hyps = asr.nbest(audio, nbest, options) if nbest else []
             except (SpeechLLMError, ValueError) as exc:
                 failed += 1
