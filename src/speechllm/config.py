@@ -44,12 +44,6 @@ def _at(where: str, key: str) -> str:
     return f"{where}.{key}" if where else key
 
 
-def to_dict(options: Any) -> dict[str, Any]:
-    """The inverse: nested dataclasses as objects, tuples as lists (JSON-ready)."""
-    out: dict[str, Any] = dataclasses.asdict(options)
-    return out
-
-
 def _value(hint: Any, value: Any, where: str) -> Any:
     origin = typing.get_origin(hint)
     if origin in (Union, types.UnionType):

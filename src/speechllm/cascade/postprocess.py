@@ -87,8 +87,12 @@ def choose(scored: Sequence[Rescored], gate: GatedRescoring) -> str:
     """The gated choice among LM-scored hypotheses (the 1-best first)."""
     if not scored:
         return ""
-    allowed = {h.text for h in eligible([Hypothesis(r.text, r.asr_score, 0) for r in scored],
-                                        gate)}
+    allowed = eligible([Hypothesis(r.text, r.asr_score, 0) for r in scored], gate)
+    return _best(scored, {h.text for h in allowed}, gate)
+
+
+def _best(scored: Sequence[Rescored], allowed: set[str], gate: GatedRescoring) -> str:
+    """The allowed hypothesis whose combined score beats the 1-best's by more than the gain."""
     top = scored[0]
     best, best_total = top.text, top.asr_score + gate.weight * top.lm_score + gate.min_gain
     for r in scored[1:]:
@@ -117,8 +121,11 @@ class NBestRescorer:
         if weight is not None:
             self.gate = replace(self.gate, weight=weight)
         self.scorer = scorer
-        self.weight = self.gate.weight
         self.context = context
+
+    @property
+    def weight(self) -> float:
+        return self.gate.weight
 
     def rank(self, hypotheses: Sequence[Hypothesis], context: Context | None = None
              ) -> list[Rescored]:
@@ -138,7 +145,8 @@ class NBestRescorer:
         if not considered:
             return hypotheses[0].text
         scored = {r.text: r for r in self.rank(considered, context)}
-        return choose([scored[h.text] for h in considered], self.gate)
+        return _best([scored[h.text] for h in considered], {h.text for h in considered},
+                     self.gate)
 
 
 _GER_SYSTEM = (
