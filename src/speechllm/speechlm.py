@@ -13,8 +13,9 @@ from typing import Literal, Protocol, runtime_checkable
 from speechllm.asr.base import Segment
 from speechllm.audio import Audio
 from speechllm.timing import Span, Timings
+from speechllm.tools import Tool, ToolCall, ToolCallDelta, ToolChoice, check_choice
 
-Role = Literal["system", "user", "assistant"]
+Role = Literal["system", "user", "assistant", "tool"]
 Intent = Literal["respond", "transcribe", "translate"]
 
 
@@ -22,6 +23,8 @@ Intent = Literal["respond", "transcribe", "translate"]
 class Message:
     role: Role
     content: str
+    tool_calls: tuple[ToolCall, ...] = ()  # an assistant turn that called tools
+    tool_call_id: str | None = None  # a "tool" message: the call whose result `content` is
 
 
 DEFAULT_MAX_TOKENS = 256  # a model's answer limit when neither request nor config sets one
@@ -111,10 +114,16 @@ class Request:
     # `system` as their instruction.
     intent: Intent = "respond"
     context: Context | None = None  # contextual biasing: likely names, terms, the topic
+    # functions the model may call instead of answering (speechllm.tools); the answer then
+    # carries `tool_calls`, and the next Request brings their results as "tool" messages
+    tools: tuple[Tool, ...] = ()
+    tool_choice: ToolChoice = "auto"
 
     def __post_init__(self) -> None:
-        if self.audio is None and not (self.text and self.text.strip()):
-            raise ValueError("a Request needs audio or non-empty text")
+        if self.audio is None and not (self.text and self.text.strip()) and \
+                not self.continues_tools:
+            raise ValueError("a Request needs audio or non-empty text (or a history ending in "
+                             "tool results)")
         if self.intent not in ("respond", "transcribe", "translate"):
             raise ValueError("intent must be 'respond', 'transcribe' or 'translate', got "
                              f"{self.intent!r}")
@@ -122,6 +131,16 @@ class Request:
             raise ValueError(f"a {self.intent} Request needs audio")
         if self.max_tokens is not None and self.max_tokens < 1:
             raise ValueError(f"max_tokens must be >= 1, got {self.max_tokens}")
+        check_choice(self.tool_choice, self.tools)
+
+    @property
+    def continues_tools(self) -> bool:
+        """A turn with no new input that answers from the tool results ending the history."""
+        return bool(self.history) and self.history[-1].role == "tool"
+
+    @property
+    def uses_tools(self) -> bool:
+        return bool(self.tools) or any(m.role == "tool" or m.tool_calls for m in self.history)
 
     def token_limit(self, default: int = DEFAULT_MAX_TOKENS) -> int:
         """The answer's length limit: the request's, else the model's `default`."""
@@ -138,6 +157,7 @@ class Response:
     # timed pieces of the transcript, in seconds of the request's audio, when the approach
     # knows them (a cascade's ASR does); empty otherwise
     segments: tuple[Segment, ...] = ()
+    tool_calls: tuple[ToolCall, ...] = ()  # calls the model made instead of (or after) text
 
 
 # --- stream events -------------------------------------------------------------------------
@@ -160,6 +180,12 @@ class AudioChunk:
 
 
 @dataclass(frozen=True)
+class ToolCallEvent:
+    index: int  # the call's place in this turn
+    call: ToolCall  # a call, complete and checked against its tool's schema
+
+
+@dataclass(frozen=True)
 class SpanEvent:
     span: Span  # a stage finished
 
@@ -175,7 +201,8 @@ class Done:
     response: Response = field()
 
 
-Event = TranscriptEvent | TextDelta | AudioChunk | SpanEvent | ErrorEvent | Done
+Event = (TranscriptEvent | TextDelta | AudioChunk | ToolCallDelta | ToolCallEvent | SpanEvent
+         | ErrorEvent | Done)
 
 
 @runtime_checkable

@@ -17,7 +17,7 @@ from speechllm.cascade.clauses import ClauseSplitter, speakable
 from speechllm.cascade.phrases import PhraseSpotter
 from speechllm.cascade.postprocess import PostProcessor
 from speechllm.errors import NoSpeechError
-from speechllm.llm.base import ChatLLM, GenerationOptions
+from speechllm.llm.base import ChatLLM, GenerationOptions, ToolSet, stream_tools
 from speechllm.speechlm import (
     AudioChunk,
     Done,
@@ -27,10 +27,12 @@ from speechllm.speechlm import (
     Response,
     SpanEvent,
     TextDelta,
+    ToolCallEvent,
     TranscriptEvent,
 )
 from speechllm.threaded_stream import Cancelled, worker_events
 from speechllm.timing import Stopwatch
+from speechllm.tools import ToolCall, ToolCallDelta, fit_output
 from speechllm.tts.base import TTS
 from speechllm.vad.base import VAD, speech_span
 
@@ -61,6 +63,9 @@ class CascadeConfig:
     # context phrases also as Whisper hotwords: on the held-out biasing set they took rare-word
     # errors from 38 to 25 of 50 but other-word WER from 0.25 to 0.32 (docs/benchmarks.md)
     context_hotwords: bool = True
+    # tool calls decoded under a grammar from the tools' schemas (local LLMs; a server's
+    # calls are checked either way); False: the model writes them freely (docs/tools.md)
+    constrained_tools: bool = True
 
     def __post_init__(self) -> None:
         for name in ("nbest",):
@@ -155,13 +160,16 @@ class CascadeSpeechLM:
                                    request.history, segments)))
                 return
         user = transcript if transcript is not None else (request.text or "").strip()
-        messages = [Message("system", request.system or self.config.system),
-                    *request.history, Message("user", user)]
+        said = () if request.continues_tools and not user else (Message("user", user),)
+        earlier = [replace(m, content=fit_output(m.content)) if m.role == "tool" else m
+                   for m in request.history]
+        messages = [Message("system", request.system or self.config.system), *earlier, *said]
         gen = self.config.generation
         if request.max_tokens is not None:  # else the config's own limit holds
             gen = replace(gen, max_tokens=request.max_tokens)
 
         pieces: list[str] = []
+        calls: list[ToolCall] = []
         audio_parts: list[Audio] = []
         speak = self.tts is not None and request.want_audio
         splitter = ClauseSplitter(self.config.min_clause_chars, self.config.first_clause_words)
@@ -184,11 +192,19 @@ class CascadeSpeechLM:
                 llm_may_run.set()
             emit(SpanEvent(clock.add("tts", start, clock.elapsed())))
 
-        llm_start = clock.elapsed()
-        for delta in self._generate(messages, gen, cancel, llm_may_run):
-            if not pieces:
-                clock.mark_text()
+        llm_start, began = clock.elapsed(), False
+        for delta in self._generate(request, messages, gen, cancel, llm_may_run):
+            if not began:
+                began = True
+                clock.mark_text()  # a tool call's first piece counts as the first text
                 emit(SpanEvent(clock.add("prefill", llm_start, clock.elapsed())))
+            if isinstance(delta, ToolCallDelta):
+                emit(delta)
+                continue
+            if isinstance(delta, ToolCall):
+                emit(ToolCallEvent(len(calls), delta))
+                calls.append(delta)
+                continue
             pieces.append(delta)
             emit(TextDelta(delta))
             if speak and self.config.stream_tts:
@@ -203,25 +219,36 @@ class CascadeSpeechLM:
                 if clause:
                     say(clause)
         timings = clock.freeze()
-        history = (*request.history, Message("user", user), Message("assistant", answer))
+        history = (*request.history, *said,
+                   Message("assistant", answer, tool_calls=tuple(calls)))
         audio = Audio.concat(audio_parts) if audio_parts else None
-        emit(Done(Response(answer, transcript, audio, timings, history)))
+        emit(Done(Response(answer, transcript, audio, timings, history,
+                           tool_calls=tuple(calls))))
 
-    def _generate(self, messages: list[Message], gen: GenerationOptions,
-                  cancel: threading.Event, may_run: threading.Event) -> Iterator[str]:
+    def _llm_stream(self, request: Request, messages: list[Message], gen: GenerationOptions
+                    ) -> Iterator[str | ToolCallDelta | ToolCall]:
+        if not request.uses_tools:
+            return self.llm.stream_chat(messages, gen)
+        tools = ToolSet(request.tools, request.tool_choice, self.config.constrained_tools)
+        return stream_tools(self.llm, messages, gen, tools)
+
+    def _generate(self, request: Request, messages: list[Message], gen: GenerationOptions,
+                  cancel: threading.Event, may_run: threading.Event
+                  ) -> Iterator[str | ToolCallDelta | ToolCall]:
         """LLM deltas, produced in a worker thread so TTS can run while the LLM generates."""
         if not (self.tts is not None and self.config.stream_tts):
-            for delta in self.llm.stream_chat(messages, gen):
+            for delta in self._llm_stream(request, messages, gen):
                 if cancel.is_set():
                     raise Cancelled
                 yield delta
             return
-        deltas: queue.Queue[str | BaseException | None] = queue.Queue()
+        deltas: queue.Queue[str | ToolCallDelta | ToolCall | BaseException | None] = \
+            queue.Queue()
         stop = threading.Event()  # set when the consumer leaves, for any reason
 
         def produce() -> None:
             try:
-                for delta in self.llm.stream_chat(messages, gen):
+                for delta in self._llm_stream(request, messages, gen):
                     if stop.is_set() or cancel.is_set():
                         break
                     deltas.put(delta)

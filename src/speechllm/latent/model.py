@@ -29,6 +29,7 @@ from speechllm.lm.lora import LORA_MODULES, lora_modules
 from speechllm.speechlm import AnswerOptions, Event, Message, Request, Response
 from speechllm.threaded_stream import OnText, threaded_stream
 from speechllm.timing import Stopwatch
+from speechllm.tools import ToolError
 
 torch = require("torch", "latent")
 if TYPE_CHECKING:
@@ -220,6 +221,9 @@ class LatentSpeechLM:
     # -- the SpeechLM interface -----------------------------------------------------------
 
     def _generate(self, request: Request, on_text: OnText | None = None) -> Response:
+        if request.uses_tools:  # its LM was never taught to call; a cascade does
+            raise ToolError("a latent speech model cannot call tools; serve a cascade for "
+                            "tool calling")
         if request.audio is None:
             raise ValueError("a latent speech model needs audio in the request")
         clock = Stopwatch()

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from speechllm.registry import Registry
 from speechllm.speechlm import Message
+from speechllm.tools import Tool, ToolCall, ToolCallDelta, ToolChoice, check_choice
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,114 @@ class ChatLLM(Protocol):
     ) -> Iterator[str]:
         """Text pieces of the assistant's reply, as they are generated."""
         ...
+
+
+@dataclass(frozen=True)
+class ToolSet:
+    """The tools a generation may call and how."""
+
+    tools: tuple[Tool, ...]
+    choice: ToolChoice = "auto"
+    # a local backend decodes calls under a grammar built from the schemas, so even a small
+    # model writes a known name and arguments that fit; False lets it write freely (the
+    # result is still checked, and repaired or refused)
+    constrained: bool = True
+
+    def __post_init__(self) -> None:
+        check_choice(self.choice, self.tools)
+
+
+class ToolCallingLLM(ChatLLM, Protocol):
+    def stream_tools(self, messages: Sequence[Message], options: GenerationOptions | None,
+                     tools: ToolSet) -> Iterator[str | ToolCallDelta | ToolCall]:
+        """Text pieces of the reply, or the calls the model makes: argument pieces as they are
+        written (only where the backend guarantees they fit the schema) and then each call,
+        complete and checked (`speechllm.tools.check_call`)."""
+        ...
+
+
+def answered_calls(messages: Sequence[Message]) -> list[ToolCall]:
+    """The calls made since the user last spoke whose results are in `messages`."""
+    done = {m.tool_call_id for m in messages if m.role == "tool"}
+    calls: list[ToolCall] = []
+    for m in reversed(messages):
+        if m.role == "user":
+            break
+        calls += [c for c in m.tool_calls if c.id in done]
+    return calls
+
+
+def _repeats(call: ToolCall, answered: Sequence[ToolCall]) -> bool:
+    """Whether `call` asks again for a result the model already has (the same tool with the
+    same arguments, give or take ones the model added)."""
+    args = call.args()
+    return any(a.name == call.name and all(args.get(k) == v for k, v in a.args().items())
+               for a in answered)
+
+
+def fold_results(messages: Sequence[Message]) -> list[Message]:
+    """The calls and results since the user last spoke, written into the user's message as
+    plain text ("Result of f({...}): ..."), which a small model answers from where it would
+    call again on the chat template's own tool turns."""
+    last = max((i for i, m in enumerate(messages) if m.role == "user"), default=-1)
+    outputs = {m.tool_call_id: m.content for m in messages[last + 1:] if m.role == "tool"}
+    lines = [f"Result of {c.name}({c.arguments}): {outputs[c.id]}"
+             for m in messages[last + 1:] for c in m.tool_calls if c.id in outputs]
+    asked = messages[last].content + "\n\n" if last >= 0 else ""
+    head = [m for m in messages[: max(last, 0)] if m.role in ("system", "user", "assistant")
+            and not m.tool_calls]
+    if last < 0:
+        head = [m for m in messages if m.role == "system"]
+    return [*head, Message("user", asked + "\n".join(lines) + "\nAnswer using this result.")]
+
+
+def stream_tools(llm: ChatLLM, messages: Sequence[Message], options: GenerationOptions | None,
+                 tools: ToolSet) -> Iterator[str | ToolCallDelta | ToolCall]:
+    """`llm.stream_tools`, except that a call repeating one whose result the model was just
+    given is replaced by an answer without calls: small models (the embedded 0.5B one) tend
+    to ask again instead of reading the result. The pieces of a call made after results are
+    held until the call is known not to be such a repeat."""
+    method = getattr(llm, "stream_tools", None)
+    if method is None:
+        from speechllm.tools import ToolError
+
+        raise ToolError(f"the LLM {llm.name!r} cannot call tools")
+    answered = answered_calls(messages)
+    stream = method(messages, options, tools)
+    if not answered or tools.choice != "auto":
+        yield from stream
+        return
+    held: list[ToolCallDelta] = []
+    for item in stream:
+        if isinstance(item, ToolCallDelta):
+            held.append(item)
+        elif isinstance(item, ToolCall) and _repeats(item, answered):
+            stream.close()
+            yield from llm.stream_chat(fold_results(messages), options)
+            return
+        else:
+            yield from held
+            held.clear()
+            yield item
+
+
+def openai_messages(messages: Sequence[Message], arguments_as_object: bool = False
+                    ) -> list[dict[str, Any]]:
+    """Messages in OpenAI's chat shape; chat templates want a call's arguments as an object,
+    the HTTP API as JSON text."""
+    out: list[dict[str, Any]] = []
+    for m in messages:
+        item: dict[str, Any] = {"role": m.role, "content": m.content}
+        if m.tool_calls:
+            calls = [c.to_openai() for c in m.tool_calls]
+            if arguments_as_object:
+                for c, call in zip(calls, m.tool_calls, strict=True):
+                    c["function"]["arguments"] = call.args()
+            item["tool_calls"] = calls
+        if m.tool_call_id is not None:
+            item["tool_call_id"] = m.tool_call_id
+        out.append(item)
+    return out
 
 
 class ScoringLM(Protocol):

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,19 @@ import numpy as np
 from speechllm import models
 from speechllm._optional import require
 from speechllm.errors import ModelError
-from speechllm.llm.base import GenerationOptions
+from speechllm.llm.base import GenerationOptions, ToolSet, openai_messages
 from speechllm.speechlm import Message
+from speechllm.tools import (
+    ToolCall,
+    ToolCallDelta,
+    ToolCallError,
+    UseTool,
+    calls_in_text,
+    check_call,
+    new_call_id,
+)
+
+CALL_OPEN = "<tool_call>\n"  # how Qwen2.5 (Hermes-style templates) begin a call
 
 
 @dataclass(frozen=True)
@@ -63,6 +75,9 @@ class LlamaCppChat:
         self._llm, path = _load(model, "chat", self.config)
         self.name = str(model) if str(model) in models.REGISTRY else path.stem
         self._lock = threading.Lock()  # a llama.cpp context serves one generation at a time
+        self._format: Any = None  # the chat template, for tool calling (built on first use)
+        self._eos = ""
+        self._grammars: dict[str, Any] = {}
 
     def stream_chat(self, messages: Sequence[Message],
                     options: GenerationOptions | None = None) -> Iterator[str]:
@@ -79,6 +94,124 @@ class LlamaCppChat:
                 piece = chunk["choices"][0]["delta"].get("content")
                 if piece:
                     yield piece
+
+    # -- tool calling ------------------------------------------------------------------
+
+    def _formatter(self) -> Any:
+        if self._format is None:
+            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+            template = self._llm.metadata.get("tokenizer.chat_template")
+            if not template or "tool" not in template:
+                raise ModelError(f"{self.name}'s chat template has no tool support; use a "
+                                 "model whose template renders tools (Qwen2.5, Llama 3.1+)")
+            model = self._llm._model
+            self._eos = model.token_get_text(self._llm.token_eos())
+            self._format = Jinja2ChatFormatter(template, eos_token=self._eos, bos_token="")
+        return self._format
+
+    def _complete(self, prompt: str, o: GenerationOptions, max_tokens: int,
+                  grammar: Any = None) -> Generator[str, None, None]:
+        chunks = self._llm.create_completion(
+            prompt, stream=True, max_tokens=max_tokens, temperature=o.temperature,
+            top_p=o.top_p, stop=[self._eos, *o.stop], seed=o.seed, grammar=grammar)
+        for chunk in chunks:
+            if piece := chunk["choices"][0]["text"]:
+                yield piece
+
+    def _grammar(self, schema: dict[str, Any]) -> Any:
+        from llama_cpp.llama_grammar import LlamaGrammar
+
+        key = json.dumps(schema, sort_keys=True)
+        if key not in self._grammars:  # building one costs ~ms; a session reuses its tools
+            if len(self._grammars) > 256:
+                self._grammars.clear()
+            self._grammars[key] = LlamaGrammar.from_json_schema(key, verbose=False)
+        return self._grammars[key]
+
+    def stream_tools(self, messages: Sequence[Message], options: GenerationOptions | None,
+                     tools: ToolSet) -> Iterator[str | ToolCallDelta | ToolCall]:
+        """Text, or one call decoded under a grammar (two steps: the name among the offered
+        ones, then arguments under that tool's schema, streamed as they come). "auto" lets
+        the model start freely and switches to the grammar once it begins a call."""
+        o = options or GenerationOptions()
+        offered = [t.to_openai() for t in tools.tools] \
+            if tools.choice != "none" and tools.tools else None
+        with self._lock:
+            if not self.config.prefix_cache:
+                self._llm.reset()
+            prompt = self._formatter()(messages=openai_messages(messages, True),
+                                       tools=offered).prompt
+            if tools.choice in ("auto", "none"):
+                written, call = "", False
+                free = self._complete(prompt, o, o.max_tokens)
+                for piece in free:
+                    written += piece
+                    head = written.lstrip()
+                    if offered is None or (head and not _may_be_call(head)):
+                        break
+                    if head and _is_call(head):
+                        call = True
+                        break
+                else:  # ended before it was clear: a short (or empty) answer
+                    if written.strip():
+                        yield written
+                    return
+                if not call:  # a text answer: what was held back, then the rest as it comes
+                    yield written
+                    yield from free
+                    return
+                if not tools.constrained:
+                    written += "".join(free)
+                    yield from self._checked(written, tools)
+                    return
+                free.close()
+            elif not tools.constrained:  # "required" or one named tool, written freely
+                written = "".join(self._complete(prompt + CALL_OPEN, o, o.max_tokens))
+                yield from self._checked(written, tools)
+                return
+            yield from self._constrained_call(prompt, o, tools)
+
+    def _checked(self, written: str, tools: ToolSet) -> Iterator[ToolCall]:
+        found = calls_in_text(written)
+        if not found:
+            raise ToolCallError(f"the model was to call a tool but wrote {written[:120]!r}")
+        for name, arguments in found:
+            if isinstance(tools.choice, UseTool) and name != tools.choice.name:
+                raise ToolCallError(f"tool_choice named {tools.choice.name!r}; the model "
+                                    f"called {name!r}")
+            yield check_call(name, arguments if isinstance(arguments, str | dict) else "",
+                             tools.tools)
+
+    def _constrained_call(self, prompt: str, o: GenerationOptions, tools: ToolSet
+                          ) -> Iterator[ToolCallDelta | ToolCall]:
+        head = prompt + CALL_OPEN + '{"name": '
+        if isinstance(tools.choice, UseTool):
+            name = tools.choice.name
+        else:
+            names = [t.name for t in tools.tools]
+            written = "".join(self._complete(head, o, 32, self._grammar({"enum": names})))
+            name = json.loads(written)
+        tool = next(t for t in tools.tools if t.name == name)
+        call_id = new_call_id()
+        yield ToolCallDelta(0, call_id, name, "")
+        schema = {**dict(tool.parameters), "additionalProperties": False}
+        head += json.dumps(name) + ', "arguments": '
+        arguments = ""
+        for piece in self._complete(head, o, o.max_tokens, self._grammar(schema)):
+            arguments += piece
+            yield ToolCallDelta(0, call_id, name, piece)
+        yield check_call(name, arguments, tools.tools, call_id)
+
+
+def _is_call(head: str) -> bool:
+    """Whether the start of a reply begins a tool call (the `<tool_call>` token itself is
+    special and may not show in the text)."""
+    return head.startswith(("{", "<tool_call>"))
+
+
+def _may_be_call(head: str) -> bool:
+    return _is_call(head) or "<tool_call>".startswith(head)
 
 
 class LlamaCppScorer:

@@ -6,11 +6,13 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from speechllm._optional import require
 from speechllm.errors import ModelError
-from speechllm.llm.base import GenerationOptions
+from speechllm.llm.base import GenerationOptions, ToolSet, openai_messages
 from speechllm.speechlm import Message
+from speechllm.tools import ToolCall, ToolCallDelta, UseTool, check_call
 
 
 @dataclass(frozen=True)
@@ -37,7 +39,7 @@ class OpenAIChat:
         try:
             stream = self._client.chat.completions.create(
                 model=self.config.model,
-                messages=[{"role": m.role, "content": m.content} for m in messages],
+                messages=openai_messages(messages),
                 stream=True, max_tokens=o.max_tokens, temperature=o.temperature, top_p=o.top_p,
                 stop=list(o.stop) or None, seed=o.seed,
             )
@@ -47,9 +49,47 @@ class OpenAIChat:
         except self._errors as exc:
             raise ModelError(f"LLM server at {self.config.base_url} failed: {exc}") from None
 
+    def stream_tools(self, messages: Sequence[Message], options: GenerationOptions | None,
+                     tools: ToolSet) -> Iterator[str | ToolCallDelta | ToolCall]:
+        """Tools passed through to the server; its calls are gathered and checked against the
+        schemas before they go on (a server's model may slip: no argument pieces pass unchecked)."""
+        o = options or GenerationOptions()
+        calls: dict[int, dict[str, str]] = {}
+        try:
+            stream = self._client.chat.completions.create(
+                model=self.config.model, messages=openai_messages(messages),
+                tools=[t.to_openai() for t in tools.tools] or None,
+                tool_choice=_choice(tools) if tools.tools else None,
+                stream=True, max_tokens=o.max_tokens, temperature=o.temperature, top_p=o.top_p,
+                stop=list(o.stop) or None, seed=o.seed,
+            )
+            for chunk in stream:
+                if not chunk.choices:
+                    continue
+                delta = chunk.choices[0].delta
+                if delta.content:
+                    yield delta.content
+                for piece in delta.tool_calls or []:
+                    call = calls.setdefault(piece.index, {"id": "", "name": "", "arguments": ""})
+                    call["id"] = piece.id or call["id"]
+                    if piece.function is not None:
+                        call["name"] += piece.function.name or ""
+                        call["arguments"] += piece.function.arguments or ""
+        except self._errors as exc:
+            raise ModelError(f"LLM server at {self.config.base_url} failed: {exc}") from None
+        for _, call in sorted(calls.items()):
+            yield check_call(call["name"], call["arguments"], tools.tools, call["id"] or None)
+
+
+def _choice(tools: ToolSet) -> Any:
+    if isinstance(tools.choice, UseTool):
+        return {"type": "function", "function": {"name": tools.choice.name}}
+    return tools.choice
+
 
 def openai_chat(model: str, base_url: str | None = None) -> OpenAIChat:
     """The registry's factory: `model` as the server names it, at `base_url`."""
     if not base_url:
         raise ValueError("the openai LLM backend needs a base_url (e.g. http://127.0.0.1:8000/v1)")
     return OpenAIChat(OpenAIConfig(base_url=base_url, model=model))
+

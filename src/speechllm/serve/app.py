@@ -25,6 +25,7 @@ from speechllm.errors import AudioError, ModelError, NoSpeechError, SpeechLLMErr
 from speechllm.serve import openai_routes, realtime
 from speechllm.serve.settings import ServeSettings
 from speechllm.serve.shared import APIError, Services, error_body, key_ok, load_services
+from speechllm.tools import ToolCallError
 
 fastapi = require("fastapi", "serve")
 from fastapi import FastAPI, Request  # noqa: E402
@@ -180,7 +181,10 @@ def create_app(settings: ServeSettings | None = None,
         return handler
 
     # starlette answers with the handler of the nearest class in the exception's MRO
-    for kind, status, code in ((NoSpeechError, 400, "no_speech"),
+    # a model's unusable tool call is the server's failure, not the client's (ToolCallError
+    # is a ValueError for Python users)
+    for kind, status, code in ((ToolCallError, 500, "invalid_tool_call"),
+                               (NoSpeechError, 400, "no_speech"),
                                (AudioError, 400, "invalid_audio"),
                                (ValueError, 400, "invalid_value"),
                                (ModelError, 503, "model_error"),

@@ -64,6 +64,8 @@ class ChatBody(_Body):
     max_completion_tokens: StrictInt | None = Field(default=None, ge=1)
     stream: StrictBool = False
     model: StrictStr | None = None
+    tools: list[Any] | None = None  # checked by speechllm.tools (a 400 names the bad one)
+    tool_choice: Any = None
 
 
 def _depth_ok(raw: bytes) -> bool:

@@ -33,9 +33,11 @@ from speechllm.speechlm import (
     ErrorEvent,
     Message,
     TextDelta,
+    ToolCallEvent,
 )
 from speechllm.speechlm import Request as Turn
 from speechllm.speechlm import Response as Answer
+from speechllm.tools import ToolCall, ToolCallDelta, ToolError, tool_choice_of, tools_of
 from speechllm.tts.base import TTS, synthesize
 
 router = APIRouter()
@@ -147,27 +149,64 @@ def _text_of(content: Any, where: str) -> tuple[str, list[dict[str, Any]]]:
     return " ".join(texts), audios
 
 
+def _message_of(m: Any, n: int) -> Message | str:
+    """An earlier message as history, or the text of a system/developer message."""
+    where = f"messages[{n}]"
+    if not isinstance(m, dict) or m.get("role") not in ("system", "developer", "user",
+                                                         "assistant", "tool"):
+        raise APIError(400, f"{where}: needs a role of system, developer, user, assistant or "
+                            "tool", "invalid_value", where)
+    text, _ = _text_of(m.get("content"), where)
+    if m["role"] in ("system", "developer"):
+        return text
+    if m["role"] == "tool":
+        call_id = m.get("tool_call_id")
+        if not isinstance(call_id, str) or not call_id:
+            raise APIError(400, f"{where}: a tool message needs tool_call_id", "invalid_value",
+                           f"{where}.tool_call_id")
+        return Message("tool", text, tool_call_id=call_id)
+    calls: tuple[ToolCall, ...] = ()
+    if m["role"] == "assistant":
+        if not text and isinstance(m.get("audio"), dict):
+            text = str(m["audio"].get("transcript", ""))
+        raw = m.get("tool_calls") or []
+        if not isinstance(raw, list):
+            raise APIError(400, f"{where}.tool_calls: expected a list", "invalid_value",
+                           f"{where}.tool_calls")
+        try:
+            calls = tuple(ToolCall.of(c) for c in raw)
+        except ToolError as exc:
+            raise APIError(400, f"{where}.tool_calls: {exc}", "invalid_value",
+                           f"{where}.tool_calls") from None
+    return Message(m["role"], text, tool_calls=calls)
+
+
 async def turn_of(s: Services, spec: ChatBody) -> tuple[Turn, str | None]:
     """The chat request as one `SpeechLM` turn, and the requested audio format."""
     messages = spec.messages
     system: list[str] = []
     history: list[Message] = []
+    try:
+        tools = tools_of(spec.tools) if spec.tools is not None else ()
+        choice = tool_choice_of(spec.tool_choice, tools)
+    except ToolError as exc:
+        param = "tool_choice" if str(exc).startswith("tool_choice") else "tools"
+        raise APIError(400, str(exc), "invalid_value", param) from None
     for n, m in enumerate(messages[:-1]):
-        if not isinstance(m, dict) or m.get("role") not in ("system", "developer", "user",
-                                                             "assistant"):
-            raise APIError(400, f"messages[{n}]: needs a role of system, developer, user or "
-                                "assistant", "invalid_value", f"messages[{n}]")
-        text, _ = _text_of(m.get("content"), f"messages[{n}]")
-        if m["role"] == "assistant" and not text and isinstance(m.get("audio"), dict):
-            text = str(m["audio"].get("transcript", ""))
-        if m["role"] in ("system", "developer"):
-            system.append(text)
-        elif text:
-            history.append(Message(m["role"], text))
+        got = _message_of(m, n)
+        if isinstance(got, str):
+            system.append(got)
+        elif got.content or got.tool_calls or got.role == "tool":
+            history.append(got)
     last = messages[-1]
+    if isinstance(last, dict) and last.get("role") == "tool":
+        got = _message_of(last, len(messages) - 1)
+        assert isinstance(got, Message)
+        history.append(got)
+        last = {"role": "user", "content": None}
     if not isinstance(last, dict) or last.get("role") != "user":
-        raise APIError(400, "the last message must come from the user", "invalid_value",
-                       "messages")
+        raise APIError(400, "the last message must come from the user (or be a tool's "
+                            "result)", "invalid_value", "messages")
     text, audio_parts = _text_of(last.get("content"), f"messages[{len(messages) - 1}]")
     if len(audio_parts) > 1:
         raise APIError(400, "one input_audio part per request", "invalid_value", "messages")
@@ -187,10 +226,15 @@ async def turn_of(s: Services, spec: ChatBody) -> tuple[Turn, str | None]:
     fmt = CHAT_AUDIO_FORMATS[(spec.audio or ChatAudio()).format] if want_audio else None
     limit = spec.max_completion_tokens or spec.max_tokens  # None: the model's own limit
     # what was said before, and the instructions, bias how the spoken turn is heard
-    said = " ".join([*system, *(m.content for m in history[-4:])]).strip()[-CONTEXT_CHARS:]
+    said = " ".join([*system, *(m.content for m in history[-4:] if m.role != "tool")]
+                    ).strip()[-CONTEXT_CHARS:]
+    if audio is None and not text.strip() and not (history and history[-1].role == "tool"):
+        raise APIError(400, "the last message has no text or audio", "invalid_value",
+                       "messages")
     turn = Turn(audio=audio, text=text or None, system="\n".join(system) or None,
                 history=tuple(history), want_audio=want_audio, max_tokens=limit,
-                context=Context((), said) if audio is not None and said else None)
+                context=Context((), said) if audio is not None and said else None,
+                tools=tools, tool_choice=choice)
     return turn, fmt
 
 
@@ -222,6 +266,9 @@ async def chat(request: Request) -> Response:
                                  headers={"Cache-Control": "no-cache"})
     answer: Answer = await s.gate.run(s.model.respond, turn)
     message: dict[str, Any] = {"role": "assistant", "content": answer.text, "refusal": None}
+    if answer.tool_calls:
+        message["content"] = answer.text or None
+        message["tool_calls"] = [c.to_openai() for c in answer.tool_calls]
     if fmt is not None:
         audio = await _speak_if_needed(s, answer)
         if audio is not None:
@@ -231,7 +278,8 @@ async def chat(request: Request) -> Response:
                                 "expires_at": created + 3600, "transcript": answer.text}
     return JSONResponse({
         **_envelope(s, cid, created, "chat.completion"),
-        "choices": [{"index": 0, "message": message, "finish_reason": "stop",
+        "choices": [{"index": 0, "message": message,
+                     "finish_reason": "tool_calls" if answer.tool_calls else "stop",
                      "logprobs": None}],
         "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
         "speechllm": {"transcript": answer.transcript, "timings": timings_json(answer.timings)},
@@ -253,12 +301,27 @@ async def _chat_stream(s: Services, turn: Turn, cid: str, created: int
         pcm = base64.b64encode(audio.resample(codecs.PCM_RATE).to_pcm16()).decode()
         return chunk({"audio": {"id": audio_id, "data": pcm, "transcript": text}})
 
+    def call_delta(index: int, arguments: str, call: ToolCallDelta | ToolCall | None = None
+                   ) -> str:
+        item: dict[str, Any] = {"index": index, "function": {"arguments": arguments}}
+        if call is not None:  # a call's first piece names it, as OpenAI streams them
+            item.update(id=call.id, type="function")
+            item["function"]["name"] = call.name
+        return chunk({"tool_calls": [item]})
+
     yield chunk({"role": "assistant", "content": ""})
     spoke = False
+    streamed: set[str] = set()  # calls whose arguments went out piece by piece
     async with s.gate.turn():
         async for event in s.model.stream(turn):
             if isinstance(event, TextDelta):
                 yield chunk({"content": event.text})
+            elif isinstance(event, ToolCallDelta):
+                first = event.id not in streamed
+                streamed.add(event.id)
+                yield call_delta(event.index, event.arguments, event if first else None)
+            elif isinstance(event, ToolCallEvent) and event.call.id not in streamed:
+                yield call_delta(event.index, event.call.arguments, event.call)
             elif isinstance(event, AudioChunk) and turn.want_audio:
                 spoke = True
                 yield audio_delta(event.audio, event.text)
@@ -273,8 +336,9 @@ async def _chat_stream(s: Services, turn: Turn, cid: str, created: int
                         s.gate.pool, _all_parts, s.tts, answer.text)
                     for part in parts:
                         yield audio_delta(part, answer.text)
-                yield chunk({}, "stop", speechllm={"transcript": answer.transcript,
-                                                   "timings": timings_json(answer.timings)})
+                yield chunk({}, "tool_calls" if answer.tool_calls else "stop",
+                            speechllm={"transcript": answer.transcript,
+                                       "timings": timings_json(answer.timings)})
     yield "data: [DONE]\n\n"
 
 

@@ -55,6 +55,7 @@ from speechllm.tokens.base import dedup
 from speechllm.tokens.semantic import KMeansUnits
 from speechllm.tokens.speaking import speak_rows
 from speechllm.tokens.unit_cache import encode_files, tokenizer_key
+from speechllm.tools import ToolError
 
 try:
     import torch
@@ -436,6 +437,9 @@ class TokenSpeechLM:
 
     def _generate(self, request: Request, on_text: Callable[[str], None] | None = None
                   ) -> Response:
+        if request.uses_tools:  # its LM was never taught to call; a cascade does
+            raise ToolError("a token speech model cannot call tools; serve a cascade for "
+                            "tool calling")
         if request.audio is None:
             raise ValueError("a token speech model needs audio in the request")
         clock = Stopwatch()
