@@ -14,20 +14,38 @@ running the calls a model makes, with a time limit, errors returned to the model
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import importlib
+import importlib.util
 import inspect
 import json
+import os
 import re
+import sys
 import threading
 import types
 import typing
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from speechllm.errors import SpeechLLMError
 from speechllm.speechlm import Message, Request, Response, SpeechLM
 from speechllm.tools import Tool, ToolCall, ToolError, fit_output
+
+
+@contextlib.contextmanager
+def _cwd_on_path() -> Iterator[None]:
+    here = os.getcwd()
+    added = here not in sys.path
+    if added:
+        sys.path.insert(0, here)
+    try:
+        yield
+    finally:
+        if added:
+            sys.path.remove(here)
 
 
 def _schema_of(kind: Any, where: str) -> dict[str, Any]:
@@ -131,15 +149,14 @@ class Toolbox:
         module name or a path to a .py file."""
         try:
             if name.endswith(".py"):
-                import importlib.util
-
                 spec = importlib.util.spec_from_file_location("speechllm_user_tools", name)
                 if spec is None or spec.loader is None:
                     raise ImportError(name)
                 module = importlib.util.module_from_spec(spec)
                 spec.loader.exec_module(module)
-            else:
-                module = importlib.import_module(name)
+            else:  # a module in the working folder too, as `python -m` would find it
+                with _cwd_on_path():
+                    module = importlib.import_module(name)
         except (ImportError, OSError, SyntaxError) as exc:
             raise ToolError(f"cannot import tools from {name!r}: {exc}") from None
         names = getattr(module, "__all__", None) or [

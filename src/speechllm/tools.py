@@ -260,6 +260,7 @@ def calls_in_text(text: str) -> list[tuple[str, Any]]:
     """(name, arguments) of each call a model wrote as text (`<tool_call>{...}</tool_call>`
     or bare `{"name": ..., "arguments": ...}` objects); [] when the text is an answer."""
     body = text.replace("<tool_call>", "\n").replace("</tool_call>", "\n").strip()
+    body = re.sub(r"^```(?:json)?|```$", "", body.strip()).strip()  # a fenced call
     if not body.startswith("{"):
         return []
     decoder, at = json.JSONDecoder(), 0

@@ -66,9 +66,12 @@ class CascadeConfig:
     # tool calls decoded under a grammar from the tools' schemas (local LLMs; a server's
     # calls are checked either way); False: the model writes them freely (docs/tools.md)
     constrained_tools: bool = True
+    # rounds of tool calls per user turn before the model answers from the results; one
+    # suits the embedded 0.5B model (asked again, it calls some other tool)
+    tool_rounds: int = 1
 
     def __post_init__(self) -> None:
-        for name in ("nbest",):
+        for name in ("nbest", "tool_rounds"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 < self.phrase_match <= 1.0:
@@ -229,7 +232,8 @@ class CascadeSpeechLM:
                     ) -> Iterator[str | ToolCallDelta | ToolCall]:
         if not request.uses_tools:
             return self.llm.stream_chat(messages, gen)
-        tools = ToolSet(request.tools, request.tool_choice, self.config.constrained_tools)
+        tools = ToolSet(request.tools, request.tool_choice, self.config.constrained_tools,
+                        self.config.tool_rounds)
         return stream_tools(self.llm, messages, gen, tools)
 
     def _generate(self, request: Request, messages: list[Message], gen: GenerationOptions,

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from speechllm import audio as audio_io
@@ -29,6 +30,7 @@ from speechllm.cli.common import (
 from speechllm.errors import SpeechLLMError
 from speechllm.speechlm import Context, Request, Response, SpeechLM
 
+MAX_TOOL_ROUNDS = 4  # rounds of calls in one turn before the assistant must answer
 CONTEXT_HELP = ("Names and terms likely to be said, and/or what the talk is about: a file (one "
                 "phrase a line) or the text itself (comma-separated phrases, or a sentence).")
 
@@ -161,17 +163,23 @@ def chat(
                                               "written.")] = True,
     max_tokens: Annotated[int, typer.Option(help="Longest answer in tokens.")] = 256,
     context: Annotated[str | None, typer.Option(help=CONTEXT_HELP)] = None,
+    tools: Annotated[str | None, typer.Option(
+        help="Let the assistant call the public functions of this Python module (a module "
+             "name or a .py file); their annotations and docstrings are the schemas.")] = None,
+    tool_timeout: Annotated[float, typer.Option(help="Seconds a tool may run.")] = 10.0,
     as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
 ) -> None:
     """Ask spoken questions; print the transcript, the answer and a timing waterfall."""
     from speechllm.cascade.build import CascadeSpec, build_cascade
     from speechllm.cascade.pipeline import CascadeConfig
     from speechllm.speechlm import Message
+    from speechllm.toolbox import Toolbox
     from speechllm.waterfall import waterfall
 
     with exits_on_error():
         turns = [audio_io.load(f) for f in files]  # fail on bad input before loading models
         bias = Context.read(context) if context else None
+        box = Toolbox.from_module(tools, tool_timeout) if tools else None
         spec = CascadeSpec(asr=asr, llm=llm, llm_url=llm_url,
                            tts=None if tts == "none" else tts, voice=voice,
                            postprocess=post.value)
@@ -185,9 +193,27 @@ def chat(
     for i, (path, speech) in enumerate(zip(files, turns, strict=True), 1):
         request = Request(audio=speech, system=system, history=history,
                           want_audio=tts != "none" and output is not None,
-                          max_tokens=max_tokens, context=bias)
+                          max_tokens=max_tokens, context=bias,
+                          tools=box.tools if box else ())
+        ran: list[dict[str, object]] = []
         with exits_on_error():
             response = asyncio.run(_stream_turn(lm, request, live=not as_json))
+            for _ in range(MAX_TOOL_ROUNDS):
+                if box is None or not response.tool_calls:
+                    break
+                results = [box.run(c) for c in response.tool_calls]
+                for r in results:
+                    ran.append({"name": r.call.name, "arguments": r.call.args(),
+                                "output": r.output, "ok": r.ok})
+                    if not as_json:
+                        out.print("[bold magenta]tool:[/] " + escape(
+                            f"{r.call.name}({r.call.arguments}) -> {r.output}"),
+                            highlight=False)
+                request = dataclasses.replace(request, audio=None, context=None, history=(
+                    *response.history,
+                    *(Message("tool", r.output, tool_call_id=r.call.id) for r in results)))
+                response = asyncio.run(_stream_turn(lm, request, live=not as_json,
+                                                    heard=False))
         history = response.history
         target = None
         if output is not None and response.audio is not None:
@@ -198,7 +224,8 @@ def chat(
             print(json.dumps({
                 "file": str(path), "transcript": response.transcript, "answer": response.text,
                 "audio": str(target) if target else None, "ttft": t.ttft, "ttfa": t.ttfa,
-                "total": t.total, "spans": [dataclasses.asdict(s) for s in t.spans]}))
+                "total": t.total, "spans": [dataclasses.asdict(s) for s in t.spans],
+                "tools": ran}))
         else:
             for line in waterfall(response.timings):
                 out.print(f"  {line}", highlight=False)
@@ -206,16 +233,22 @@ def chat(
                 out.print(f"  [dim]reply audio: {target} ({response.audio.duration:.1f} s)[/]")
 
 
-async def _stream_turn(lm: SpeechLM, request: Request, live: bool) -> Response:
+async def _stream_turn(lm: SpeechLM, request: Request, live: bool,
+                       heard: bool = True) -> Response:
     """Print the transcript and the answer as they arrive; return the final Response."""
-    from speechllm.speechlm import Done, ErrorEvent, TextDelta, TranscriptEvent
+    from speechllm.speechlm import Done, ErrorEvent, TextDelta, ToolCallEvent, TranscriptEvent
 
+    if live and not heard:  # a turn answering from tool results
+        out.print("[bold green]assistant:[/] ", end="")
     async for event in lm.stream(request):
         if isinstance(event, TranscriptEvent) and live:
             out.print(f"[bold cyan]you:[/] {event.text}", highlight=False)
             out.print("[bold green]assistant:[/] ", end="")
         elif isinstance(event, TextDelta) and live:
             out.print(event.text, end="", highlight=False, markup=False)
+        elif isinstance(event, ToolCallEvent) and live:
+            out.print(f"(calls {event.call.name}({event.call.arguments}))", end=" ",
+                      highlight=False, markup=False)
         elif isinstance(event, ErrorEvent):
             if live:
                 out.print()

@@ -46,9 +46,14 @@ class ToolSet:
     # model writes a known name and arguments that fit; False lets it write freely (the
     # result is still checked, and repaired or refused)
     constrained: bool = True
+    # rounds of calls after the user speaks before the model must answer from the results
+    # (the embedded 0.5B model, asked again, calls some other tool rather than answer)
+    rounds: int = 1
 
     def __post_init__(self) -> None:
         check_choice(self.choice, self.tools)
+        if self.rounds < 1:
+            raise ValueError(f"rounds must be >= 1, got {self.rounds}")
 
 
 class ToolCallingLLM(ChatLLM, Protocol):
@@ -97,9 +102,10 @@ def fold_results(messages: Sequence[Message]) -> list[Message]:
 
 def stream_tools(llm: ChatLLM, messages: Sequence[Message], options: GenerationOptions | None,
                  tools: ToolSet) -> Iterator[str | ToolCallDelta | ToolCall]:
-    """`llm.stream_tools`, except that a call repeating one whose result the model was just
-    given is replaced by an answer without calls: small models (the embedded 0.5B one) tend
-    to ask again instead of reading the result. The pieces of a call made after results are
+    """`llm.stream_tools`, except that after `tools.rounds` rounds of calls, or when a call
+    repeats one whose result the model was just given, the model answers from the results
+    written into the user's turn (`fold_results`): small models (the embedded 0.5B one) tend
+    to call again instead of reading a result. The pieces of a call made after results are
     held until the call is known not to be such a repeat."""
     method = getattr(llm, "stream_tools", None)
     if method is None:
@@ -107,6 +113,10 @@ def stream_tools(llm: ChatLLM, messages: Sequence[Message], options: GenerationO
 
         raise ToolError(f"the LLM {llm.name!r} cannot call tools")
     answered = answered_calls(messages)
+    last = max((i for i, m in enumerate(messages) if m.role == "user"), default=-1)
+    if answered and sum(bool(m.tool_calls) for m in messages[last + 1:]) >= tools.rounds:
+        yield from llm.stream_chat(fold_results(messages), options)
+        return
     stream = method(messages, options, tools)
     if not answered or tools.choice != "auto":
         yield from stream

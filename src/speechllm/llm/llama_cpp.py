@@ -6,6 +6,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import threading
 from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
@@ -119,15 +120,32 @@ class LlamaCppChat:
             if piece := chunk["choices"][0]["text"]:
                 yield piece
 
-    def _grammar(self, schema: dict[str, Any]) -> Any:
+    def _grammar(self, key: str, build: Any) -> Any:
         from llama_cpp.llama_grammar import LlamaGrammar
 
-        key = json.dumps(schema, sort_keys=True)
         if key not in self._grammars:  # building one costs ~ms; a session reuses its tools
             if len(self._grammars) > 256:
                 self._grammars.clear()
-            self._grammars[key] = LlamaGrammar.from_json_schema(key, verbose=False)
+            self._grammars[key] = LlamaGrammar.from_string(build(), verbose=False)
         return self._grammars[key]
+
+    def _names_grammar(self, names: list[str]) -> Any:
+        """One of `names`, then its closing quote (the opening one ends the prompt: the
+        model writes ' "' as one token, so the prompt must not split it)."""
+        return self._grammar("names:" + json.dumps(names), lambda: "root ::= (" + " | ".join(
+            json.dumps(n) for n in names) + ') "\\""')
+
+    def _arguments_grammar(self, schema: dict[str, Any]) -> Any:
+        """A JSON object fitting `schema`, after an optional space (the model writes ' {"'
+        as one token)."""
+        from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+        def build() -> str:
+            rules = json_schema_to_gbnf(json.dumps(schema))
+            rules = re.sub(r"^root ::=", "arguments ::=", rules, flags=re.M)
+            return 'root ::= " "? arguments\n' + rules
+
+        return self._grammar("args:" + json.dumps(schema, sort_keys=True), build)
 
     def stream_tools(self, messages: Sequence[Message], options: GenerationOptions | None,
                      tools: ToolSet) -> Iterator[str | ToolCallDelta | ToolCall]:
@@ -185,33 +203,46 @@ class LlamaCppChat:
 
     def _constrained_call(self, prompt: str, o: GenerationOptions, tools: ToolSet
                           ) -> Iterator[ToolCallDelta | ToolCall]:
-        head = prompt + CALL_OPEN + '{"name": '
+        head = prompt + CALL_OPEN + '{"name": "'
         if isinstance(tools.choice, UseTool):
             name = tools.choice.name
         else:
             names = [t.name for t in tools.tools]
-            written = "".join(self._complete(head, o, 32, self._grammar({"enum": names})))
-            name = json.loads(written)
+            written = "".join(self._complete(head, o, 32, self._names_grammar(names)))
+            name = written[:-1]
         tool = next(t for t in tools.tools if t.name == name)
         call_id = new_call_id()
         yield ToolCallDelta(0, call_id, name, "")
         schema = {**dict(tool.parameters), "additionalProperties": False}
-        head += json.dumps(name) + ', "arguments": '
+        head += name + '", "arguments":'
         arguments = ""
-        for piece in self._complete(head, o, o.max_tokens, self._grammar(schema)):
+        for piece in self._complete(head, o, o.max_tokens, self._arguments_grammar(schema)):
+            piece = piece.lstrip() if not arguments else piece
             arguments += piece
-            yield ToolCallDelta(0, call_id, name, piece)
+            if piece:
+                yield ToolCallDelta(0, call_id, name, piece)
         yield check_call(name, arguments, tools.tools, call_id)
+
+
+def _unfenced(head: str) -> str:
+    """A reply's start without a Markdown code fence (a coder model fences its JSON)."""
+    if head.startswith("```"):
+        head = head[3:]
+        head = head[4:] if head.startswith("json") else head
+    return head.lstrip()
 
 
 def _is_call(head: str) -> bool:
     """Whether the start of a reply begins a tool call (the `<tool_call>` token itself is
     special and may not show in the text)."""
-    return head.startswith(("{", "<tool_call>"))
+    return _unfenced(head).startswith(("{", "<tool_call>"))
 
 
 def _may_be_call(head: str) -> bool:
-    return _is_call(head) or "<tool_call>".startswith(head)
+    """Whether the start could still become a call (hold it back a little longer)."""
+    rest = _unfenced(head)
+    return _is_call(head) or "<tool_call>".startswith(rest) or "```json".startswith(head) \
+        or (head.startswith("```") and not rest)
 
 
 class LlamaCppScorer:

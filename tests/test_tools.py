@@ -1,0 +1,219 @@
+"""Tool calling from Python: schemas from typed functions, checking a model's calls, running
+them safely, and the embedded LLM calling tools (constrained and free) through the cascade
+and the command line."""
+
+from __future__ import annotations
+
+import json
+import time
+from enum import Enum
+from typing import Literal
+
+import pytest
+
+from speechllm.cascade.pipeline import DEFAULT_SYSTEM
+from speechllm.llm.base import GenerationOptions, ToolSet, fold_results, stream_tools
+from speechllm.speechlm import Message, Request
+from speechllm.toolbox import Toolbox, converse, tool_of
+from speechllm.tools import (
+    Tool,
+    ToolCall,
+    ToolCallDelta,
+    ToolCallError,
+    ToolError,
+    UseTool,
+    calls_in_text,
+    check_call,
+    tool_choice_of,
+)
+
+from .conftest import ROOT, say
+from .test_cli import run
+
+
+class Room(Enum):
+    KITCHEN = "kitchen"
+    HALL = "hall"
+
+
+def set_lights(room: Room, level: int, colour: str | None = None,
+               tags: list[str] | None = None) -> dict:
+    """Dim or brighten the lights in a room.
+
+    Args:
+        room: which room.
+        level: brightness in percent, 0 to 100.
+        colour: a colour name; the current one if left out.
+    """
+    return {"room": room, "level": level}
+
+
+def get_weather(city: str, unit: Literal["celsius", "fahrenheit"] = "celsius") -> dict:
+    """The current weather in a city."""
+    return {"city": city, "temperature": 31 if city.lower().startswith("lisb") else 12,
+            "unit": unit, "sky": "sunny"}
+
+
+def set_timer(minutes: float, label: str = "timer") -> dict:
+    """Start a countdown timer.
+
+    Args:
+        minutes: how long the timer runs.
+    """
+    return {"minutes": minutes, "label": label, "ends_at": "12:30"}
+
+
+def test_schema_from_a_typed_function():
+    tool = tool_of(set_lights)
+    assert tool.name == "set_lights" and tool.description == "Dim or brighten the lights in a room."
+    props = tool.parameters["properties"]
+    assert props["room"] == {"type": "string", "enum": ["kitchen", "hall"],
+                             "description": "which room."}
+    assert props["level"]["type"] == "integer" and "percent" in props["level"]["description"]
+    assert props["colour"]["type"] == "string"
+    assert props["tags"] == {"type": "array", "items": {"type": "string"}}
+    assert tool.parameters["required"] == ["room", "level"]
+
+    def untyped(x):  # type: ignore[no-untyped-def]
+        return x
+
+    with pytest.raises(ToolError, match="annotate"):
+        tool_of(untyped)
+
+
+def test_model_slips_are_repaired_or_refused():
+    tools = (tool_of(set_lights),)
+    fixed = check_call("set_lights", '{"room": "Kitchen", "level": "40", "extra": 1}', tools)
+    assert fixed.args() == {"room": "kitchen", "level": 40, "extra": 1}
+    with pytest.raises(ToolCallError, match="not a tool"):
+        check_call("launch_rocket", "{}", tools)
+    with pytest.raises(ToolCallError, match="level"):
+        check_call("set_lights", '{"room": "hall"}', tools)  # required field missing
+    with pytest.raises(ToolCallError, match="room"):
+        check_call("set_lights", '{"room": "garage", "level": 3}', tools)
+    with pytest.raises(ToolCallError, match="not JSON"):
+        check_call("set_lights", '{"room": "hall", level: 3', tools)
+    assert calls_in_text("The capital is Paris.") == []
+    found = calls_in_text('<tool_call>\n{"name": "f", "arguments": {"a": 1}}\n</tool_call>\n'
+                          '{"temperature": 3}')  # a result the model imagined is dropped
+    assert found == [("f", {"a": 1})]
+
+
+def test_bad_tool_definitions_and_choices_are_named():
+    with pytest.raises(ToolError, match="name"):
+        Tool("has space")
+    with pytest.raises(ToolError, match="type object"):
+        Tool.of({"type": "function", "function": {"name": "f", "parameters": {"type": "string"}}})
+    with pytest.raises(ToolError, match="invalid parameters"):
+        Tool("f", "", {"type": "object", "properties": {"x": {"type": 5}}})
+    tools = (tool_of(get_weather),)
+    assert tool_choice_of({"type": "function", "function": {"name": "get_weather"}},
+                          tools) == UseTool("get_weather")
+    with pytest.raises(ToolError, match="not among"):
+        tool_choice_of({"type": "function", "name": "nope"}, tools)
+    with pytest.raises(ValueError, match="required"):
+        Request(text="hi", tool_choice="required")
+
+
+def test_toolbox_returns_errors_and_timeouts_to_the_model():
+    def slow(seconds: float) -> str:
+        """Sleeps."""
+        time.sleep(seconds)
+        return "woke"
+
+    def broken(x: int) -> int:
+        """Fails."""
+        raise RuntimeError("sensor offline")
+
+    def huge() -> str:
+        """A flood."""
+        return "y" * 100_000
+
+    box = Toolbox([slow, broken, huge], timeout=0.5)
+    start = time.monotonic()
+    late = box.run(ToolCall("c1", "slow", '{"seconds": 30}'))
+    assert time.monotonic() - start < 5 and not late.ok
+    assert "did not return within 0.5 s" in json.loads(late.output)["error"]
+    failed = box.run(ToolCall("c2", "broken", '{"x": 1}'))
+    assert not failed.ok and "sensor offline" in json.loads(failed.output)["error"]
+    unknown = box.run(ToolCall("c3", "nope", "{}"))
+    assert not unknown.ok and "no tool" in json.loads(unknown.output)["error"]
+    big = box.run(ToolCall("c4", "huge", "{}"))
+    assert big.ok and len(big.output) < 5_000 and "100000 characters" in big.output
+    assert box.run(ToolCall("c5", "slow", '{"seconds": 0}')).output == "woke"
+
+
+def test_toolbox_from_a_module_file():
+    box = Toolbox.from_module(str(ROOT / "examples" / "tools.py"))
+    assert {t.name for t in box.tools} == {"get_weather", "set_timer", "get_time"}
+    with pytest.raises(ToolError, match="cannot import"):
+        Toolbox.from_module("no_such_module_here")
+
+
+WEATHER, TIMER = tool_of(get_weather), tool_of(set_timer)
+ASK = [Message("system", DEFAULT_SYSTEM)]  # the cascade's own system prompt
+
+
+@pytest.mark.parametrize("constrained", [True, False])
+def test_embedded_llm_calls_the_right_tool(chat_llm, constrained):
+    tools = ToolSet((WEATHER, TIMER), "auto", constrained)
+    out = list(stream_tools(chat_llm, [*ASK, Message("user", "Set a timer for ten minutes.")],
+                            GenerationOptions(max_tokens=64), tools))
+    call = out[-1]
+    assert isinstance(call, ToolCall) and call.name == "set_timer"
+    assert call.args()["minutes"] == 10
+    pieces = [x for x in out if isinstance(x, ToolCallDelta)]
+    if constrained:  # arguments stream as they are written, and add up to the call
+        assert len(pieces) > 3 and json.loads("".join(p.arguments for p in pieces)) == \
+            call.args()
+    else:  # free writing is checked whole before anything goes out
+        assert pieces == []
+    text = list(stream_tools(chat_llm, [*ASK, Message("user", "What is the capital of France?")],
+                             GenerationOptions(max_tokens=32), tools))
+    assert all(isinstance(x, str) for x in text) and "Paris" in "".join(text)
+
+
+def test_tool_choice_none_answers_as_without_tools(chat_llm):
+    messages = [*ASK, Message("user", "What is the capital of France? One sentence.")]
+    options = GenerationOptions(max_tokens=32)
+    plain = "".join(chat_llm.stream_chat(messages, options))
+    none = list(stream_tools(chat_llm, messages, options, ToolSet((WEATHER,), "none")))
+    assert "".join(none) == plain  # the same prompt, token for token
+
+
+def test_results_are_folded_in_for_a_model_that_would_ask_again():
+    call = ToolCall("call_1", "get_weather", '{"city": "Lisbon"}')
+    folded = fold_results([Message("system", "S"), Message("user", "Weather in Lisbon?"),
+                           Message("assistant", "", tool_calls=(call,)),
+                           Message("tool", '{"temperature": 31}', tool_call_id="call_1")])
+    assert [m.role for m in folded] == ["system", "user"]
+    assert 'get_weather({"city": "Lisbon"}): {"temperature": 31}' in folded[-1].content
+
+
+def test_spoken_question_to_tool_and_spoken_answer_in_python(cascade, voice, asr):
+    box = Toolbox([get_weather, set_timer])
+    seen = []
+    question = say(voice, "What's the weather in Lisbon today?")
+    answer = converse(cascade, Request(audio=question, tools=box.tools), box,
+                      on_result=seen.append)
+    assert [r.call.name for r in seen] == ["get_weather"] and seen[0].ok
+    assert "31" in answer.text and answer.audio is not None
+    assert [m.role for m in answer.history] == ["user", "assistant", "tool", "assistant"]
+    heard = asr.transcribe(answer.audio).text.lower()
+    assert "31" in heard or "thirty" in heard
+
+
+def test_cli_chat_calls_functions_from_a_module(tmp_path, voice):
+    from speechllm.audio import save
+
+    question = tmp_path / "timer.wav"
+    save(say(voice, "Set a timer for five minutes for the eggs."), question)
+    p = run("chat", str(question), "--tools", str(ROOT / "examples" / "tools.py"), "--json")
+    assert p.returncode == 0, p.stderr
+    record = json.loads(p.stdout.splitlines()[-1])
+    assert [t["name"] for t in record["tools"]] == ["set_timer"]
+    assert record["tools"][0]["arguments"]["minutes"] == 5 and record["tools"][0]["ok"]
+    assert "5" in record["answer"] or "five" in record["answer"].lower()
+    bad = run("chat", str(question), "--tools", "no_such_tools_module")
+    assert bad.returncode == 2 and "cannot import" in bad.stderr
+
