@@ -75,3 +75,30 @@ def test_unreachable_server_is_a_clear_error():
                                   timeout=3))
     with pytest.raises(ModelError, match=r"LLM server at http://127\.0\.0\.1"):
         chat(llm, [Message("user", "hi")])
+
+
+def test_tools_pass_through_to_the_server_and_its_calls_are_checked(server):
+    from speechllm.cascade.pipeline import DEFAULT_SYSTEM
+    from speechllm.llm.base import ToolSet, stream_tools
+    from speechllm.tools import Tool, ToolCall, UseTool
+
+    timer = Tool("set_timer", "Start a countdown timer.", {
+        "type": "object", "properties": {"minutes": {"type": "number"},
+                                         "label": {"type": "string"}},
+        "required": ["minutes"]})
+    weather = Tool("get_weather", "The current weather in a city.", {
+        "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]})
+    llm = OpenAIChat(OpenAIConfig(base_url=server, model="qwen"))
+    ask = [Message("system", DEFAULT_SYSTEM), Message("user", "Set a timer for ten minutes.")]
+    options = GenerationOptions(max_tokens=64)
+    # a named choice: the server decodes the call and streams it as tool_calls (repeating
+    # the name in every piece, which must not be read as a longer name)
+    named = list(stream_tools(llm, ask, options, ToolSet((weather, timer), UseTool("set_timer"))))
+    assert len(named) == 1 and isinstance(named[0], ToolCall)
+    assert named[0].name == "set_timer" and named[0].args()["minutes"] == 10
+    # "auto": llama-cpp-python's server leaves the model's call as text; it is read as a call
+    auto = list(stream_tools(llm, ask, options, ToolSet((weather, timer))))
+    assert [type(x) for x in auto] == [ToolCall] and auto[0].name == "set_timer"
+    plain = list(stream_tools(llm, [ask[0], Message("user", "What is the capital of France?")],
+                              options, ToolSet((weather, timer))))
+    assert all(isinstance(x, str) for x in plain) and "Paris" in "".join(plain)

@@ -256,6 +256,27 @@ def check_call(name: str, arguments: str | Mapping[str, Any], tools: Sequence[To
     return ToolCall(call_id or new_call_id(), name, json.dumps(value, ensure_ascii=False))
 
 
+def _unfenced(head: str) -> str:
+    """A reply's start without a Markdown code fence (a coder model fences its JSON)."""
+    if head.startswith("```"):
+        head = head[3:]
+        head = head[4:] if head.startswith("json") else head
+    return head.lstrip()
+
+
+def starts_call(head: str) -> bool:
+    """Whether the start of a reply begins a tool call (the `<tool_call>` token itself is
+    special and may not show in the text)."""
+    return _unfenced(head).startswith(("{", "<tool_call>"))
+
+
+def may_start_call(head: str) -> bool:
+    """Whether the start could still become a call (hold it back a little longer)."""
+    rest = _unfenced(head)
+    return starts_call(head) or "<tool_call>".startswith(rest) or "```json".startswith(head) \
+        or (head.startswith("```") and not rest)
+
+
 def calls_in_text(text: str) -> list[tuple[str, Any]]:
     """(name, arguments) of each call a model wrote as text (`<tool_call>{...}</tool_call>`
     or bare `{"name": ..., "arguments": ...}` objects); [] when the text is an answer."""

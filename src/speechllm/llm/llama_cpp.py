@@ -27,7 +27,9 @@ from speechllm.tools import (
     UseTool,
     calls_in_text,
     check_call,
+    may_start_call,
     new_call_id,
+    starts_call,
 )
 
 CALL_OPEN = "<tool_call>\n"  # how Qwen2.5 (Hermes-style templates) begin a call
@@ -166,9 +168,9 @@ class LlamaCppChat:
                 for piece in free:
                     written += piece
                     head = written.lstrip()
-                    if offered is None or (head and not _may_be_call(head)):
+                    if offered is None or (head and not may_start_call(head)):
                         break
-                    if head and _is_call(head):
+                    if head and starts_call(head):
                         call = True
                         break
                 else:  # ended before it was clear: a short (or empty) answer
@@ -222,27 +224,6 @@ class LlamaCppChat:
             if piece:
                 yield ToolCallDelta(0, call_id, name, piece)
         yield check_call(name, arguments, tools.tools, call_id)
-
-
-def _unfenced(head: str) -> str:
-    """A reply's start without a Markdown code fence (a coder model fences its JSON)."""
-    if head.startswith("```"):
-        head = head[3:]
-        head = head[4:] if head.startswith("json") else head
-    return head.lstrip()
-
-
-def _is_call(head: str) -> bool:
-    """Whether the start of a reply begins a tool call (the `<tool_call>` token itself is
-    special and may not show in the text)."""
-    return _unfenced(head).startswith(("{", "<tool_call>"))
-
-
-def _may_be_call(head: str) -> bool:
-    """Whether the start could still become a call (hold it back a little longer)."""
-    rest = _unfenced(head)
-    return _is_call(head) or "<tool_call>".startswith(rest) or "```json".startswith(head) \
-        or (head.startswith("```") and not rest)
 
 
 class LlamaCppScorer:

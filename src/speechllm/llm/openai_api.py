@@ -12,7 +12,15 @@ from speechllm._optional import require
 from speechllm.errors import ModelError
 from speechllm.llm.base import GenerationOptions, ToolSet, openai_messages
 from speechllm.speechlm import Message
-from speechllm.tools import ToolCall, ToolCallDelta, UseTool, check_call
+from speechllm.tools import (
+    ToolCall,
+    ToolCallDelta,
+    UseTool,
+    calls_in_text,
+    check_call,
+    may_start_call,
+    starts_call,
+)
 
 
 @dataclass(frozen=True)
@@ -55,6 +63,7 @@ class OpenAIChat:
         schemas before they go on (a server's model may slip: no argument pieces pass unchecked)."""
         o = options or GenerationOptions()
         calls: dict[int, dict[str, str]] = {}
+        held, text_mode = "", not tools.tools or tools.choice == "none"
         try:
             stream = self._client.chat.completions.create(
                 model=self.config.model, messages=openai_messages(messages),
@@ -67,18 +76,34 @@ class OpenAIChat:
                 if not chunk.choices:
                     continue
                 delta = chunk.choices[0].delta
-                if delta.content:
+                if delta.content and text_mode:
                     yield delta.content
+                elif delta.content:  # held while it may be a call the server left as text
+                    held += delta.content
+                    if not may_start_call(held.lstrip()):
+                        text_mode = True
+                        yield held
                 for piece in delta.tool_calls or []:
                     call = calls.setdefault(piece.index, {"id": "", "name": "", "arguments": ""})
                     call["id"] = piece.id or call["id"]
                     if piece.function is not None:
-                        call["name"] += piece.function.name or ""
+                        name = piece.function.name or ""
+                        if name != call["name"]:  # some servers repeat the name in each piece
+                            call["name"] += name
                         call["arguments"] += piece.function.arguments or ""
         except self._errors as exc:
             raise ModelError(f"LLM server at {self.config.base_url} failed: {exc}") from None
         for _, call in sorted(calls.items()):
             yield check_call(call["name"], call["arguments"], tools.tools, call["id"] or None)
+        if held and not text_mode and not calls:
+            if not starts_call(held.lstrip()):
+                yield held  # a short answer that ended while it still looked like a call
+                return
+            # a server without a tool-call parser (llama.cpp's without --jinja, vLLM without
+            # --tool-call-parser) hands the model's call back as text: read it here
+            for name, arguments in calls_in_text(held):
+                yield check_call(name, arguments if isinstance(arguments, str | dict) else "",
+                                 tools.tools)
 
 
 def _choice(tools: ToolSet) -> Any:
