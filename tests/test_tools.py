@@ -217,3 +217,19 @@ def test_cli_chat_calls_functions_from_a_module(tmp_path, voice):
     bad = run("chat", str(question), "--tools", "no_such_tools_module")
     assert bad.returncode == 2 and "cannot import" in bad.stderr
 
+
+
+def test_earlier_turns_calls_are_left_out_of_the_prompt():
+    from speechllm.llm.base import settled
+
+    call = ToolCall("call_1", "set_timer", '{"minutes": 5}')
+    history = [Message("system", "S"), Message("user", "Timer for five minutes."),
+               Message("assistant", "", tool_calls=(call,)),
+               Message("tool", '{"ok": true}', tool_call_id="call_1"),
+               Message("assistant", "Your timer is set."),
+               Message("user", "What is the capital of France?")]
+    assert [(m.role, m.content) for m in settled(history)] == [
+        ("system", "S"), ("user", "Timer for five minutes."),
+        ("assistant", "Your timer is set."), ("user", "What is the capital of France?")]
+    current = [*history, Message("assistant", "", tool_calls=(call,))]
+    assert settled(current)[-1].tool_calls == (call,)  # this turn's calls stay

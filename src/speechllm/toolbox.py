@@ -229,3 +229,24 @@ def converse(model: SpeechLM, request: Request, toolbox: Toolbox, max_rounds: in
         raise SpeechLLMError(f"the model still called tools after {max_rounds} rounds")
     return response
 
+
+
+NOT_RETURNED = "the user spoke again before this tool's result came back"
+
+
+def pending_calls(history: tuple[Message, ...]) -> list[ToolCall]:
+    """The calls of the last assistant turn whose results are not yet in `history`."""
+    last = max((i for i, m in enumerate(history) if m.tool_calls), default=-1)
+    if last < 0:
+        return []
+    answered = {m.tool_call_id for m in history[last + 1:] if m.role == "tool"}
+    return [c for c in history[last].tool_calls if c.id not in answered]
+
+
+def close_pending(history: tuple[Message, ...]) -> tuple[Message, ...]:
+    """`history` with an error result for each call still pending: a conversation that goes
+    on without a tool's result (the user spoke first) still shows the model every call
+    answered, and a late result is refused rather than spliced into the past."""
+    missing = pending_calls(history)
+    return (*history, *(Message("tool", json.dumps({"error": NOT_RETURNED}),
+                                tool_call_id=c.id) for c in missing))

@@ -84,6 +84,18 @@ def _repeats(call: ToolCall, answered: Sequence[ToolCall]) -> bool:
                for a in answered)
 
 
+def settled(messages: Sequence[Message]) -> list[Message]:
+    """`messages` with the calls and results of turns before the user's last one left out
+    (their answers already say what the results were): past calls prime a small model to
+    call a tool for any next question, and fill its window."""
+    last = max((i for i, m in enumerate(messages) if m.role == "user"), default=-1)
+    if last < 0:
+        return list(messages)
+    kept = [m for m in messages[:last] if m.role != "tool" and (m.content or not m.tool_calls)]
+    return [*(Message(m.role, m.content) if m.tool_calls else m for m in kept),
+            *messages[last:]]
+
+
 def fold_results(messages: Sequence[Message]) -> list[Message]:
     """The calls and results since the user last spoke, written into the user's message as
     plain text ("Result of f({...}): ..."), which a small model answers from where it would
@@ -112,6 +124,7 @@ def stream_tools(llm: ChatLLM, messages: Sequence[Message], options: GenerationO
         from speechllm.tools import ToolError
 
         raise ToolError(f"the LLM {llm.name!r} cannot call tools")
+    messages = settled(messages)
     answered = answered_calls(messages)
     last = max((i for i, m in enumerate(messages) if m.role == "user"), default=-1)
     if answered and sum(bool(m.tool_calls) for m in messages[last + 1:]) >= tools.rounds:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import hashlib
 import json
 import time
 import uuid
@@ -34,6 +35,7 @@ from speechllm.speechlm import (
     Message,
     TextDelta,
     ToolCallEvent,
+    TranscriptEvent,
 )
 from speechllm.speechlm import Request as Turn
 from speechllm.speechlm import Response as Answer
@@ -181,8 +183,33 @@ def _message_of(m: Any, n: int) -> Message | str:
     return Message(m["role"], text, tool_calls=calls)
 
 
-async def turn_of(s: Services, spec: ChatBody) -> tuple[Turn, str | None]:
-    """The chat request as one `SpeechLM` turn, and the requested audio format."""
+def _audio_bytes(part: dict[str, Any]) -> bytes:
+    try:
+        return base64.b64decode(part.get("data") or "", validate=True)
+    except (binascii.Error, ValueError, TypeError):
+        raise APIError(400, "input_audio.data: not valid base64", "invalid_audio",
+                       "input_audio") from None
+
+
+async def _heard(s: Services, part: dict[str, Any]) -> str:
+    """What an earlier spoken user message said: remembered from when it was asked, else
+    transcribed now."""
+    data = _audio_bytes(part)
+    key = hashlib.sha1(data).hexdigest()
+    if key not in s.heard:
+        audio = await decode_audio(s, data)
+        try:
+            answer = await s.gate.run(s.model.respond, Turn(audio=audio, intent="transcribe",
+                                                            want_audio=False))
+            s.remember(key, answer.text)
+        except NoSpeechError:
+            s.remember(key, "")
+    return s.heard[key]
+
+
+async def turn_of(s: Services, spec: ChatBody) -> tuple[Turn, str | None, str | None]:
+    """The chat request as one `SpeechLM` turn, the requested audio format, and the key
+    under which to remember what its spoken question said."""
     messages = spec.messages
     system: list[str] = []
     history: list[Message] = []
@@ -196,7 +223,13 @@ async def turn_of(s: Services, spec: ChatBody) -> tuple[Turn, str | None]:
         got = _message_of(m, n)
         if isinstance(got, str):
             system.append(got)
-        elif got.content or got.tool_calls or got.role == "tool":
+            continue
+        if got.role == "user" and not got.content:  # a spoken question sent back
+            _, parts = _text_of(m.get("content"), f"messages[{n}]")
+            if parts and n == max(i for i, x in enumerate(messages[:-1])
+                                  if isinstance(x, dict) and x.get("role") == "user"):
+                got = Message("user", await _heard(s, parts[0]))
+        if got.content or got.tool_calls or got.role == "tool":
             history.append(got)
     last = messages[-1]
     if isinstance(last, dict) and last.get("role") == "tool":
@@ -210,14 +243,10 @@ async def turn_of(s: Services, spec: ChatBody) -> tuple[Turn, str | None]:
     text, audio_parts = _text_of(last.get("content"), f"messages[{len(messages) - 1}]")
     if len(audio_parts) > 1:
         raise APIError(400, "one input_audio part per request", "invalid_value", "messages")
-    audio = None
+    audio, audio_key = None, None
     if audio_parts:
-        raw = audio_parts[0].get("data")
-        try:
-            data = base64.b64decode(raw or "", validate=True)
-        except (binascii.Error, ValueError, TypeError):
-            raise APIError(400, "input_audio.data: not valid base64", "invalid_audio",
-                           "input_audio") from None
+        data = _audio_bytes(audio_parts[0])
+        audio_key = hashlib.sha1(data).hexdigest()
         audio = await decode_audio(s, data)
         if text:  # spoken question plus a typed instruction: the instruction guides it
             system.append(text)
@@ -235,7 +264,7 @@ async def turn_of(s: Services, spec: ChatBody) -> tuple[Turn, str | None]:
                 history=tuple(history), want_audio=want_audio, max_tokens=limit,
                 context=Context((), said) if audio is not None and said else None,
                 tools=tools, tool_choice=choice)
-    return turn, fmt
+    return turn, fmt, audio_key
 
 
 async def _speak_if_needed(s: Services, answer: Answer) -> Audio | None:
@@ -258,13 +287,15 @@ def _envelope(s: Services, cid: str, created: int, kind: str) -> dict[str, Any]:
 async def chat(request: Request) -> Response:
     s = services_of(request)
     spec = parse(await request.body(), ChatBody)
-    turn, fmt = await turn_of(s, spec)
+    turn, fmt, key = await turn_of(s, spec)
     cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
     if spec.stream:
-        return StreamingResponse(_chat_stream(s, turn, cid, created),
+        return StreamingResponse(_chat_stream(s, turn, cid, created, key),
                                  media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache"})
     answer: Answer = await s.gate.run(s.model.respond, turn)
+    if key is not None and answer.transcript is not None:
+        s.remember(key, answer.transcript)
     message: dict[str, Any] = {"role": "assistant", "content": answer.text, "refusal": None}
     if answer.tool_calls:
         message["content"] = answer.text or None
@@ -286,7 +317,7 @@ async def chat(request: Request) -> Response:
     })
 
 
-async def _chat_stream(s: Services, turn: Turn, cid: str, created: int
+async def _chat_stream(s: Services, turn: Turn, cid: str, created: int, key: str | None
                        ) -> AsyncIterator[str]:
     """Server-sent chat.completion.chunk events; audio comes as base64 24 kHz pcm16."""
     head = _envelope(s, cid, created, "chat.completion.chunk")
@@ -316,6 +347,8 @@ async def _chat_stream(s: Services, turn: Turn, cid: str, created: int
         async for event in s.model.stream(turn):
             if isinstance(event, TextDelta):
                 yield chunk({"content": event.text})
+            elif isinstance(event, TranscriptEvent) and key is not None:
+                s.remember(key, event.text)
             elif isinstance(event, ToolCallDelta):
                 first = event.id not in streamed
                 streamed.add(event.id)

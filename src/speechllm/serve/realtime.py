@@ -51,7 +51,19 @@ from speechllm.speechlm import (
     Message,
     Request,
     TextDelta,
+    ToolCallEvent,
     TranscriptEvent,
+)
+from speechllm.toolbox import close_pending, output_text, pending_calls
+from speechllm.tools import (
+    Tool,
+    ToolCallDelta,
+    ToolChoice,
+    ToolError,
+    check_choice,
+    fit_output,
+    tool_choice_of,
+    tools_of,
 )
 from speechllm.tts.base import TTS
 from speechllm.turn.barge_in import ECHO_PATH, Verdict
@@ -90,6 +102,8 @@ class Session:
     max_tokens: int = 256  # longest answer per turn
     server_vad: bool = True  # False: push-to-talk, the client commits each turn
     history: tuple[Message, ...] = ()
+    tools: tuple[Tool, ...] = ()  # functions the assistant may call (the client runs them)
+    tool_choice: ToolChoice = "auto"
     turns: int = 0
     speculations_dropped: int = 0  # held answers thrown away because the user went on
 
@@ -350,11 +364,15 @@ class Overlap:
     ended: bool = False  # the VAD heard it stop
 
 
-async def _answer(ws: WebSocket, s: Services, session: Session, audio: Audio, out: Outbox,
-                  turn: int, ended_at: float) -> None:
-    """One response: stream the model's events to the client (held while speculative)."""
-    request = Request(audio=audio, system=session.instructions, history=session.history,
-                      want_audio=session.want_audio, max_tokens=session.max_tokens)
+async def _answer(ws: WebSocket, s: Services, session: Session, audio: Audio | None,
+                  out: Outbox, turn: int, ended_at: float) -> None:
+    """One response: stream the model's events to the client (held while speculative). With
+    no audio it answers from the tool results that end the history."""
+    # the user spoke while calls were pending: they are answered "no result", for good
+    history = close_pending(session.history) if audio is not None else session.history
+    request = Request(audio=audio, system=session.instructions, history=history,
+                      want_audio=session.want_audio, max_tokens=session.max_tokens,
+                      tools=session.tools, tool_choice=session.tool_choice)
     spoke = False
     done: Done | None = None
     started = queued_at = time.perf_counter()
@@ -365,6 +383,13 @@ async def _answer(ws: WebSocket, s: Services, session: Session, audio: Audio, ou
                 await out.send("transcript", turn=turn, text=event.text)
             elif isinstance(event, TextDelta):
                 await out.send("response.text.delta", turn=turn, delta=event.text)
+            elif isinstance(event, ToolCallDelta):
+                await out.send("response.function_call_arguments.delta", turn=turn,
+                               call_id=event.id, name=event.name, delta=event.arguments)
+            elif isinstance(event, ToolCallEvent):
+                await out.send("response.function_call_arguments.done", turn=turn,
+                               call_id=event.call.id, name=event.call.name,
+                               arguments=event.call.arguments)
             elif isinstance(event, AudioChunk) and session.want_audio:
                 spoke = True
                 await out.send_audio(turn, event.audio, event.text)
@@ -392,6 +417,7 @@ async def _answer(ws: WebSocket, s: Services, session: Session, audio: Audio, ou
         s.record("ttfa_after_speech", max(commit, started + answer.timings.ttfa) - ended_at)
     await _send(ws, "response.done", turn=turn, text=answer.text,
                 transcript=answer.transcript, timings=timings_json(answer.timings),
+                tool_calls=[c.to_openai() for c in answer.tool_calls],
                 queue_wait=waited, endpoint_wait=commit - ended_at, tts_after=extra_tts,
                 since_speech_end=time.perf_counter() - ended_at,
                 # speculation: how far ahead of the turn's end the answer began
@@ -533,8 +559,9 @@ async def realtime(ws: WebSocket) -> None:
         ov.last = verdict.kind
         judge_if_due(at_pause=turns.paused)
 
-    def start_reply(audio: Audio | None, ended_at: float, held: bool) -> Reply | None:
-        if audio is None or audio.duration < MIN_SPEECH:
+    def start_reply(audio: Audio | None, ended_at: float, held: bool,
+                    from_results: bool = False) -> Reply | None:
+        if not from_results and (audio is None or audio.duration < MIN_SPEECH):
             return None
         turn = session.turns + 1
         turns.echo = None  # a new answer: the old one's echo path no longer holds
@@ -674,7 +701,8 @@ async def realtime(ws: WebSocket) -> None:
                     await _send(ws, "session.updated", session={
                         "id": session.id, "input_sample_rate": session.input_rate,
                         "turn_detection": "server_vad" if session.server_vad else "none",
-                        "want_audio": session.want_audio})
+                        "want_audio": session.want_audio,
+                        "tools": [t.name for t in session.tools]})
             elif kind == "input_audio_buffer.commit":
                 await cancel_reply("new turn")
                 reply = start_reply(turns.take(), time.perf_counter(), held=False)
@@ -683,6 +711,23 @@ async def realtime(ws: WebSocket) -> None:
                 overlap = None
             elif kind == "response.cancel":
                 await cancel_reply("client")
+            elif kind == "conversation.item.create":
+                problem = _tool_output(session, command.get("item"))
+                if problem:
+                    await _send(ws, "error", message=problem, kind="tool")
+                else:
+                    item = command["item"]
+                    await _send(ws, "conversation.item.created", item={
+                        "type": "function_call_output", "call_id": item["call_id"]})
+            elif kind == "response.create":
+                if not session.history or session.history[-1].role != "tool" or \
+                        pending_calls(session.history):
+                    await _send(ws, "error", kind="protocol", message=(
+                        "response.create answers from tool results: send every pending "
+                        "call's function_call_output first"))
+                    continue
+                await cancel_reply("new turn")
+                reply = start_reply(None, time.perf_counter(), held=False, from_results=True)
             else:
                 await _send(ws, "error", message=f"unknown message type {kind!r}",
                             kind="protocol")
@@ -706,6 +751,22 @@ def _log_failure(task: asyncio.Task[None]) -> None:
         log.warning("a voice turn failed: %r", task.exception())
 
 
+def _tool_output(session: Session, item: Any) -> str | None:
+    """Add a client's `function_call_output` item to the history; the problem, if any."""
+    if not isinstance(item, dict) or item.get("type") != "function_call_output":
+        return "conversation.item.create takes an item of type 'function_call_output'"
+    call_id, output = item.get("call_id"), item.get("output")
+    pending = {c.id for c in pending_calls(session.history)}
+    if not isinstance(call_id, str) or call_id not in pending:
+        return (f"call_id {call_id!r} is not a pending call (pending: "
+                f"{', '.join(sorted(pending)) or 'none'}); a call the user talked over is "
+                "closed")[:300]
+    text = output if isinstance(output, str) else output_text(output)
+    session.history = (*session.history, Message("tool", fit_output(text),
+                                                 tool_call_id=call_id))
+    return None
+
+
 def _update(session: Session, data: Any) -> str | None:
     """Apply a session.update; the problem with it, if any."""
     if not isinstance(data, dict):
@@ -725,6 +786,14 @@ def _update(session: Session, data: Any) -> str | None:
     want_audio = data.get("want_audio", session.want_audio)
     if not isinstance(want_audio, bool):
         return "want_audio must be true or false"
+    try:
+        tools = tools_of(data["tools"]) if "tools" in data else session.tools
+        choice = tool_choice_of(data["tool_choice"], tools) if "tool_choice" in data \
+            else session.tool_choice
+        check_choice(choice, tools)  # new tools may leave out the one a standing choice names
+    except ToolError as exc:
+        return str(exc)
+    session.tools, session.tool_choice = tools, choice
     session.max_tokens = limit
     session.input_rate = rate
     session.server_vad = detection == "server_vad"

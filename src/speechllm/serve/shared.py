@@ -50,6 +50,15 @@ class Services:
     sessions: int = 0  # open voice sessions
     # seconds per stage of recent voice turns (vad, asr, ..., endpoint, ttfa after speech)
     stage_seconds: dict[str, collections.deque[float]] = field(default_factory=dict)
+    # what recent spoken chat questions said (sha1 of the audio bytes -> transcript), so a
+    # client sending the question back in the history (a tool round) is not heard again
+    heard: collections.OrderedDict[str, str] = field(default_factory=collections.OrderedDict)
+
+    def remember(self, key: str, transcript: str) -> None:
+        self.heard[key] = transcript
+        self.heard.move_to_end(key)
+        while len(self.heard) > 256:
+            self.heard.popitem(last=False)
 
     def record(self, name: str, seconds: float) -> None:
         self.stage_seconds.setdefault(name, collections.deque(maxlen=500)).append(seconds)
