@@ -91,3 +91,39 @@ def test_push_to_talk_in_the_page(server, mic_file):
             browser.close()
     assert "capital of france" in stats["transcripts"][0].lower()
     assert "paris" in stats["replies"][0].lower()
+
+
+def test_page_runs_its_demo_tools_and_speaks_the_result(server, voice, tmp_path):
+    """A spoken "what time is it?" with the page's demo tools on: the server streams the
+    call, the page runs its clock, sends the result back and plays the answer using it."""
+    from tests.conftest import say
+
+    q = say(voice, "What time is it right now?").resample(48000).samples
+    x = np.concatenate([np.zeros(48000, np.float32), q, np.zeros(48000 * 4, np.float32)])
+    mic = tmp_path / "time-48k.wav"
+    save(Audio(x, 48000), mic)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+            "--no-sandbox", "--disable-gpu", "--no-first-run",
+            "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-audio-capture={mic}%noloop",
+            "--autoplay-policy=no-user-gesture-required"])
+        try:
+            page = browser.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(f"{server.url}/?api_key={KEY}")
+            page.check("#tools")
+            page.click("#start")
+            page.wait_for_function("window.speechllm.turns >= 2", timeout=120_000)
+            page.wait_for_function("window.speechllm.playedSeconds > 0.5", timeout=60_000)
+            stats = page.evaluate("window.speechllm")
+            shown = page.inner_text("#log")
+        finally:
+            browser.close()
+    assert not errors and not stats["errors"], (errors, stats["errors"])
+    call = stats["toolCalls"][0]
+    assert call["name"] == "get_time"
+    minutes = call["output"]["time"].split(":")[1][:2]
+    assert minutes in stats["replies"][1]  # the spoken answer uses the page's clock
+    assert "calls get_time" in shown  # the call is in the transcript
