@@ -40,7 +40,8 @@ def _run_name(settings: dict[str, object], task: str, perturb: str | None) -> st
 
 def eval_cmd(
     manifest: Annotated[Path, typer.Argument(help="JSONL manifest of the dataset.")],
-    task: Annotated[str, typer.Option(help="asr, digit, qa, translate or dialogue.")] = "asr",
+    task: Annotated[str, typer.Option(
+        help="asr, digit, qa, translate, dialogue or tools.")] = "asr",
     run_name: Annotated[str | None, typer.Option("--run", help="Run name (resumes if it "
                                                  "exists); default from the settings.")] = None,
     journal: Annotated[Path, typer.Option(help="SQLite journal.")] = Path("runs.sqlite"),
