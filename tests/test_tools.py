@@ -233,3 +233,16 @@ def test_earlier_turns_calls_are_left_out_of_the_prompt():
         ("assistant", "Your timer is set."), ("user", "What is the capital of France?")]
     current = [*history, Message("assistant", "", tool_calls=(call,))]
     assert settled(current)[-1].tool_calls == (call,)  # this turn's calls stay
+
+
+def test_constrained_calls_keep_integers_within_their_bounds(chat_llm):
+    alarm = Tool("set_alarm", "Set an alarm (24-hour clock).", {
+        "type": "object", "required": ["hour"], "properties": {
+            "hour": {"type": "integer", "minimum": 0, "maximum": 23},
+            "minute": {"type": "integer", "minimum": 0, "maximum": 59}}})
+    for asked in ("Set an alarm for 27 o'clock and 75 minutes.", "Alarm at 99:99."):
+        out = list(stream_tools(chat_llm, [*ASK, Message("user", asked)],
+                                GenerationOptions(max_tokens=48),
+                                ToolSet((alarm,), UseTool("set_alarm"))))
+        args = out[-1].args()  # checked against the schema, so in range, or it would raise
+        assert 0 <= args["hour"] <= 23 and 0 <= args.get("minute", 0) <= 59

@@ -49,3 +49,25 @@ def test_dialogue_run_keeps_answers_and_audio_for_the_report(tmp_path, voice, ca
     assert kept.duration > 0.5  # the spoken answer, saved beside the journal
     report = write_report(journal, ["chat"], tmp_path / "rep", resamples=50).path.read_text()
     assert row.prediction in report and "[wav](" in report
+
+
+def test_tool_call_run_scores_spoken_requests_with_their_own_tools(tmp_path, voice, cascade):
+    from speechllm.eval.tasks import ToolCallTask
+
+    lights = {"type": "function", "function": {
+        "name": "set_lights", "description": "Set the brightness of the lights in a room.",
+        "parameters": {"type": "object", "required": ["room", "level"], "properties": {
+            "room": {"type": "string", "enum": ["kitchen", "bedroom"]},
+            "level": {"type": "integer", "minimum": 0, "maximum": 100}}}}}
+    items = spoken(tmp_path, voice, ["Turn off the lights in the kitchen.",
+                                     "What is the capital of France?"],
+                   call=[{"name": "set_lights", "arguments": {"room": "kitchen", "level": 0}},
+                         None], tools=[[lights], [lights]])
+    journal = Journal(tmp_path / "runs.sqlite")
+    summary = runner.run(Job(lambda: cascade, ToolCallTask()), items, journal, "tools",
+                         {"task": "tools"}, Serial(cascade))
+    assert summary.errors == 0
+    rows = journal.rows("tools")
+    assert '"set_lights"' in (rows[0].prediction or "") and rows[0].scores["exact"] == 1.0
+    assert rows[1].prediction.startswith("no call") and "paris" in rows[1].prediction.lower()
+    assert summary.metrics["exact"] == 1.0 and summary.metrics["false_call"] == 0.0

@@ -96,3 +96,42 @@ def test_dialogue_keeps_the_answer_and_asks_for_audio():
     pred, scores = task.score(item("hi"), reply("Hello there, how can I help?"))
     assert pred == "Hello there, how can I help?"
     assert scores["answered"] == 1.0 and scores["answer_words"] == 6
+
+
+def test_tool_task_scores_function_and_arguments_as_a_user_would():
+    from speechllm.eval.tasks import ToolCallTask
+    from speechllm.tools import ToolCall
+
+    task = ToolCallTask()
+    timer = {"name": "set_timer", "arguments": {"minutes": 10, "label": "pasta"}}
+    weather = {"name": "get_weather", "arguments": {"city": "Lisbon"}}
+
+    def called(name: str, arguments: str, heard: str = "x") -> Response:
+        return Response("", heard, None, Timings(),
+                        tool_calls=(ToolCall("call_1", name, arguments),))
+
+    cases = [  # (expected call, response, right function, exact)
+        (timer, called("set_timer", '{"minutes": 10, "label": "Pasta Timer"}'), 1, 1),
+        (timer, called("set_timer", '{"minutes": 10.0, "label": "pasta"}'), 1, 1),
+        (timer, called("set_timer", '{"minutes": 12, "label": "pasta"}'), 1, 0),
+        (timer, called("set_timer", '{"minutes": 10, "label": "laundry"}'), 1, 0),
+        (timer, called("get_weather", '{"city": "Rome"}'), 0, 0),
+        (timer, reply("Sure, ten minutes.", "x"), 0, 0),
+        # an optional argument left out equals its default; one added at its default is fine
+        (weather, called("get_weather", '{"city": "lisbon", "day": "today"}'), 1, 1),
+        ({"name": "get_weather", "arguments": {"city": "Lisbon", "day": "today"}},
+         called("get_weather", '{"city": "Lisbon"}'), 1, 1),
+        ({"name": "get_weather", "arguments": {"city": "Lisbon", "day": "tomorrow"}},
+         called("get_weather", '{"city": "Lisbon"}'), 1, 0),
+        (None, reply("Paris.", "x"), 1, 1),
+        (None, called("get_weather", '{"city": "Paris"}'), 0, 0),
+    ]
+    rows = []
+    for n, (expected, response, right, exact) in enumerate(cases):
+        it = item("set a timer for ten minutes", call=expected)
+        _, s = task.score(it, response)
+        assert (s["right_function"], s["exact"]) == (right, exact), n
+        rows.append(Row(str(n), "", s, {}, None, task.reference(it)))
+    m = task.metrics(rows)
+    assert m["false_call"] == 0.5 and m["missed_call"] == pytest.approx(1 / 9)
+    assert m["exact:none"] == 0.5 and m["exact:set_timer"] == pytest.approx(2 / 6)
