@@ -22,7 +22,7 @@ from typing import Any
 
 from speechllm._optional import require
 from speechllm.errors import AudioError, ModelError, NoSpeechError, SpeechLLMError
-from speechllm.serve import openai_routes, realtime
+from speechllm.serve import openai_routes, realtime, telephony
 from speechllm.serve.settings import ServeSettings
 from speechllm.serve.shared import APIError, Services, error_body, key_ok, load_services
 from speechllm.tools import ToolCallError
@@ -227,4 +227,5 @@ def create_app(settings: ServeSettings | None = None,
 
     app.include_router(openai_routes.router)
     app.include_router(realtime.router)
+    app.include_router(telephony.router)
     return app

@@ -448,7 +448,15 @@ async def realtime(ws: WebSocket) -> None:
         await ws.close(code=4401, reason="missing or wrong API key")
         return
     await ws.accept()
-    session = Session()
+    await run_session(ws)
+
+
+async def run_session(ws: WebSocket, session: Session | None = None) -> None:
+    """One voice session on an accepted socket, speaking this module's protocol. Bridges to
+    other protocols (telephony) pass a socket-like object that translates (the session uses
+    `receive`, `send_text`, `close` and `app`)."""
+    s: Services = ws.app.state.services
+    session = session or Session()
     turns = Turns(s, session)
     s.sessions += 1
     reply: Reply | None = None
