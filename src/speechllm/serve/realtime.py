@@ -104,6 +104,7 @@ class Session:
     history: tuple[Message, ...] = ()
     tools: tuple[Tool, ...] = ()  # functions the assistant may call (the client runs them)
     tool_choice: ToolChoice = "auto"
+    typed: str | None = None  # a typed user message waiting for response.create
     turns: int = 0
     speculations_dropped: int = 0  # held answers thrown away because the user went on
 
@@ -365,12 +366,13 @@ class Overlap:
 
 
 async def _answer(ws: WebSocket, s: Services, session: Session, audio: Audio | None,
-                  out: Outbox, turn: int, ended_at: float) -> None:
+                  out: Outbox, turn: int, ended_at: float, text: str | None = None) -> None:
     """One response: stream the model's events to the client (held while speculative). With
-    no audio it answers from the tool results that end the history."""
+    neither audio nor text it answers from the tool results that end the history."""
     # the user spoke while calls were pending: they are answered "no result", for good
-    history = close_pending(session.history) if audio is not None else session.history
-    request = Request(audio=audio, system=session.instructions, history=history,
+    fresh = audio is not None or text is not None
+    history = close_pending(session.history) if fresh else session.history
+    request = Request(audio=audio, text=text, system=session.instructions, history=history,
                       want_audio=session.want_audio, max_tokens=session.max_tokens,
                       tools=session.tools, tool_choice=session.tool_choice)
     spoke = False
@@ -447,8 +449,21 @@ async def realtime(ws: WebSocket) -> None:
     if not key_ok(s.settings, ws.headers.get("authorization"), ws.query_params.get("api_key")):
         await ws.close(code=4401, reason="missing or wrong API key")
         return
+    from speechllm.serve.openai_realtime import OpenAIRealtimeBridge, wants_openai
+
+    if wants_openai(ws):  # the OpenAI Realtime API's protocol (the official clients)
+        await ws.accept(subprotocol=_subprotocol(ws))
+        bridge = OpenAIRealtimeBridge(ws, s.settings.model_id)
+        await run_session(bridge, Session(input_rate=bridge.input[1]))  # type: ignore[arg-type]
+        return
     await ws.accept()
     await run_session(ws)
+
+
+def _subprotocol(ws: WebSocket) -> str | None:
+    """Echo the `realtime` subprotocol a browser client offers (its key rides beside it)."""
+    offered = [p.strip() for p in ws.headers.get("sec-websocket-protocol", "").split(",")]
+    return "realtime" if "realtime" in offered else None
 
 
 async def run_session(ws: WebSocket, session: Session | None = None) -> None:
@@ -568,15 +583,16 @@ async def run_session(ws: WebSocket, session: Session | None = None) -> None:
         judge_if_due(at_pause=turns.paused)
 
     def start_reply(audio: Audio | None, ended_at: float, held: bool,
-                    from_results: bool = False) -> Reply | None:
-        if not from_results and (audio is None or audio.duration < MIN_SPEECH):
+                    from_results: bool = False, text: str | None = None) -> Reply | None:
+        if not from_results and text is None and (audio is None or
+                                                  audio.duration < MIN_SPEECH):
             return None
         turn = session.turns + 1
         turns.echo = None  # a new answer: the old one's echo path no longer holds
         if not held:
             session.turns = turn
         out = Outbox(ws, held)
-        task = asyncio.create_task(_answer(ws, s, session, audio, out, turn, ended_at))
+        task = asyncio.create_task(_answer(ws, s, session, audio, out, turn, ended_at, text))
         task.add_done_callback(_log_failure)
         return Reply(task, out, turn)
 
@@ -719,6 +735,10 @@ async def run_session(ws: WebSocket, session: Session | None = None) -> None:
                 overlap = None
             elif kind == "response.cancel":
                 await cancel_reply("client")
+            elif kind == "conversation.item.create" and _typed_text(command.get("item")):
+                session.typed = _typed_text(command.get("item"))  # answered on response.create
+                await _send(ws, "conversation.item.created", item={"type": "message",
+                                                                   "role": "user"})
             elif kind == "conversation.item.create":
                 problem = _tool_output(session, command.get("item"))
                 if problem:
@@ -727,12 +747,16 @@ async def run_session(ws: WebSocket, session: Session | None = None) -> None:
                     item = command["item"]
                     await _send(ws, "conversation.item.created", item={
                         "type": "function_call_output", "call_id": item["call_id"]})
+            elif kind == "response.create" and session.typed is not None:
+                await cancel_reply("new turn")
+                typed, session.typed = session.typed, None
+                reply = start_reply(None, time.perf_counter(), held=False, text=typed)
             elif kind == "response.create":
                 if not session.history or session.history[-1].role != "tool" or \
                         pending_calls(session.history):
                     await _send(ws, "error", kind="protocol", message=(
-                        "response.create answers from tool results: send every pending "
-                        "call's function_call_output first"))
+                        "response.create answers a typed message or tool results: send "
+                        "the message, or every pending call's function_call_output, first"))
                     continue
                 await cancel_reply("new turn")
                 reply = start_reply(None, time.perf_counter(), held=False, from_results=True)
@@ -757,6 +781,17 @@ async def run_session(ws: WebSocket, session: Session | None = None) -> None:
 def _log_failure(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.warning("a voice turn failed: %r", task.exception())
+
+
+def _typed_text(item: Any) -> str | None:
+    """The text of a typed user message item (`input_text` parts), if that is what it is."""
+    if not isinstance(item, dict) or item.get("type") != "message" or \
+            item.get("role") != "user" or not isinstance(item.get("content"), list):
+        return None
+    parts = [p.get("text") for p in item["content"]
+             if isinstance(p, dict) and p.get("type") in ("input_text", "text")]
+    text = " ".join(p for p in parts if isinstance(p, str)).strip()
+    return text or None
 
 
 def _tool_output(session: Session, item: Any) -> str | None:

@@ -1,0 +1,167 @@
+"""The OpenAI Realtime protocol on /v1/realtime: the official `openai` client (only its base
+URL changed) holds a spoken conversation; a raw session with the beta field names, G.711
+audio, push-to-talk, a typed message and bad events; tools through the protocol."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+
+import numpy as np
+import openai
+import websockets
+
+from speechllm.asr.base import ASROptions
+from speechllm.audio import Audio, load
+from speechllm.serve import g711
+
+from .conftest import KEY, QUESTION
+
+
+def question(rate: int, before: float = 0.5, after: float = 1.5) -> np.ndarray:
+    q = load(QUESTION, rate).samples
+    return np.concatenate([np.zeros(int(rate * before), np.float32), q,
+                           np.zeros(int(rate * after), np.float32)])
+
+
+def pcm16(x: np.ndarray) -> bytes:
+    return np.clip(np.round(x * 32767), -32768, 32767).astype("<i2").tobytes()
+
+
+def test_the_official_client_holds_a_spoken_conversation(server, asr):
+    async def run():
+        client = openai.AsyncOpenAI(base_url=server.url + "/v1", api_key=KEY)
+        async with client.realtime.connect(model="speechllm") as conn:
+            await conn.session.update(session={
+                "type": "realtime", "output_modalities": ["audio"],
+                "instructions": "You are a helpful voice assistant. Answer in one sentence.",
+                "audio": {"input": {"format": {"type": "audio/pcm", "rate": 24000},
+                                    "turn_detection": {"type": "server_vad"}},
+                          "output": {"format": {"type": "audio/pcm", "rate": 24000},
+                                     "voice": "alloy"}}})
+            data = pcm16(question(24000))
+
+            async def send() -> None:
+                for i in range(0, len(data), 4800):  # 100 ms, at twice real time
+                    await conn.input_audio_buffer.append(
+                        audio=base64.b64encode(data[i:i + 4800]).decode())
+                    await asyncio.sleep(0.05)
+
+            sender = asyncio.create_task(send())
+            events = []
+            async for event in conn:
+                events.append(event)
+                if event.type == "response.done":
+                    break
+            await sender
+        return events
+
+    events = asyncio.run(run())
+    kinds = [e.type for e in events]
+    for kind in ("session.created", "session.updated", "input_audio_buffer.speech_started",
+                 "input_audio_buffer.speech_stopped", "input_audio_buffer.committed",
+                 "conversation.item.input_audio_transcription.completed", "response.created",
+                 "response.output_item.added", "response.content_part.added",
+                 "response.output_audio_transcript.delta", "response.output_audio.delta",
+                 "response.output_audio.done", "response.output_audio_transcript.done",
+                 "response.content_part.done", "response.output_item.done", "response.done"):
+        assert kind in kinds, (kind, kinds)
+    assert kinds.index("response.created") < kinds.index("response.output_audio.delta") < \
+        kinds.index("response.done")
+    heard = next(e for e in events
+                 if e.type == "conversation.item.input_audio_transcription.completed")
+    assert "capital of france" in heard.transcript.lower()
+    said = next(e for e in events if e.type == "response.output_audio_transcript.done")
+    assert "paris" in said.transcript.lower()
+    done = events[-1]
+    assert done.response.status == "completed" and done.response.output[0].type == "message"
+    audio = b"".join(base64.b64decode(e.delta) for e in events
+                     if e.type == "response.output_audio.delta")
+    speech = Audio(np.frombuffer(audio, "<i2").astype(np.float32) / 32768.0, 24000)
+    assert "paris" in asr.transcribe(speech.resample(16000), ASROptions(language="en")
+                                     ).text.lower()
+
+
+async def _collect(ws, until: str, timeout: float = 120) -> list[dict]:
+    seen = []
+    while True:
+        event = json.loads(await asyncio.wait_for(ws.recv(), timeout))
+        seen.append(event)
+        if event["type"] == until:
+            return seen
+
+
+def test_a_raw_session_with_beta_names_g711_typing_tools_and_bad_events(server, asr):
+    url = server.url.replace("http://", "ws://") + "/v1/realtime?model=speechllm"
+    weather = {"type": "function", "name": "get_weather",
+               "description": "The current weather in a city.",
+               "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                              "required": ["city"]}}
+
+    async def run():
+        async with websockets.connect(url, additional_headers={
+                "Authorization": f"Bearer {KEY}", "OpenAI-Beta": "realtime=v1"}) as ws:
+            created = json.loads(await ws.recv())
+            await ws.send(json.dumps({"type": "session.update", "session": {
+                "modalities": ["text", "audio"], "input_audio_format": "g711_ulaw",
+                "output_audio_format": "g711_ulaw", "turn_detection": None}}))
+            updated = json.loads(await ws.recv())
+            bad = []
+            for junk in ("not json", json.dumps({"type": "dance"}), b"\x00\x01",
+                         json.dumps({"type": "input_audio_buffer.append", "audio": "%%"}),
+                         json.dumps({"type": "session.update", "session": {
+                             "input_audio_format": "mp3"}})):
+                await ws.send(junk)
+                bad.append(json.loads(await ws.recv()))
+            # push-to-talk: append mu-law, commit, response.create (as OpenAI clients do)
+            law = g711.encode((question(8000) * 32767).astype(np.int16))
+            for i in range(0, len(law), 800):
+                await ws.send(json.dumps({"type": "input_audio_buffer.append",
+                                          "audio": base64.b64encode(law[i:i + 800]).decode()}))
+            await ws.send(json.dumps({"type": "input_audio_buffer.commit"}))
+            await ws.send(json.dumps({"type": "response.create"}))
+            spoken = await _collect(ws, "response.done")
+            # a typed message, then a tool round
+            await ws.send(json.dumps({"type": "conversation.item.create", "item": {
+                "type": "message", "role": "user",
+                "content": [{"type": "input_text", "text": "What is the capital of Italy?"}]}}))
+            await ws.send(json.dumps({"type": "response.create"}))
+            typed = await _collect(ws, "response.done")
+            await ws.send(json.dumps({"type": "session.update", "session": {
+                "tools": [weather], "tool_choice": {"type": "function", "name": "get_weather"}}}))
+            with_tools = (await _collect(ws, "session.updated"))[-1]
+            await ws.send(json.dumps({"type": "conversation.item.create", "item": {
+                "type": "message", "role": "user",
+                "content": [{"type": "input_text", "text": "What's the weather in Oslo?"}]}}))
+            await ws.send(json.dumps({"type": "response.create"}))
+            called = await _collect(ws, "response.done")
+            call = next(e for e in called
+                        if e["type"] == "response.function_call_arguments.done")
+            await ws.send(json.dumps({"type": "conversation.item.create", "item": {
+                "type": "function_call_output", "call_id": call["call_id"],
+                "output": json.dumps({"temperature_c": 7, "sky": "snow"})}}))
+            await ws.send(json.dumps({"type": "response.create"}))
+            answered = await _collect(ws, "response.done")
+            return created, updated, bad, spoken, typed, with_tools, call, called, answered
+
+    created, updated, bad, spoken, typed, with_tools, call, called, answered = asyncio.run(run())
+    assert created["type"] == "session.created" and created["event_id"]
+    assert updated["session"]["audio"]["input"]["format"]["type"] == "audio/pcmu"
+    assert all(e["type"] == "error" for e in bad) and "mp3" in bad[-1]["error"]["message"]
+    kinds = [e["type"] for e in spoken]
+    assert "input_audio_buffer.committed" in kinds and kinds.count("response.created") == 1
+    heard = next(e for e in spoken
+                 if e["type"] == "conversation.item.input_audio_transcription.completed")
+    assert "capital of france" in heard["transcript"].lower()
+    law = b"".join(base64.b64decode(e["delta"]) for e in spoken
+                   if e["type"] == "response.output_audio.delta")
+    speech = Audio(g711.decode(law).astype(np.float32) / 32768.0, 8000).resample(16000)
+    assert "paris" in asr.transcribe(speech, ASROptions(language="en")).text.lower()
+    said = next(e for e in typed if e["type"] == "response.output_audio_transcript.done")
+    assert "rome" in said["transcript"].lower()
+    assert with_tools["session"]["tools"][0]["name"] == "get_weather"
+    assert call["name"] == "get_weather" and "oslo" in call["arguments"].lower()
+    assert called[-1]["response"]["output"][0]["type"] == "function_call"
+    said = next(e for e in answered if e["type"] == "response.output_audio_transcript.done")
+    assert "snow" in said["transcript"].lower()  # the answer uses the tool's result
