@@ -32,7 +32,9 @@ def main(out: Path = ROOT / "data" / "tools") -> None:
         items += read_manifest(synthesize_dataset(texts, part, spec))
         print(f"{voice} snr={snr}: {len(texts)} requests", file=sys.stderr)
     path = write_manifest(items, out / "manifest.jsonl")
-    print(f"wrote {path}: {len(items)} items")
+    test = write_manifest([it for it in items if it.fields.get("split") == "test"],
+                          out / "manifest-test.jsonl")  # for the slow settings
+    print(f"wrote {path}: {len(items)} items, and {test}")
 
 
 if __name__ == "__main__":

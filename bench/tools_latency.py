@@ -5,12 +5,17 @@ the request's audio is in hand.
 
     ./dev python bench/tools_latency.py [N]
 
-Per request, in one sitting and interleaved (so machine noise hits all settings alike):
+In one sitting, one block per setting (each block starts with an untimed warm-up request:
+llama.cpp keeps one prompt prefix cached, and the tools' descriptions make the prompt ~800
+tokens, so switching between a prompt with tools and one without costs a full prefill that a
+running session, whose prefix stays the same, never pays):
   call, constrained: seconds until the checked call (`ToolCallEvent`), and until its first
                      argument piece
   call, free:        seconds until the checked call (free decoding: no pieces before it)
   text answer:       the same request with tool_choice "none": seconds until the first
                      clause's text is ready for TTS, and until its audio (ttfa)
+  text with tools:   the benchmark's clean Piper requests that need no tool, tools offered:
+                     the first clause's text and audio when the model answers in speech
 Prints medians and paired median differences with 95% bootstrap intervals.
 """
 
@@ -66,15 +71,21 @@ def main(n: int = 30) -> None:
     c = constrained  # the same models, free decoding
     free = CascadeSpeechLM(c.asr, c.llm, c.tts, c.vad, None,
                            replace(c.config, constrained_tools=False))
-    rows = []
-    for it in items:
-        audio = load(it.audio, 16000)
-        base = Request(audio=audio, tools=CATALOG)
-        row = {"call_c": asyncio.run(timed(constrained, base)),
-               "call_f": asyncio.run(timed(free, base)),
-               "text": asyncio.run(timed(constrained, replace(base, tool_choice="none")))}
-        rows.append(row)
-        print(json.dumps({it.text: row}), file=sys.stderr)
+    plain = [it for it in read_manifest(ROOT / "data/tools/manifest.jsonl")
+             if not it.fields.get("call") and it.fields.get("voice") == "piper"
+             and it.fields.get("snr") == "clean"]
+    requests = [Request(audio=load(it.audio, 16000), tools=CATALOG) for it in items]
+    blocks = {"call_c": (constrained, requests), "call_f": (free, requests),
+              "text": (constrained, [replace(r, tool_choice="none") for r in requests]),
+              "plain": (constrained, [Request(audio=load(it.audio, 16000), tools=CATALOG)
+                                      for it in plain])}
+    timings: dict[str, list[dict[str, float]]] = {}
+    for name, (lm, batch) in blocks.items():
+        asyncio.run(timed(lm, batch[-1]))  # warm-up: this block's prompt prefix cached
+        timings[name] = [asyncio.run(timed(lm, r)) for r in batch]
+        print(name, json.dumps(timings[name]), file=sys.stderr)
+    rows = [{k: timings[k][i] for k in ("call_c", "call_f", "text")}
+            for i in range(len(items))]
     ok = [r for r in rows if "call" in r["call_c"] and "call" in r["call_f"]
           and "first_clause" in r["text"] and "ttfa" in r["text"]]
     print(f"{len(ok)} of {len(rows)} requests called a tool in both settings and answered "
@@ -86,9 +97,13 @@ def main(n: int = 30) -> None:
         "text answer: first clause written": [r["text"]["first_clause"] for r in ok],
         "text answer: first audio (ttfa)": [r["text"]["ttfa"] for r in ok],
     }
+    spoken = [t for t in timings["plain"] if "first_clause" in t and "ttfa" in t]
+    extra = {f"no-tool requests, tools offered ({len(spoken)} answered in speech): "
+             "first clause written": [t["first_clause"] for t in spoken],
+             "no-tool requests, tools offered: first audio (ttfa)": [t["ttfa"] for t in spoken]}
     print("| seconds from the request's audio in hand | median [95% CI] |")
     print("|---|---|")
-    for name, xs in series.items():
+    for name, xs in {**series, **extra}.items():
         a = np.array(xs, float)
         lo, hi = ci(a)
         print(f"| {name} | {np.median(a):.3f} [{lo:.3f}, {hi:.3f}] |")

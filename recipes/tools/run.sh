@@ -4,8 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ./dev python bench/tools_dataset.py
-for setting in constrained free rescore correct; do
+for setting in constrained free rescore; do
     ./dev speechllm eval data/tools/manifest.jsonl --task tools --config "recipes/tools/$setting.json" \
         --run "tools-$setting" --journal runs/tools.sqlite
 done
+# generative correction runs the chat LLM on every N-best list (~8 s an item here): test split
+./dev speechllm eval data/tools/manifest-test.jsonl --task tools --config recipes/tools/correct.json \
+    --run tools-correct-test --journal runs/tools.sqlite
 ./dev python bench/tools_table.py runs/tools.sqlite
