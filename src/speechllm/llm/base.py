@@ -8,7 +8,7 @@ from typing import Any, Protocol
 
 from speechllm.registry import Registry
 from speechllm.speechlm import Message
-from speechllm.tools import Tool, ToolCall, ToolCallDelta, ToolChoice, check_choice
+from speechllm.tools import Tool, ToolCall, ToolCallDelta, ToolChoice, ToolError, check_choice
 
 
 @dataclass(frozen=True)
@@ -121,8 +121,6 @@ def stream_tools(llm: ChatLLM, messages: Sequence[Message], options: GenerationO
     held until the call is known not to be such a repeat."""
     method = getattr(llm, "stream_tools", None)
     if method is None:
-        from speechllm.tools import ToolError
-
         raise ToolError(f"the LLM {llm.name!r} cannot call tools")
     messages = settled(messages)
     answered = answered_calls(messages)

@@ -446,7 +446,8 @@ async def _speak(out: Outbox, s: Services, tts: TTS, turn: int, text: str) -> fl
 @router.websocket("/v1/realtime")
 async def realtime(ws: WebSocket) -> None:
     s: Services = ws.app.state.services
-    if not key_ok(s.settings, ws.headers.get("authorization"), ws.query_params.get("api_key")):
+    key = ws.query_params.get("api_key") or _subprotocol_key(ws)
+    if not key_ok(s.settings, ws.headers.get("authorization"), key):
         await ws.close(code=4401, reason="missing or wrong API key")
         return
     from speechllm.serve.openai_realtime import OpenAIRealtimeBridge, wants_openai
@@ -458,6 +459,16 @@ async def realtime(ws: WebSocket) -> None:
         return
     await ws.accept()
     await run_session(ws)
+
+
+def _subprotocol_key(ws: WebSocket) -> str | None:
+    """The key a browser's OpenAI client offers as the `openai-insecure-api-key.KEY`
+    subprotocol (browsers cannot set headers on a WebSocket)."""
+    for offered in ws.headers.get("sec-websocket-protocol", "").split(","):
+        name = offered.strip()
+        if name.startswith("openai-insecure-api-key."):
+            return name.removeprefix("openai-insecure-api-key.")
+    return None
 
 
 def _subprotocol(ws: WebSocket) -> str | None:
