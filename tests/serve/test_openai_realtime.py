@@ -165,3 +165,20 @@ def test_a_raw_session_with_beta_names_g711_typing_tools_and_bad_events(server, 
     assert called[-1]["response"]["output"][0]["type"] == "function_call"
     said = next(e for e in answered if e["type"] == "response.output_audio_transcript.done")
     assert "snow" in said["transcript"].lower()  # the answer uses the tool's result
+
+
+def test_a_browser_client_authenticates_with_the_key_subprotocol(server):
+    url = server.url.replace("http://", "ws://") + "/v1/realtime?model=speechllm"
+
+    async def run(key: str):
+        async with websockets.connect(url, subprotocols=[
+                "realtime", f"openai-insecure-api-key.{key}"]) as ws:
+            return ws.subprotocol, json.loads(await ws.recv())["type"]
+
+    assert asyncio.run(run(KEY)) == ("realtime", "session.created")
+    try:
+        asyncio.run(run("wrong"))
+        refused = False
+    except websockets.InvalidStatus as exc:  # closed before the handshake: HTTP 403
+        refused = exc.response.status_code == 403
+    assert refused
