@@ -10,6 +10,7 @@ import json
 
 import numpy as np
 import openai
+import pytest
 import websockets
 
 from speechllm.asr.base import ASROptions
@@ -182,3 +183,32 @@ def test_a_browser_client_authenticates_with_the_key_subprotocol(server):
     except websockets.InvalidStatus as exc:  # closed before the handshake: HTTP 403
         refused = exc.response.status_code == 403
     assert refused
+
+
+def test_out_of_order_and_oversized_events_get_errors_and_idle_sessions_close(server):
+    url = server.url.replace("http://", "ws://") + "/v1/realtime?model=speechllm"
+
+    async def run():
+        async with websockets.connect(url, additional_headers={
+                "Authorization": f"Bearer {KEY}"}) as ws:
+            await ws.recv()  # session.created
+            errors = []
+            for event in (
+                    {"type": "conversation.item.create", "item": {
+                        "type": "function_call_output", "call_id": "call_nope", "output": "{}"}},
+                    {"type": "response.create"},  # nothing to answer yet
+                    {"type": "input_audio_buffer.append",  # 11 s in one event
+                     "audio": base64.b64encode(b"\0" * 24000 * 2 * 11).decode()}):
+                await ws.send(json.dumps(event))
+                errors.append(json.loads(await ws.recv()))
+            with pytest.raises(websockets.ConnectionClosed) as caught:
+                while True:  # then silence: the idle time-out (6 s here) closes it
+                    await asyncio.wait_for(ws.recv(), 30)
+            return errors, caught.value.rcvd.code
+
+    errors, code = asyncio.run(run())
+    assert [e["type"] for e in errors] == ["error"] * 3
+    assert "call_nope" in errors[0]["error"]["message"]
+    assert "response.create" in errors[1]["error"]["message"]
+    assert "at most" in errors[2]["error"]["message"]
+    assert code == 4408

@@ -159,3 +159,54 @@ def test_g711_matches_the_reference_codec():
         assert g711.encode(x, law) == encode(x.tobytes(), 2)
         assert np.array_equal(g711.decode(every, law),
                               np.frombuffer(decode(every, 2), np.int16))
+
+
+def test_out_of_order_wrong_format_huge_and_idle_streams_end_cleanly(server):
+    async def closed_with(first: list[dict]) -> int:
+        async with websockets.connect(twilio_url(server)) as ws:
+            for event in first:
+                await ws.send(json.dumps(event))
+            with pytest.raises(websockets.ConnectionClosed) as caught:
+                while True:
+                    await asyncio.wait_for(ws.recv(), 30)
+            return caught.value.rcvd.code
+
+    media = {"event": "media", "media": {"payload": base64.b64encode(b"\xff" * 160).decode()}}
+    assert asyncio.run(closed_with([media])) == 4400  # media before start
+    wide = {"event": "start", "start": {"streamSid": "MZ9", "customParameters": {
+        "api_key": KEY}, "mediaFormat": {"encoding": "audio/x-l16", "sampleRate": 16000}}}
+    assert asyncio.run(closed_with([wide])) == 4400  # not 8 kHz mu-law
+
+    async def huge_then_idle() -> int:
+        async with websockets.connect(twilio_url(server)) as ws:
+            await start_call(ws)
+            big = base64.b64encode(b"\xff" * 8000 * 12).decode()  # 12 s in one message
+            await ws.send(json.dumps({"event": "media", "media": {"payload": big}}))
+            # then nothing: the server's idle time-out (6 s here) ends the call
+            with pytest.raises(websockets.ConnectionClosed) as caught:
+                while True:
+                    await asyncio.wait_for(ws.recv(), 30)
+            return caught.value.rcvd.code
+
+    assert asyncio.run(huge_then_idle()) == 4408
+
+
+def test_raw_g711_refuses_a_frame_over_the_cap_and_goes_on(server):
+    async def run():
+        url = server.url.replace("http://", "ws://") + \
+            f"/v1/telephony/g711?codec=mulaw&api_key={KEY}"
+        async with websockets.connect(url) as ws:
+            assert json.loads(await ws.recv())["type"] == "session.created"
+            await ws.send(b"\xff" * 8000 * 12)  # 12 s in one frame
+            error = json.loads(await ws.recv())
+            data = phone_audio()
+            for i in range(0, len(data), 1600):
+                await ws.send(data[i:i + 1600])
+            while True:
+                message = await asyncio.wait_for(ws.recv(), 120)
+                if isinstance(message, str) and json.loads(message)["type"] == "response.done":
+                    return error, json.loads(message)
+
+    error, done = asyncio.run(run())
+    assert error["type"] == "error" and "at most" in error["message"]
+    assert "capital of france" in done["transcript"].lower()
