@@ -277,7 +277,7 @@ def may_start_call(head: str) -> bool:
         or (head.startswith("```") and not rest)
 
 
-def calls_in_text(text: str) -> list[tuple[str, Any]]:
+def calls_in_text(text: str) -> list[tuple[str, str | dict[str, Any]]]:
     """(name, arguments) of each call a model wrote as text (`<tool_call>{...}</tool_call>`
     or bare `{"name": ..., "arguments": ...}` objects); [] when the text is an answer."""
     body = text.replace("<tool_call>", "\n").replace("</tool_call>", "\n").strip()
@@ -285,7 +285,7 @@ def calls_in_text(text: str) -> list[tuple[str, Any]]:
     if not body.startswith("{"):
         return []
     decoder, at = json.JSONDecoder(), 0
-    found: list[tuple[str, Any]] = []
+    found: list[tuple[str, str | dict[str, Any]]] = []
     while at < len(body):
         while at < len(body) and body[at] in " \n\r\t,":
             at += 1
@@ -302,5 +302,21 @@ def calls_in_text(text: str) -> list[tuple[str, Any]]:
             if found:  # e.g. a result the model imagined after its call
                 break
             raise ToolCallError(f"the model's tool call has no name: {body[:120]!r}")
-        found.append((value["name"], value.get("arguments", value.get("parameters", {}))))
+        arguments = value.get("arguments", value.get("parameters", {}))
+        # anything but an object (or its JSON text) stays JSON, for check_call to refuse
+        found.append((value["name"], arguments if isinstance(arguments, str | dict)
+                      else json.dumps(arguments)))
     return found
+
+
+def check_written_calls(text: str, tools: Sequence[Tool], named: str | None = None
+                        ) -> list[ToolCall]:
+    """The calls a model wrote as text, each checked (`check_call`); ToolCallError when the
+    text holds none, or calls another tool than the one `named` by tool_choice."""
+    found = calls_in_text(text)
+    if not found:
+        raise ToolCallError(f"the model was to call a tool but wrote {text[:120]!r}")
+    if named is not None and any(name != named for name, _ in found):
+        raise ToolCallError(f"tool_choice named {named!r}; the model called "
+                            f"{', '.join(repr(n) for n, _ in found)}")
+    return [check_call(name, arguments, tools) for name, arguments in found]

@@ -18,6 +18,7 @@ from speechllm.audio import Audio, load
 from speechllm.serve import g711
 
 from .conftest import KEY, QUESTION
+from .test_realtime import until
 
 
 def question(rate: int, before: float = 0.5, after: float = 1.5) -> np.ndarray:
@@ -84,13 +85,10 @@ def test_the_official_client_holds_a_spoken_conversation(server, asr):
                                      ).text.lower()
 
 
-async def _collect(ws, until: str, timeout: float = 120) -> list[dict]:
-    seen = []
-    while True:
-        event = json.loads(await asyncio.wait_for(ws.recv(), timeout))
-        seen.append(event)
-        if event["type"] == until:
-            return seen
+async def _collect(ws, kind: str, timeout: float = 120) -> list[dict]:
+    seen: list[dict] = []
+    await until(ws, kind, seen, timeout)
+    return seen
 
 
 def test_a_raw_session_with_beta_names_g711_typing_tools_and_bad_events(server, asr):

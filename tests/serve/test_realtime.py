@@ -39,12 +39,14 @@ async def send_realtime(ws, data: bytes, speed: float = 1.0) -> None:
         await asyncio.sleep(0.1 / speed)
 
 
-async def until(ws, kind: str, seen: list[dict], timeout: float = 300) -> dict:
+async def until(ws, kind: str, seen: list[dict], timeout: float = 300,
+                key: str = "type") -> dict:
+    """The first JSON message whose `key` is `kind`; every message read goes to `seen`."""
     deadline = time.monotonic() + timeout
     while True:
         message = json.loads(await asyncio.wait_for(ws.recv(), deadline - time.monotonic()))
         seen.append(message)
-        if message["type"] == kind:
+        if message[key] == kind:
             return message
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import time
 import warnings
 
 import numpy as np
@@ -20,6 +19,7 @@ from speechllm.audio import Audio, load
 from speechllm.serve import g711
 
 from .conftest import KEY, QUESTION
+from .test_realtime import until
 
 CHUNK = 160  # 20 ms of 8 kHz G.711, as Twilio sends it
 
@@ -54,12 +54,7 @@ async def stream(ws, data: bytes, speed: float = 1.0) -> None:
 
 
 async def until_event(ws, kind: str, seen: list[dict], timeout: float = 120) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        message = json.loads(await asyncio.wait_for(ws.recv(), deadline - time.monotonic()))
-        seen.append(message)
-        if message["event"] == kind:
-            return message
+    return await until(ws, kind, seen, timeout, key="event")  # Twilio names it "event"
 
 
 def heard(asr, payloads: list[str]) -> str:

@@ -65,15 +65,15 @@ class ToolCallingLLM(ChatLLM, Protocol):
         ...
 
 
+def last_user(messages: Sequence[Message]) -> int:
+    """Where the user last spoke in `messages` (-1: nowhere)."""
+    return max((i for i, m in enumerate(messages) if m.role == "user"), default=-1)
+
+
 def answered_calls(messages: Sequence[Message]) -> list[ToolCall]:
     """The calls made since the user last spoke whose results are in `messages`."""
     done = {m.tool_call_id for m in messages if m.role == "tool"}
-    calls: list[ToolCall] = []
-    for m in reversed(messages):
-        if m.role == "user":
-            break
-        calls += [c for c in m.tool_calls if c.id in done]
-    return calls
+    return [c for m in messages[last_user(messages) + 1:] for c in m.tool_calls if c.id in done]
 
 
 def _repeats(call: ToolCall, answered: Sequence[ToolCall]) -> bool:
@@ -88,7 +88,7 @@ def settled(messages: Sequence[Message]) -> list[Message]:
     """`messages` with the calls and results of turns before the user's last one left out
     (their answers already say what the results were): past calls prime a small model to
     call a tool for any next question, and fill its window."""
-    last = max((i for i, m in enumerate(messages) if m.role == "user"), default=-1)
+    last = last_user(messages)
     if last < 0:
         return list(messages)
     kept = [m for m in messages[:last] if m.role != "tool" and (m.content or not m.tool_calls)]
@@ -100,7 +100,7 @@ def fold_results(messages: Sequence[Message]) -> list[Message]:
     """The calls and results since the user last spoke, written into the user's message as
     plain text ("Result of f({...}): ..."), which a small model answers from where it would
     call again on the chat template's own tool turns."""
-    last = max((i for i, m in enumerate(messages) if m.role == "user"), default=-1)
+    last = last_user(messages)
     outputs = {m.tool_call_id: m.content for m in messages[last + 1:] if m.role == "tool"}
     lines = [f"Result of {c.name}({c.arguments}): {outputs[c.id]}"
              for m in messages[last + 1:] for c in m.tool_calls if c.id in outputs]
@@ -124,7 +124,7 @@ def stream_tools(llm: ChatLLM, messages: Sequence[Message], options: GenerationO
         raise ToolError(f"the LLM {llm.name!r} cannot call tools")
     messages = settled(messages)
     answered = answered_calls(messages)
-    last = max((i for i, m in enumerate(messages) if m.role == "user"), default=-1)
+    last = last_user(messages)
     if answered and sum(bool(m.tool_calls) for m in messages[last + 1:]) >= tools.rounds:
         yield from llm.stream_chat(fold_results(messages), options)
         return

@@ -23,10 +23,9 @@ from speechllm.speechlm import Message
 from speechllm.tools import (
     ToolCall,
     ToolCallDelta,
-    ToolCallError,
     UseTool,
-    calls_in_text,
     check_call,
+    check_written_calls,
     may_start_call,
     new_call_id,
     starts_call,
@@ -183,25 +182,14 @@ class LlamaCppChat:
                     return
                 if not tools.constrained:
                     written += "".join(free)
-                    yield from self._checked(written, tools)
+                    yield from check_written_calls(written, tools.tools, _named(tools))
                     return
                 free.close()
             elif not tools.constrained:  # "required" or one named tool, written freely
                 written = "".join(self._complete(prompt + CALL_OPEN, o, o.max_tokens))
-                yield from self._checked(written, tools)
+                yield from check_written_calls(written, tools.tools, _named(tools))
                 return
             yield from self._constrained_call(prompt, o, tools)
-
-    def _checked(self, written: str, tools: ToolSet) -> Iterator[ToolCall]:
-        found = calls_in_text(written)
-        if not found:
-            raise ToolCallError(f"the model was to call a tool but wrote {written[:120]!r}")
-        for name, arguments in found:
-            if isinstance(tools.choice, UseTool) and name != tools.choice.name:
-                raise ToolCallError(f"tool_choice named {tools.choice.name!r}; the model "
-                                    f"called {name!r}")
-            yield check_call(name, arguments if isinstance(arguments, str | dict) else "",
-                             tools.tools)
 
     def _constrained_call(self, prompt: str, o: GenerationOptions, tools: ToolSet
                           ) -> Iterator[ToolCallDelta | ToolCall]:
@@ -227,6 +215,10 @@ class LlamaCppChat:
 
 
 MAX_ENUMERATED = 1000  # integer ranges up to this many values become a grammar's alternatives
+
+
+def _named(tools: ToolSet) -> str | None:
+    return tools.choice.name if isinstance(tools.choice, UseTool) else None
 
 
 def _bounded(schema: Any) -> Any:

@@ -16,8 +16,8 @@ from speechllm.tools import (
     ToolCall,
     ToolCallDelta,
     UseTool,
-    calls_in_text,
     check_call,
+    check_written_calls,
     may_start_call,
     starts_call,
 )
@@ -101,9 +101,7 @@ class OpenAIChat:
                 return
             # a server without a tool-call parser (llama.cpp's without --jinja, vLLM without
             # --tool-call-parser) hands the model's call back as text: read it here
-            for name, arguments in calls_in_text(held):
-                yield check_call(name, arguments if isinstance(arguments, str | dict) else "",
-                                 tools.tools)
+            yield from check_written_calls(held, tools.tools)
 
 
 def _choice(tools: ToolSet) -> Any:

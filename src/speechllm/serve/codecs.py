@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import soundfile as sf
 
@@ -21,6 +23,12 @@ AUDIO_FORMATS: dict[str, tuple[str, str, str]] = {
 }
 PCM_RATE = 24000
 OPUS_RATES = (8000, 12000, 16000, 24000, 48000)
+
+
+def audio_of_delta(event: Mapping[str, Any]) -> Audio:
+    """The speech of a realtime `response.audio.delta` event (base64 PCM16 at its
+    `sample_rate`), for the bridges that re-encode it."""
+    return Audio.from_pcm16(base64.b64decode(event["delta"]), int(event["sample_rate"]))
 
 
 def encode(audio: Audio, fmt: str) -> tuple[bytes, str]:

@@ -24,11 +24,10 @@ import uuid
 from collections.abc import MutableMapping
 from typing import Any
 
-import numpy as np
-import soxr
 from fastapi import WebSocket
 
 from speechllm.serve import g711
+from speechllm.serve.codecs import audio_of_delta
 
 # OpenAI audio formats -> (codec, sample rate); GA {"type": ...} objects and beta strings
 FORMATS = {"audio/pcm": ("pcm16", 24000), "pcm16": ("pcm16", 24000),
@@ -267,14 +266,10 @@ class OpenAIRealtimeBridge:
                 "status_details": None, "metadata": None}
 
     def _audio_out(self, event: dict[str, Any]) -> str:
-        pcm = np.frombuffer(base64.b64decode(event["delta"]), "<i2").astype(np.float32)
-        rate = int(event.get("sample_rate", 24000))
-        codec, target = self.output
-        if rate != target:
-            pcm = soxr.resample(pcm / 32768.0, rate, target) * 32768.0
-        samples = np.clip(np.round(pcm), -32768, 32767).astype(np.int16)
-        data = samples.astype("<i2").tobytes() if codec == "pcm16" else \
-            g711.encode(samples, "alaw" if codec == "alaw" else "mulaw")
+        codec, rate = self.output
+        audio = audio_of_delta(event)
+        data = audio.resample(rate).to_pcm16() if codec == "pcm16" else \
+            g711.encode_audio(audio, "alaw" if codec == "alaw" else "mulaw")
         return base64.b64encode(data).decode()
 
     async def send_text(self, text: str) -> None:

@@ -219,6 +219,9 @@ async def turn_of(s: Services, spec: ChatBody) -> tuple[Turn, str | None, str | 
     except ToolError as exc:
         param = "tool_choice" if str(exc).startswith("tool_choice") else "tools"
         raise APIError(400, str(exc), "invalid_value", param) from None
+    # the latest spoken question before this message: the one a tool round answers
+    asked_last = max((i for i, x in enumerate(messages[:-1])
+                      if isinstance(x, dict) and x.get("role") == "user"), default=-1)
     for n, m in enumerate(messages[:-1]):
         got = _message_of(m, n)
         if isinstance(got, str):
@@ -226,8 +229,7 @@ async def turn_of(s: Services, spec: ChatBody) -> tuple[Turn, str | None, str | 
             continue
         if got.role == "user" and not got.content:  # a spoken question sent back
             _, parts = _text_of(m.get("content"), f"messages[{n}]")
-            if parts and n == max(i for i, x in enumerate(messages[:-1])
-                                  if isinstance(x, dict) and x.get("role") == "user"):
+            if parts and n == asked_last:
                 got = Message("user", await _heard(s, parts[0]))
         if got.content or got.tool_calls or got.role == "tool":
             history.append(got)

@@ -25,29 +25,19 @@ import logging
 from collections.abc import MutableMapping
 from typing import Any
 
-import numpy as np
-import soxr
 from fastapi import APIRouter, WebSocket
 
 from speechllm.serve import g711
+from speechllm.serve.codecs import audio_of_delta
 from speechllm.serve.realtime import PROTOCOL_CLOSE, Session, run_session
 from speechllm.serve.shared import Services, key_ok
 
 router = APIRouter()
 log = logging.getLogger("speechllm.serve")
-PHONE_RATE = 8000
+PHONE_RATE = g711.RATE
 START_WAIT = 10.0  # seconds for Twilio's `start` event after the socket opens
 MAX_PAYLOAD = 8000 * 10  # bytes of G.711 in one message (10 s); the session caps it too
 TWILIO_FORMAT = ("audio/x-mulaw", 8000)
-
-
-def to_phone(event: dict[str, Any], law: g711.Law) -> bytes:
-    """A session's `response.audio.delta` as 8 kHz G.711 bytes."""
-    pcm = np.frombuffer(base64.b64decode(event["delta"]), "<i2").astype(np.float32) / 32768.0
-    rate = int(event.get("sample_rate", PHONE_RATE))
-    if rate != PHONE_RATE:
-        pcm = soxr.resample(pcm, rate, PHONE_RATE)
-    return g711.encode(np.clip(np.round(pcm * 32768.0), -32768, 32767).astype(np.int16), law)
 
 
 class _Bridge:
@@ -112,7 +102,7 @@ class TwilioBridge(_Bridge):
         event = json.loads(text)
         kind = event.get("type")
         if kind == "response.audio.delta":
-            payload = base64.b64encode(to_phone(event, "mulaw")).decode()
+            payload = base64.b64encode(g711.encode_audio(audio_of_delta(event))).decode()
             await self._say("media", media={"payload": payload})
         elif kind == "response.done":
             self.marks += 1  # Twilio echoes it once the answer has played
@@ -139,7 +129,7 @@ class G711Bridge(_Bridge):
     async def send_text(self, text: str) -> None:
         event = json.loads(text)
         if event.get("type") == "response.audio.delta":
-            await self.ws.send_bytes(to_phone(event, self.law))
+            await self.ws.send_bytes(g711.encode_audio(audio_of_delta(event), self.law))
             event = {k: v for k, v in event.items() if k != "delta"}
             event["sample_rate"], event["codec"] = PHONE_RATE, self.law
         await self.ws.send_text(json.dumps(event))
