@@ -166,6 +166,55 @@ def test_a_raw_session_with_beta_names_g711_typing_tools_and_bad_events(server, 
     assert "snow" in said["transcript"].lower()  # the answer uses the tool's result
 
 
+def test_vad_settings_apply_silence_and_create_response(server):
+    """A 400 ms silence ends a turn the server's default (900 ms) would leave open, and with
+    create_response false the turn waits for the client's response.create."""
+    url = server.url.replace("http://", "ws://") + "/v1/realtime?model=speechllm"
+    detection = {"type": "server_vad", "threshold": 0.6, "silence_duration_ms": 400,
+                 "prefix_padding_ms": 200, "create_response": False}
+
+    async def run():
+        async with websockets.connect(url, additional_headers={
+                "Authorization": f"Bearer {KEY}"}) as ws:
+            await ws.recv()  # session.created
+            errors = []
+            for bad in ({"threshold": 1.5}, {"silence_duration_ms": "long"},
+                        {"type": "semantic_vad", "eagerness": "eager"}, {"type": "clap"}):
+                await ws.send(json.dumps({"type": "session.update", "session": {
+                    "audio": {"input": {"turn_detection": bad}}}}))
+                errors.append(json.loads(await ws.recv()))
+            await ws.send(json.dumps({"type": "session.update", "session": {
+                "output_modalities": ["text"],
+                "audio": {"input": {"turn_detection": detection}}}}))
+            updated = json.loads(await ws.recv())
+            q = question(24000, after=0.0)
+            last = np.nonzero(np.abs(q) > 0.01)[0][-1]
+            data = pcm16(q[:last + int(0.65 * 24000)])  # 0.65 s of silence, then nothing
+            for i in range(0, len(data), 4800):
+                await ws.send(json.dumps({"type": "input_audio_buffer.append",
+                                          "audio": base64.b64encode(data[i:i + 4800]).decode()}))
+            heard = await _collect(ws, "input_audio_buffer.speech_stopped", 20)
+            await ws.send(json.dumps({"type": "response.create"}))
+            answered = await _collect(ws, "response.done")
+            return errors, updated, heard, answered
+
+    errors, updated, heard, answered = asyncio.run(run())
+    assert [e["type"] for e in errors] == ["error"] * 4
+    assert "threshold" in errors[0]["error"]["message"]
+    assert "silence_duration_ms" in errors[1]["error"]["message"]
+    assert "eagerness" in errors[2]["error"]["message"]
+    applied = updated["session"]["audio"]["input"]["turn_detection"]
+    assert applied == {**detection, "interrupt_response": True}
+    assert "response.created" not in [e["type"] for e in heard]
+    kinds = [e["type"] for e in answered]
+    assert "error" not in kinds and kinds.count("response.created") == 1
+    transcript = next(e for e in answered
+                      if e["type"] == "conversation.item.input_audio_transcription.completed")
+    assert "capital of france" in transcript["transcript"].lower()
+    said = next(e for e in answered if e["type"] == "response.output_text.done")
+    assert "paris" in said["text"].lower()
+
+
 def test_a_browser_client_authenticates_with_the_key_subprotocol(server):
     url = server.url.replace("http://", "ws://") + "/v1/realtime?model=speechllm"
 

@@ -71,6 +71,8 @@ class OpenAIRealtimeBridge:
         self.tool_choice: Any = "auto"
         self.max_tokens: Any = "inf"
         self.vad = True
+        self.detection: dict[str, Any] = {"type": "server_vad"}
+        self.timing: dict[str, Any] = {}  # the session's turn timing, as it reports it
         self.session_id = _id("sess")
         self.user_item: str | None = None  # the user's audio item being heard
         self.started = time.perf_counter()
@@ -110,8 +112,14 @@ class OpenAIRealtimeBridge:
             own["want_audio"] = "audio" in modalities
         if "turn_detection" in inp or "turn_detection" in session:
             detection = inp.get("turn_detection", session.get("turn_detection"))
+            if detection is not None and not isinstance(detection, dict):
+                return "turn_detection: an object ({'type': 'server_vad', ...}) or null"
             self.vad = detection is not None
-            own["turn_detection"] = "server_vad" if self.vad else "none"
+            if detection is not None:
+                self.detection = {k: detection[k] for k in ("type", "eagerness")
+                                  if k in detection}
+            # the session checks and applies the settings (speechllm.serve.realtime)
+            own["turn_detection"] = detection if detection is not None else "none"
         if "instructions" in session:
             self.instructions = session["instructions"] or ""
             own["instructions"] = self.instructions
@@ -221,9 +229,23 @@ class OpenAIRealtimeBridge:
                 "tool_choice": self.tool_choice, "max_output_tokens": self.max_tokens,
                 "audio": {"input": {"format": fmt(self.input),
                                     "transcription": {"model": "whisper"},
-                                    "turn_detection": {"type": "server_vad"} if self.vad
+                                    "turn_detection": self._detection() if self.vad
                                     else None},
                           "output": {"format": fmt(self.output), "voice": self.voice}}}
+
+    def _detection(self) -> dict[str, Any]:
+        """`turn_detection` as applied: interrupt_response is always true (speech over an
+        answer interrupts it unless the server judges it a backchannel or an echo)."""
+        out = dict(self.detection)
+        if out.get("type") == "semantic_vad":
+            out.setdefault("eagerness", "auto")
+        else:
+            out.update({k: self.timing[k] for k in ("threshold", "prefix_padding_ms",
+                                                    "silence_duration_ms")
+                        if k in self.timing})
+        out.update(create_response=self.timing.get("create_response", True),
+                   interrupt_response=True)
+        return out
 
     def _ms(self) -> int:
         return int((time.perf_counter() - self.started) * 1000)
@@ -277,6 +299,7 @@ class OpenAIRealtimeBridge:
         kind = event.pop("type")
         turn = event.get("turn", 0)
         if kind in ("session.created", "session.updated"):
+            self.timing = event.get("session", {}).get("vad", self.timing)
             await self._emit(kind, session=self.session_object())
         elif kind == "input_audio_buffer.speech_started":
             self.user_item = _id("item")

@@ -35,7 +35,7 @@ import json
 import logging
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -43,6 +43,7 @@ import soxr
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from speechllm.audio import Audio
+from speechllm.serve.settings import TurnTiming
 from speechllm.serve.shared import Services, key_ok, timings_json
 from speechllm.speechlm import (
     AudioChunk,
@@ -101,6 +102,8 @@ class Session:
     want_audio: bool = True
     max_tokens: int = 256  # longest answer per turn
     server_vad: bool = True  # False: push-to-talk, the client commits each turn
+    timing: TurnTiming = field(default_factory=TurnTiming)  # the server's, unless asked
+    heard: Audio | None = None  # a turn awaiting response.create (auto_respond off)
     history: tuple[Message, ...] = ()
     tools: tuple[Tool, ...] = ()  # functions the assistant may call (the client runs them)
     tool_choice: ToolChoice = "auto"
@@ -123,7 +126,7 @@ class Turns:
         self.silence_run = 0.0
         self.onset = 0.0  # seconds into the buffer where speech began
         self.paused = False  # `speculate_after` of silence has passed inside the turn
-        self.needed = services.settings.end_silence  # silence that ends the turn now
+        self.needed = session.timing.end_silence  # silence that ends the turn now
         self.speech_seconds = 0.0  # speech heard in this turn
         self.hold = False  # keep the whole buffer between turns (speech awaiting a verdict)
         self.full = False  # a push-to-talk turn reached the cap (later audio is dropped)
@@ -160,30 +163,30 @@ class Turns:
         if not self.session.server_vad:
             return ["full"] if capped else []
         events = []
-        settings = self.s.settings
+        settings, timing = self.s.settings, self.session.timing
         for p in self.vad.feed(pcm):
             if not self.in_speech:
-                self.speech_run = self.speech_run + WINDOW if p >= settings.vad_threshold \
+                self.speech_run = self.speech_run + WINDOW if p >= timing.threshold \
                     else 0.0
                 if self.speech_run >= MIN_SPEECH:
                     self.in_speech, self.silence_run, self.paused = True, 0.0, False
                     self.speech_seconds = self.speech_run
-                    self.needed = settings.end_silence
-                    self.onset = max(0.0, self.kept / RATE - self.speech_run - PREROLL)
+                    self.needed = timing.end_silence
+                    self.onset = max(0.0, self.kept / RATE - self.speech_run - timing.preroll)
                     events.append("started")
                 continue
-            if p < settings.vad_threshold - 0.15:
+            if p < timing.threshold - timing.hysteresis:
                 self.silence_run += WINDOW
-            elif p >= settings.vad_threshold:  # speech again (between the two: undecided)
+            elif p >= timing.threshold:  # speech again (between the two: undecided)
                 self.speech_seconds += WINDOW
                 if self.paused:
                     events.append("resumed")
                 self.silence_run, self.paused = 0.0, False
-                self.needed = settings.end_silence
-            if not self.paused and self.silence_run >= max(settings.speculate_after, WINDOW):
+                self.needed = timing.end_silence
+            if not self.paused and self.silence_run >= max(timing.speculate_after, WINDOW):
                 self.paused = True
-                if settings.speculate_after > 0:  # until a verdict says the turn is over
-                    self.needed = settings.patient_silence
+                if timing.speculate_after > 0:  # until a verdict says the turn is over
+                    self.needed = timing.patient_silence
                 events.append("paused")
             long_turn = self.kept / RATE - self.onset >= settings.max_audio_seconds
             if self.silence_run >= self.needed or long_turn:
@@ -201,9 +204,9 @@ class Turns:
         """Apply the verdict on a paused turn (None: not known yet): it now needs
         `end_silence` if finished, else `patient_silence`. True when that has passed: the
         turn is over, its state reset as on "stopped"."""
-        settings = self.s.settings
-        self.needed = settings.end_silence if finished else settings.patient_silence
-        if finished and self.silence_run >= settings.end_silence:
+        timing = self.session.timing
+        self.needed = timing.end_silence if finished else timing.patient_silence
+        if finished and self.silence_run >= timing.end_silence:
             self.in_speech = self.paused = False
             self.speech_run = 0.0
             return True
@@ -220,7 +223,7 @@ class Turns:
         audio = joined[int(self.onset * RATE):]
         if not len(audio):
             return None
-        pad = max(0.0, self.s.settings.end_silence - self.silence_run)
+        pad = max(0.0, self.session.timing.end_silence - self.silence_run)
         return Audio(np.concatenate([audio, np.zeros(int(pad * RATE), np.float32)]), RATE)
 
     def clean(self) -> None:
@@ -483,6 +486,7 @@ async def run_session(ws: WebSocket, session: Session | None = None) -> None:
     `receive`, `send_text`, `close` and `app`)."""
     s: Services = ws.app.state.services
     session = session or Session()
+    session.timing = s.settings.timing()
     turns = Turns(s, session)
     s.sessions += 1
     reply: Reply | None = None
@@ -625,6 +629,11 @@ async def run_session(ws: WebSocket, session: Session | None = None) -> None:
     async def end_turn() -> None:
         nonlocal reply
         await _send(ws, "input_audio_buffer.speech_stopped")
+        if not session.timing.auto_respond:  # the client asks for the answer
+            audio = turns.take()
+            if audio is not None and audio.duration >= MIN_SPEECH:
+                session.heard = audio
+            return
         if reply is not None and reply.out.held:  # the speculative answer is the answer
             session.turns = reply.turn
             turns.take()
@@ -650,7 +659,7 @@ async def run_session(ws: WebSocket, session: Session | None = None) -> None:
         if not turns.paused or overlap is not None:
             return
         if reply is None or not reply.out.held:
-            turns.needed = s.settings.end_silence  # nothing speculative to judge
+            turns.needed = session.timing.end_silence  # nothing speculative to judge
             return
         if turns.settle(finished(reply)):
             await end_turn()
@@ -666,8 +675,8 @@ async def run_session(ws: WebSocket, session: Session | None = None) -> None:
     try:
         await _send(ws, "session.created", session={
             "id": session.id, "input_sample_rate": session.input_rate,
-            "turn_detection": "server_vad", "idle_timeout": idle,
-            "max_turn_seconds": s.settings.max_audio_seconds})
+            "turn_detection": "server_vad", "vad": _timing_json(session.timing),
+            "idle_timeout": idle, "max_turn_seconds": s.settings.max_audio_seconds})
         while True:
             try:
                 message = await asyncio.wait_for(ws.receive(), timeout=idle)
@@ -709,7 +718,8 @@ async def run_session(ws: WebSocket, session: Session | None = None) -> None:
                         if reply is not None and reply.out.held:
                             await cancel_reply("resumed")
                             session.speculations_dropped += 1
-                    elif event == "paused" and s.settings.speculate_after > 0:
+                    elif event == "paused" and session.timing.speculate_after > 0 and \
+                            session.timing.auto_respond:
                         await speculate()
                     elif event == "stopped":
                         await end_turn()
@@ -736,6 +746,7 @@ async def run_session(ws: WebSocket, session: Session | None = None) -> None:
                     await _send(ws, "session.updated", session={
                         "id": session.id, "input_sample_rate": session.input_rate,
                         "turn_detection": "server_vad" if session.server_vad else "none",
+                        "vad": _timing_json(session.timing),
                         "want_audio": session.want_audio,
                         "tools": [t.name for t in session.tools]})
             elif kind == "input_audio_buffer.commit":
@@ -758,6 +769,10 @@ async def run_session(ws: WebSocket, session: Session | None = None) -> None:
                     item = command["item"]
                     await _send(ws, "conversation.item.created", item={
                         "type": "function_call_output", "call_id": item["call_id"]})
+            elif kind == "response.create" and session.heard is not None:
+                await cancel_reply("new turn")
+                heard, session.heard = session.heard, None
+                reply = start_reply(heard, time.perf_counter(), held=False)
             elif kind == "response.create" and session.typed is not None:
                 await cancel_reply("new turn")
                 typed, session.typed = session.typed, None
@@ -829,8 +844,15 @@ def _update(session: Session, data: Any) -> str | None:
     if not isinstance(rate, int) or not 8000 <= rate <= 48000:
         return "input_sample_rate must be an integer from 8000 to 48000"
     detection = data.get("turn_detection", "server_vad" if session.server_vad else "none")
-    if detection not in ("server_vad", "none"):
-        return "turn_detection must be 'server_vad' or 'none'"
+    timing = session.timing
+    if isinstance(detection, dict):
+        asked = _timing_of(detection, session.timing)
+        if isinstance(asked, str):
+            return asked
+        timing, detection = asked, "server_vad"
+    if detection not in ("server_vad", "none", None):
+        return ("turn_detection must be 'server_vad', 'none' or an object (type, threshold, "
+                "silence_duration_ms, prefix_padding_ms, create_response, eagerness)")
     instructions = data.get("instructions", session.instructions)
     if instructions is not None and not isinstance(instructions, str):
         return "instructions must be a string"
@@ -851,6 +873,65 @@ def _update(session: Session, data: Any) -> str | None:
     session.max_tokens = limit
     session.input_rate = rate
     session.server_vad = detection == "server_vad"
+    session.timing = timing
     session.instructions = instructions or None
     session.want_audio = want_audio
     return None
+
+
+# semantic_vad eagerness -> (end_silence, patient_silence); "auto" and "medium" keep the
+# server's own. "high" answers sooner and cuts in more; "low" lets people think aloud.
+EAGERNESS = {"high": (0.5, 1.0), "low": (1.2, 3.0)}
+
+
+def _timing_of(detection: dict[str, Any], now: TurnTiming) -> TurnTiming | str:
+    """A session's turn timing from an OpenAI-style `turn_detection` object; or the problem.
+    Fields left out keep their current values."""
+    kind = detection.get("type", "server_vad")
+    if kind not in ("server_vad", "semantic_vad"):
+        return "turn_detection type must be 'server_vad' or 'semantic_vad'"
+    changes: dict[str, Any] = {}
+    numbers = {"threshold": 1.0, "silence_duration_ms": 1000.0, "prefix_padding_ms": 1000.0}
+    for key in numbers:
+        value = detection.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            return f"turn_detection.{key} must be a number"
+    if detection.get("threshold") is not None:
+        changes["threshold"] = float(detection["threshold"])
+    end = now.end_silence
+    if kind == "semantic_vad":
+        eagerness = detection.get("eagerness", "auto")
+        if eagerness not in ("auto", "low", "medium", "high"):
+            return "turn_detection.eagerness must be 'auto', 'low', 'medium' or 'high'"
+        end, patient = EAGERNESS.get(eagerness, (end, now.patient_silence))
+        changes["patient_silence"] = patient
+    if detection.get("silence_duration_ms") is not None:
+        end = detection["silence_duration_ms"] / 1000
+        if not 0.05 <= end <= 10.0:
+            return "turn_detection.silence_duration_ms must be 50 to 10000"
+    if end != now.end_silence or "patient_silence" in changes:
+        # an unfinished-sounding turn still waits longer; the answer is still prepared early
+        changes["end_silence"] = end
+        changes["patient_silence"] = max(changes.get("patient_silence", now.patient_silence),
+                                         end)
+        changes["speculate_after"] = min(now.speculate_after, end / 2)
+    if detection.get("prefix_padding_ms") is not None:
+        changes["preroll"] = detection["prefix_padding_ms"] / 1000
+    respond = detection.get("create_response", now.auto_respond)
+    if not isinstance(respond, bool):
+        return "turn_detection.create_response must be true or false"
+    changes["auto_respond"] = respond
+    try:
+        return replace(now, **changes)
+    except ValueError as exc:
+        return f"turn_detection: {exc}"
+
+
+def _timing_json(timing: TurnTiming) -> dict[str, Any]:
+    return {"threshold": timing.threshold,
+            "silence_duration_ms": round(timing.end_silence * 1000),
+            "unfinished_silence_ms": round(timing.patient_silence * 1000),
+            "prefix_padding_ms": round(timing.preroll * 1000),
+            "create_response": timing.auto_respond}

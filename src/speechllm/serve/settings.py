@@ -9,6 +9,34 @@ from speechllm.turn.barge_in import BACKCHANNELS
 
 
 @dataclass(frozen=True)
+class TurnTiming:
+    """When a voice turn starts and ends: the server's defaults, or what a session asked for
+    (`turn_detection` in `session.update`)."""
+
+    threshold: float = 0.5  # speech probability that starts a turn
+    end_silence: float = 0.9  # silence that ends a turn that sounds finished
+    patient_silence: float = 1.5  # silence that ends one that sounds unfinished
+    speculate_after: float = 0.2  # silence after which the answer is prepared (0: never)
+    preroll: float = 0.3  # audio kept before the detected onset (OpenAI's prefix padding)
+    auto_respond: bool = True  # False: a turn's end is reported; response.create answers it
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.threshold < 1.0:
+            raise ValueError(f"threshold must be in (0, 1), got {self.threshold}")
+        if not 0.0 <= self.speculate_after < self.end_silence <= self.patient_silence:
+            raise ValueError("need 0 <= speculate_after < end_silence <= patient_silence, got "
+                             f"{self.speculate_after}, {self.end_silence}, "
+                             f"{self.patient_silence}")
+        if not 0.0 <= self.preroll <= 2.0:
+            raise ValueError(f"preroll must be 0-2 s, got {self.preroll}")
+
+    @property
+    def hysteresis(self) -> float:
+        """How far below `threshold` speech must fall to count as silence."""
+        return min(0.15, self.threshold / 2)
+
+
+@dataclass(frozen=True)
 class ServeSettings:
     # any approach config (speechllm.approach): the cascade by default
     approach: dict[str, Any] = field(default_factory=lambda: {"approach": "cascade"})
@@ -48,9 +76,9 @@ class ServeSettings:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.barge_in not in ("words", "vad"):
             raise ValueError(f"barge_in must be 'words' or 'vad', got {self.barge_in!r}")
-        if not 0.0 < self.vad_threshold < 1.0:
-            raise ValueError(f"vad_threshold must be in (0, 1), got {self.vad_threshold}")
-        if not 0.0 <= self.speculate_after < self.end_silence <= self.patient_silence:
-            raise ValueError("need 0 <= speculate_after < end_silence <= patient_silence, got "
-                             f"{self.speculate_after}, {self.end_silence}, "
-                             f"{self.patient_silence}")
+        self.timing()  # the turn timing must hold together
+
+    def timing(self) -> TurnTiming:
+        """Voice sessions' turn timing until a session asks for its own."""
+        return TurnTiming(self.vad_threshold, self.end_silence, self.patient_silence,
+                          self.speculate_after)
