@@ -246,3 +246,28 @@ def test_constrained_calls_keep_integers_within_their_bounds(chat_llm):
                                 ToolSet((alarm,), UseTool("set_alarm"))))
         args = out[-1].args()  # checked against the schema, so in range, or it would raise
         assert 0 <= args["hour"] <= 23 and 0 <= args.get("minute", 0) <= 59
+
+
+def test_a_guided_call_leaves_the_model_as_it_found_it(chat_llm):
+    """Guided decoding feeds the model by hand; the next answer, reusing its cache, must be
+    the one it gave before the call."""
+    messages = [*ASK, Message("user", "What is the capital of France? One sentence.")]
+    options = GenerationOptions(max_tokens=24)
+    before = "".join(chat_llm.stream_chat(messages, options))
+    out = list(stream_tools(chat_llm, [*ASK, Message("user", "Weather in Oslo tomorrow?")],
+                            options, ToolSet((WEATHER, TIMER), "auto")))
+    assert isinstance(out[-1], ToolCall) and out[-1].name == "get_weather"
+    assert "".join(chat_llm.stream_chat(messages, options)) == before
+
+
+def test_a_schema_guided_decoding_cannot_follow_is_decoded_freely_and_checked(chat_llm,
+                                                                                caplog):
+    code = Tool("enter_code", "Enter a door code.", {
+        "type": "object", "required": ["code"], "properties": {
+            "code": {"type": "string", "pattern": "^(?!0000)[0-9]{4}$"}}})  # look-ahead
+    with caplog.at_level("WARNING", logger="speechllm.llm"):
+        out = list(stream_tools(chat_llm, [*ASK, Message("user", "Enter the code 4711.")],
+                                GenerationOptions(max_tokens=48),
+                                ToolSet((code,), UseTool("enter_code"))))
+    assert "decoded freely" in caplog.text
+    assert isinstance(out[-1], ToolCall) and out[-1].args() == {"code": "4711"}

@@ -5,8 +5,8 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import os
-import re
 import threading
 from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
@@ -19,8 +19,10 @@ from speechllm import models
 from speechllm._optional import require
 from speechllm.errors import ModelError
 from speechllm.llm.base import GenerationOptions, ToolSet, openai_messages
+from speechllm.llm.guided import ARGUMENTS_HEAD, NAME_HEAD, call_grammar, check_grammar, guided
 from speechllm.speechlm import Message
 from speechllm.tools import (
+    Tool,
     ToolCall,
     ToolCallDelta,
     UseTool,
@@ -31,6 +33,7 @@ from speechllm.tools import (
     starts_call,
 )
 
+log = logging.getLogger("speechllm.llm")
 CALL_OPEN = "<tool_call>\n"  # how Qwen2.5 (Hermes-style templates) begin a call
 
 
@@ -79,7 +82,7 @@ class LlamaCppChat:
         self._lock = threading.Lock()  # a llama.cpp context serves one generation at a time
         self._format: Any = None  # the chat template, for tool calling (built on first use)
         self._eos = ""
-        self._grammars: dict[str, Any] = {}
+        self._grammars: dict[str, str | None] = {}  # tool set -> its calls' grammar
 
     def stream_chat(self, messages: Sequence[Message],
                     options: GenerationOptions | None = None) -> Iterator[str]:
@@ -121,32 +124,21 @@ class LlamaCppChat:
             if piece := chunk["choices"][0]["text"]:
                 yield piece
 
-    def _grammar(self, key: str, build: Any) -> Any:
-        from llama_cpp.llama_grammar import LlamaGrammar
-
-        if key not in self._grammars:  # building one costs ~ms; a session reuses its tools
-            if len(self._grammars) > 256:
+    def _call_grammar(self, tools: tuple[Tool, ...]) -> str | None:
+        """The grammar of one call of `tools`; None (and a warning, once) where llguidance
+        cannot follow a schema: such calls are written freely and checked after."""
+        key = json.dumps([t.to_openai() for t in tools], sort_keys=True)
+        if key not in self._grammars:
+            if len(self._grammars) > 256:  # a session reuses its tools; many sessions may not
                 self._grammars.clear()
-            self._grammars[key] = LlamaGrammar.from_string(build(), verbose=False)
+            grammar: str | None = call_grammar(tools)
+            problem = check_grammar(grammar, self._llm) if grammar else None
+            if problem:
+                log.warning("tool schemas outside guided decoding (%s): calls are decoded "
+                            "freely and checked", problem[:200])
+                grammar = None
+            self._grammars[key] = grammar
         return self._grammars[key]
-
-    def _names_grammar(self, names: list[str]) -> Any:
-        """One of `names`, then its closing quote (the opening one ends the prompt: the
-        model writes ' "' as one token, so the prompt must not split it)."""
-        return self._grammar("names:" + json.dumps(names), lambda: "root ::= (" + " | ".join(
-            json.dumps(n) for n in names) + ') "\\""')
-
-    def _arguments_grammar(self, schema: dict[str, Any]) -> Any:
-        """A JSON object fitting `schema`, after an optional space (the model writes ' {"'
-        as one token)."""
-        from llama_cpp.llama_grammar import json_schema_to_gbnf
-
-        def build() -> str:
-            rules = json_schema_to_gbnf(json.dumps(_bounded(schema)))
-            rules = re.sub(r"^root ::=", "arguments ::=", rules, flags=re.M)
-            return 'root ::= " "? arguments\n' + rules
-
-        return self._grammar("args:" + json.dumps(schema, sort_keys=True), build)
 
     def stream_tools(self, messages: Sequence[Message], options: GenerationOptions | None,
                      tools: ToolSet) -> Iterator[str | ToolCallDelta | ToolCall]:
@@ -193,48 +185,38 @@ class LlamaCppChat:
 
     def _constrained_call(self, prompt: str, o: GenerationOptions, tools: ToolSet
                           ) -> Iterator[ToolCallDelta | ToolCall]:
-        head = prompt + CALL_OPEN + '{"name": "'
-        if isinstance(tools.choice, UseTool):
-            name = tools.choice.name
-        else:
-            names = [t.name for t in tools.tools]
-            written = "".join(self._complete(head, o, 32, self._names_grammar(names)))
-            name = written[:-1]
-        tool = next(t for t in tools.tools if t.name == name)
-        call_id = new_call_id()
-        yield ToolCallDelta(0, call_id, name, "")
-        schema = {**dict(tool.parameters), "additionalProperties": False}
-        head += name + '", "arguments":'
-        arguments = ""
-        for piece in self._complete(head, o, o.max_tokens, self._arguments_grammar(schema)):
-            piece = piece.lstrip() if not arguments else piece
-            arguments += piece
-            if piece:
-                yield ToolCallDelta(0, call_id, name, piece)
-        yield check_call(name, arguments, tools.tools, call_id)
-
-
-MAX_ENUMERATED = 1000  # integer ranges up to this many values become a grammar's alternatives
+        """One call, decoded under its tools' grammar (speechllm.llm.guided): the name, then
+        the arguments streamed as they come."""
+        named = _named(tools)
+        offered = tuple(t for t in tools.tools if named is None or t.name == named)
+        grammar = self._call_grammar(offered)
+        if grammar is None:
+            written = "".join(self._complete(prompt + CALL_OPEN, o, o.max_tokens))
+            yield from check_written_calls(written, tools.tools, named)
+            return
+        call_id, name, written, start, sent = new_call_id(), "", "", 0, 0
+        for piece in guided(self._llm, prompt + CALL_OPEN, grammar, o, o.max_tokens):
+            written += piece
+            if not name:
+                at = written.find(ARGUMENTS_HEAD, len(NAME_HEAD))
+                if at < 0:
+                    continue
+                name, start = written[len(NAME_HEAD):at], at + len(ARGUMENTS_HEAD)
+                sent = start
+                yield ToolCallDelta(0, call_id, name, "")
+            end = len(written) - 1  # held back: the call's own closing brace
+            if end > sent:
+                yield ToolCallDelta(0, call_id, name, written[sent:end])
+                sent = end
+        complete = bool(name) and written.endswith("}")
+        arguments = written[start:len(written) - complete]
+        if name and len(written) - complete > sent:
+            yield ToolCallDelta(0, call_id, name, written[sent:len(written) - complete])
+        yield check_call(name or written, arguments, tools.tools, call_id)
 
 
 def _named(tools: ToolSet) -> str | None:
     return tools.choice.name if isinstance(tools.choice, UseTool) else None
-
-
-def _bounded(schema: Any) -> Any:
-    """`schema` with each bounded integer range spelled out as an enum: llama-cpp-python's
-    grammar converter ignores minimum/maximum, and a 0.5B model writes a minute of 410."""
-    if isinstance(schema, list):
-        return [_bounded(s) for s in schema]
-    if not isinstance(schema, dict):
-        return schema
-    out = {k: _bounded(v) for k, v in schema.items()}
-    low, high = out.get("minimum"), out.get("maximum")
-    if out.get("type") == "integer" and isinstance(low, int) and isinstance(high, int) \
-            and 0 <= high - low < MAX_ENUMERATED and "enum" not in out:
-        out = {k: v for k, v in out.items() if k not in ("minimum", "maximum", "type")}
-        out["enum"] = list(range(low, high + 1))
-    return out
 
 
 class LlamaCppScorer:
