@@ -171,3 +171,24 @@ def test_a_decoding_loop_in_the_short_window_falls_back_to_the_full_path(asr, vo
     assert "kitchen" in heard.text.lower() and not looping(heard.text)
     (part,) = asr.nbest_segments(speech, 3, options)  # the N-best path recovers the same way
     assert part.hypotheses[0].text == heard.text
+
+
+def test_long_audio_features_in_blocks_equal_faster_whispers(asr):
+    """Whisper's features are computed a block of frames at a time (bounded memory for long
+    uploads); they equal faster-whisper's whole-recording features to float32 rounding of
+    values near 1 (~1e-7)."""
+    import numpy as np
+    from faster_whisper.feature_extractor import FeatureExtractor
+
+    from speechllm.asr.whisper_features import BLOCK_FRAMES, chunked
+
+    clips = [load(FSDD / it["audio"]).samples for it in fsdd_items(every=1)]
+    samples = np.concatenate(clips)
+    assert len(samples) // 160 > 2.5 * BLOCK_FRAMES  # several blocks and a ragged end
+    ours = chunked(FeatureExtractor())
+    for n in (400, 16000 * 30 + 123, len(samples)):
+        expected = FeatureExtractor()(samples[:n])
+        got = ours(samples[:n])
+        assert got.shape == expected.shape and got.dtype == expected.dtype
+        assert np.allclose(got, expected, atol=1e-6, rtol=0)
+    assert type(asr._model.feature_extractor).__name__ == "Chunked"  # the ASR uses them

@@ -40,3 +40,17 @@ def test_streaming_matches_whole_file(vad, voice):
     pieces += stream.feed(np.zeros((-len(audio)) % 512, np.float32))
     assert len(pieces) == len(whole)
     assert np.allclose(pieces, whole, atol=0.05)
+
+
+def test_a_long_clip_is_judged_in_blocks_as_in_one_pass(vad, voice, monkeypatch):
+    """Whole clips go through the model in blocks (bounded memory) with the state carried
+    across: the same probabilities as one pass over the whole clip (the same operations in
+    the same order, so equal to float32 rounding)."""
+    import speechllm.vad.silero as silero
+
+    speech = say(voice, "Turn on the kitchen lights and set a timer for ten minutes.")
+    audio = Audio.concat([speech.resample(16000), Audio.silence(0.7)] * 24)
+    assert len(audio) > 2.5 * silero.BLOCK * silero.WINDOW
+    blocks = vad.speech_probabilities(audio)
+    monkeypatch.setattr(silero, "BLOCK", 10**9)
+    assert np.allclose(blocks, vad.speech_probabilities(audio), atol=1e-5, rtol=0)

@@ -29,6 +29,7 @@ from speechllm.asr.base import (
     Transcript,
     Word,
 )
+from speechllm.asr.whisper_features import chunked
 from speechllm.audio import Audio
 from speechllm.errors import AudioError, ModelError
 
@@ -69,6 +70,8 @@ class FasterWhisperASR:
             )
         except Exception as exc:  # CTranslate2 raises RuntimeError/ValueError for bad files
             raise ModelError(f"cannot load Whisper model from {path}: {exc}") from None
+        # the same features in bounded memory: long uploads no longer cost ~0.5 GB each
+        self._model.feature_extractor = chunked(self._model.feature_extractor)
         self._tokenizer_cls = require("faster_whisper.tokenizer", "asr").Tokenizer
         self._pad = require("faster_whisper.audio", "asr").pad_or_trim
         self.name = str(model) if str(model) in models.REGISTRY else Path(path).name

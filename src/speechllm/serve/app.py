@@ -39,6 +39,21 @@ EXIT_AFTER = 5.0  # seconds after shutdown before worker threads still busy are 
 log = logging.getLogger("speechllm.serve")
 
 
+def _return_large_blocks() -> None:
+    """Have glibc map every block of 1 MB or more on its own, so that it goes back to the
+    system when freed. By default glibc raises that threshold after the first large free (up
+    to 32 MB), and the decoded audio and feature arrays of later requests then come from
+    per-thread heaps that stay as large as their busiest moment: measured on 6 concurrent
+    10-minute uploads, 186 MB kept after the burst against 105 MB with this. No-op off
+    glibc."""
+    import ctypes
+    import ctypes.util
+
+    with contextlib.suppress(OSError, AttributeError, TypeError):
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD
+
+
 def _leave() -> None:
     log.warning("worker threads still busy %g s after shutdown; exiting without them",
                 EXIT_AFTER)
@@ -138,6 +153,7 @@ def create_app(settings: ServeSettings | None = None,
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        _return_large_blocks()
         if services is None:
             log.info("loading models for %s", settings.approach)
             app.state.services = await asyncio.to_thread(load_services, settings)

@@ -62,7 +62,11 @@ class FairGate:
     async def run(self, fn: Callable[..., T], *args: object) -> T:
         """`fn(*args)` in the gate's thread pool, holding a slot."""
         async with self.turn():
-            return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
+            return await self.held(fn, *args)
+
+    async def held(self, fn: Callable[..., T], *args: object) -> T:
+        """`fn(*args)` in the gate's thread pool, for a caller already holding a slot."""
+        return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)

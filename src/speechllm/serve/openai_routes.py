@@ -63,16 +63,22 @@ async def _speech_to_text(request: Request, file: UploadFile, response_format: s
     if response_format not in SUBTITLE_FORMATS:
         raise APIError(400, f"response_format must be one of {sorted(SUBTITLE_FORMATS)}, got "
                             f"{response_format!r}", "invalid_value", "response_format")
-    audio = await decode_audio(s, await file.read())
     system = TRANSLATE if intent == "translate" else (prompt or "Transcribe the audio exactly.")
     context = Context.parse(prompt) if prompt and prompt.strip() else None  # biases the ASR
-    turn = Turn(audio=audio, intent=intent, system=system,  # type: ignore[arg-type]
-                want_audio=False, context=context)
-    try:
-        answer = await s.gate.run(s.model.respond, turn)
-        text, segments = answer.text, answer.segments
-    except NoSpeechError:  # silence is not an error: it transcribes to nothing
-        text, segments = "", ()
+    # One slot from reading the upload to the transcript: a request waiting for the models
+    # holds nothing in memory (Starlette keeps uploads over 1 MB on disk), so memory grows
+    # with `workers`, not with the number of uploads in flight.
+    async with s.gate.turn():
+        data = await file.read()
+        audio = await s.gate.held(load, data, 16000, s.settings.max_audio_seconds)
+        del data
+        turn = Turn(audio=audio, intent=intent, system=system,  # type: ignore[arg-type]
+                    want_audio=False, context=context)
+        try:
+            answer = await s.gate.held(s.model.respond, turn)
+            text, segments = answer.text, answer.segments
+        except NoSpeechError:  # silence is not an error: it transcribes to nothing
+            text, segments = "", ()
     if text and not segments:  # approaches that do not time their words: one segment
         segments = (Segment(0.0, audio.duration, text, 0.0, 0.0),)
     language = "english" if intent == "translate" else "en"

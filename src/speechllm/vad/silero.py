@@ -22,6 +22,7 @@ from speechllm.vad.base import SpeechRegion
 
 WINDOW = 512
 CONTEXT = 64
+BLOCK = 1024  # windows per onnxruntime call when judging a whole clip (about 33 s)
 RATE = 16000
 
 
@@ -71,9 +72,15 @@ class SileroVAD:
         context = np.roll(frames[:, -CONTEXT:], 1, axis=0)
         context[0] = 0.0
         windows = np.ascontiguousarray(np.concatenate([context, frames], axis=1))
-        zeros = np.zeros((1, 1, 128), np.float32)
-        probs, _, _ = self._run(windows, zeros, zeros.copy())
-        return probs.tolist()
+        h = c = np.zeros((1, 1, 128), np.float32)
+        probs = []
+        # The windows are one sequence (the state runs through them); fed in blocks, state
+        # carried, because onnxruntime sizes its activations by the whole input and keeps
+        # that memory: 10 minutes at once took ~250 MB and held it
+        for i in range(0, len(windows), BLOCK):
+            p, h, c = self._run(windows[i:i + BLOCK], h, c)
+            probs.append(p)
+        return np.concatenate(probs).tolist()
 
     def regions(self, audio: Audio) -> list[SpeechRegion]:
         return regions_from_probabilities(self.speech_probabilities(audio), self.frame_seconds,
