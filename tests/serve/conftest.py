@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -35,10 +36,13 @@ class Server:
 
     @property
     def ws_url(self) -> str:
-        return self.url.replace("http://", "ws://") + "/v1/realtime"
+        return self.url.replace("http", "ws", 1) + "/v1/realtime"
 
 
-def start_server(tmp: Path, *args: str, key: str | None = KEY) -> Server:
+def start_server(tmp: Path, *args: str, key: str | None = KEY,
+                 tls: ssl.SSLContext | None = None) -> Server:
+    """`speechllm serve` on a free port, once /health answers; `tls`: the client context
+    that trusts its certificate (the server then speaks https)."""
     port = free_port()
     log = tmp / f"serve-{port}.log"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -47,7 +51,7 @@ def start_server(tmp: Path, *args: str, key: str | None = KEY) -> Server:
     if key:
         command += ["--api-key", key]
     process = subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}"
+    url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
@@ -55,7 +59,8 @@ def start_server(tmp: Path, *args: str, key: str | None = KEY) -> Server:
             pytest.fail(f"server exited ({process.returncode}):\n{log.read_text()[-3000:]}")
         try:
             with urllib.request.urlopen(urllib.request.Request(url + "/health",
-                                                               headers=headers), timeout=2):
+                                                               headers=headers), timeout=2,
+                                        context=tls):
                 return Server(url, process, log)
         except (urllib.error.URLError, OSError):
             pass

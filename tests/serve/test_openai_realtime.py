@@ -259,3 +259,49 @@ def test_out_of_order_and_oversized_events_get_errors_and_idle_sessions_close(se
     assert "response.create" in errors[1]["error"]["message"]
     assert "at most" in errors[2]["error"]["message"]
     assert code == 4408
+
+
+def test_over_tls_for_clients_that_require_wss(tmp_path):
+    """OpenAI's JavaScript client (and Twilio) connect only over wss://: `serve
+    --ssl-certfile/--ssl-keyfile` serves https and wss. The official Python client, told to
+    trust a test CA, holds a typed turn over it."""
+    import ssl
+
+    import trustme
+
+    from ..test_cli import run
+    from .conftest import start_server, stop_server
+
+    ca = trustme.CA()
+    issued = ca.issue_cert("127.0.0.1", "localhost")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    issued.cert_chain_pems[0].write_to_path(str(cert))
+    issued.private_key_pem.write_to_path(str(key))
+    trust = ssl.create_default_context()
+    ca.configure_trust(trust)
+    half = run("serve", "--ssl-certfile", str(cert))
+    assert half.returncode == 2 and "--ssl-keyfile" in half.stderr
+
+    s = start_server(tmp_path, "--ssl-certfile", str(cert), "--ssl-keyfile", str(key),
+                     tls=trust)
+
+    async def turn():
+        client = openai.AsyncOpenAI(base_url=s.url + "/v1", api_key=KEY)
+        async with client.realtime.connect(
+                model="speechllm", websocket_connection_options={"ssl": trust}) as conn:
+            await conn.session.update(session={"type": "realtime",
+                                               "output_modalities": ["text"]})
+            await conn.conversation.item.create(item={
+                "type": "message", "role": "user",
+                "content": [{"type": "input_text", "text": "What is the capital of France?"}]})
+            await conn.response.create()
+            async for event in conn:
+                if event.type == "response.output_text.done":
+                    return event.text
+        return ""
+
+    try:
+        assert s.url.startswith("https://")
+        assert "paris" in asyncio.run(turn()).lower()
+    finally:
+        stop_server(s)

@@ -57,6 +57,11 @@ def serve(
                             ] = None,
     shutdown_grace: Annotated[int, typer.Option(min=0, help="On SIGTERM, seconds to let "
                               "answers in flight finish before they are cut.")] = 30,
+    ssl_certfile: Annotated[Path | None, typer.Option(help="TLS certificate (PEM): serve "
+                            "https:// and wss://, which OpenAI's JavaScript client and "
+                            "Twilio require.")] = None,
+    ssl_keyfile: Annotated[Path | None, typer.Option(help="The certificate's private key "
+                           "(PEM).")] = None,
 ) -> None:
     """Serve a speech LLM: OpenAI-compatible HTTP API, realtime voice and a web page.
 
@@ -73,6 +78,11 @@ def serve(
         approach.check(approach_settings)
         if config is None:
             ensure_models(embedded(asr, llm, "piper-joe", "silero-vad", turn_model))
+        if (ssl_certfile is None) != (ssl_keyfile is None):
+            raise typer.BadParameter("--ssl-certfile and --ssl-keyfile go together")
+        for tls_file in (ssl_certfile, ssl_keyfile):
+            if tls_file is not None and not tls_file.is_file():
+                raise typer.BadParameter(f"{tls_file} is not a file")
         settings = ServeSettings(approach=approach_settings, model_id=model_id,
                                  api_key=api_key, workers=workers,
                                  max_upload_bytes=int(max_upload_mb * 1024 * 1024),
@@ -81,10 +91,14 @@ def serve(
                                  speculate_after=speculate_after,
                                  patient_silence=patient_silence, turn_model=turn_model,
                                  barge_in=barge_in, backchannels=_backchannels(backchannels))
-    err.print(f"speechllm serve: http://{host}:{port}/ (API under /v1, voice at /v1/realtime)"
+    scheme = "https" if ssl_certfile else "http"
+    err.print(f"speechllm serve: {scheme}://{host}:{port}/ (API under /v1, voice at "
+              "/v1/realtime)"
               + (", API key required" if api_key else ""), highlight=False)
     # uvicorn finishes in-flight requests on SIGTERM, then re-raises the signal; exiting 0
     # there tells service managers the shutdown went as planned.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info",
-                timeout_graceful_shutdown=shutdown_grace, ws=AnsweringWebSocketProtocol)
+                timeout_graceful_shutdown=shutdown_grace, ws=AnsweringWebSocketProtocol,
+                ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
+                ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None)
