@@ -137,3 +137,21 @@ def test_the_configs_answer_limit_holds_unless_a_request_sets_its_own(asr, chat_
     assert 1 <= len(clipped.split()) <= 4, clipped
     longer = short.respond(replace(ask, max_tokens=40)).text
     assert len(longer.split()) > 8, longer
+
+
+def test_token_usage_equals_llama_cpps_own_count(chat_llm, cascade):
+    """The usage a response reports is what llama.cpp counts for the same conversation when
+    it answers without streaming (its `usage`), and the cascade passes it on."""
+    from speechllm.speechlm import Message, Request
+
+    messages = [Message("system", "Answer in one short sentence."),
+                Message("user", "What is the capital of Italy?")]
+    own = chat_llm._llm.create_chat_completion(
+        messages=[{"role": m.role, "content": m.content} for m in messages], max_tokens=32,
+        temperature=0.0)
+    counted = chat_llm.usage(messages, (), own["choices"][0]["message"]["content"])
+    assert (counted.input_tokens, counted.output_tokens) == (
+        own["usage"]["prompt_tokens"], own["usage"]["completion_tokens"])
+    answer = cascade.respond(Request(text="What is the capital of Italy?", want_audio=False))
+    assert answer.usage is not None and answer.usage.input_tokens > 10
+    assert answer.usage.output_tokens == chat_llm._count(answer.text) > 0

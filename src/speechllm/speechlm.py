@@ -147,6 +147,20 @@ class Request:
         return self.max_tokens if self.max_tokens is not None else default
 
 
+@dataclass(frozen=True)
+class Usage:
+    """Tokens the language model read (the prompt it was given) and wrote for one answer,
+    counted with its own tokenizer."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+    def to_openai(self) -> dict[str, int]:
+        """Chat completions' `usage` object."""
+        return {"prompt_tokens": self.input_tokens, "completion_tokens": self.output_tokens,
+                "total_tokens": self.input_tokens + self.output_tokens}
+
+
 @dataclass(frozen=True, eq=False)
 class Response:
     text: str  # the answer
@@ -158,6 +172,7 @@ class Response:
     # knows them (a cascade's ASR does); empty otherwise
     segments: tuple[Segment, ...] = ()
     tool_calls: tuple[ToolCall, ...] = ()  # calls the model made instead of (or after) text
+    usage: Usage | None = None  # the LLM's token counts, where the approach knows them
 
 
 # --- stream events -------------------------------------------------------------------------

@@ -106,8 +106,9 @@ def test_chat_streams_text_and_audio_deltas(client):
                   {"role": "user", "content": [
                       {"type": "input_audio", "input_audio": {"data": b64, "format": "wav"}}]}],
         max_tokens=40)
-    texts, pcm, finish = [], b"", None
+    texts, pcm, finish, usage = [], b"", None, None
     for chunk in stream:
+        usage = chunk.usage or usage
         delta = chunk.choices[0].delta
         texts.append(delta.content or "")
         if delta.audio is not None and delta.audio.data:
@@ -116,6 +117,7 @@ def test_chat_streams_text_and_audio_deltas(client):
     assert len([t for t in texts if t]) > 2  # arrived in pieces
     assert "paris" in "".join(texts).lower() and finish == "stop"
     assert len(pcm) / 2 / 24000 > 0.8  # 24 kHz pcm16, as OpenAI streams it
+    assert usage is not None and 0 < usage.completion_tokens <= 40  # on the last chunk
 
 
 def test_text_chat_keeps_the_conversation(client):
@@ -124,6 +126,9 @@ def test_text_chat_keeps_the_conversation(client):
         {"role": "assistant", "content": "Nice to meet you, Ada."},
         {"role": "user", "content": "What is my name? Answer with the name only."}])
     assert "ada" in reply.choices[0].message.content.lower()
+    used = reply.usage  # the LLM's own tokens: the whole conversation in, the answer out
+    assert used.prompt_tokens > 25 and 0 < used.completion_tokens <= 30
+    assert used.total_tokens == used.prompt_tokens + used.completion_tokens
 
 
 # -- protection ----------------------------------------------------------------------------

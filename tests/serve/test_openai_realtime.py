@@ -78,6 +78,9 @@ def test_the_official_client_holds_a_spoken_conversation(server, asr):
     assert "paris" in said.transcript.lower()
     done = events[-1]
     assert done.response.status == "completed" and done.response.output[0].type == "message"
+    used = done.response.usage  # the LLM's text tokens: the prompt in, the answer out
+    assert used.input_tokens > 10 and used.output_tokens > 3
+    assert used.total_tokens == used.input_tokens + used.output_tokens
     audio = b"".join(base64.b64decode(e.delta) for e in events
                      if e.type == "response.output_audio.delta")
     speech = Audio(np.frombuffer(audio, "<i2").astype(np.float32) / 32768.0, 24000)

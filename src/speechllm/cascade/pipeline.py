@@ -29,6 +29,7 @@ from speechllm.speechlm import (
     TextDelta,
     ToolCallEvent,
     TranscriptEvent,
+    Usage,
 )
 from speechllm.threaded_stream import Cancelled, worker_events
 from speechllm.timing import Stopwatch
@@ -226,7 +227,18 @@ class CascadeSpeechLM:
                    Message("assistant", answer, tool_calls=tuple(calls)))
         audio = Audio.concat(audio_parts) if audio_parts else None
         emit(Done(Response(answer, transcript, audio, timings, history,
-                           tool_calls=tuple(calls))))
+                           tool_calls=tuple(calls),
+                           usage=self._usage(request, messages, answer, calls))))
+
+    def _usage(self, request: Request, messages: list[Message], answer: str,
+               calls: list[ToolCall]) -> Usage | None:
+        """The LLM's token counts, for LLMs that can count (the embedded one)."""
+        count = getattr(self.llm, "usage", None)
+        if count is None:
+            return None
+        offered = request.tools if request.tool_choice != "none" else ()
+        usage: Usage | None = count(messages, offered, answer, calls)
+        return usage
 
     def _llm_stream(self, request: Request, messages: list[Message], gen: GenerationOptions
                     ) -> Iterator[str | ToolCallDelta | ToolCall]:

@@ -20,7 +20,7 @@ from speechllm._optional import require
 from speechllm.errors import ModelError
 from speechllm.llm.base import GenerationOptions, ToolSet, openai_messages
 from speechllm.llm.guided import ARGUMENTS_HEAD, NAME_HEAD, call_grammar, check_grammar, guided
-from speechllm.speechlm import Message
+from speechllm.speechlm import Message, Usage
 from speechllm.tools import (
     Tool,
     ToolCall,
@@ -102,18 +102,43 @@ class LlamaCppChat:
 
     # -- tool calling ------------------------------------------------------------------
 
-    def _formatter(self) -> Any:
+    def _template(self) -> Any:
+        """The GGUF's chat template, as llama-cpp-python renders it (built on first use)."""
         if self._format is None:
             from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
             template = self._llm.metadata.get("tokenizer.chat_template")
-            if not template or "tool" not in template:
-                raise ModelError(f"{self.name}'s chat template has no tool support; use a "
-                                 "model whose template renders tools (Qwen2.5, Llama 3.1+)")
+            if not template:
+                raise ModelError(f"{self.name} has no chat template")
             model = self._llm._model
             self._eos = model.token_get_text(self._llm.token_eos())
             self._format = Jinja2ChatFormatter(template, eos_token=self._eos, bos_token="")
         return self._format
+
+    def _formatter(self) -> Any:
+        if "tool" not in self._llm.metadata.get("tokenizer.chat_template", ""):
+            raise ModelError(f"{self.name}'s chat template has no tool support; use a "
+                             "model whose template renders tools (Qwen2.5, Llama 3.1+)")
+        return self._template()
+
+    def usage(self, messages: Sequence[Message], tools: Sequence[Tool], text: str,
+              calls: Sequence[ToolCall] = ()) -> Usage | None:
+        """Tokens in the prompt these messages (and tools) make, and in the answer: its text
+        and calls as the model writes them. None when the GGUF has no chat template."""
+        from jinja2 import TemplateError
+
+        try:
+            prompt = self._template()(messages=openai_messages(messages, True),
+                                      tools=[t.to_openai() for t in tools] or None).prompt
+        except (ModelError, TemplateError):  # no template, or one these messages break
+            return None
+        written = text + "".join(f"{CALL_OPEN}{NAME_HEAD}{c.name}{ARGUMENTS_HEAD}{c.arguments}}}"
+                                 for c in calls)
+        return Usage(self._count(prompt), self._count(written))
+
+    def _count(self, text: str) -> int:
+        return len(self._llm.tokenize(text.encode(), add_bos=False, special=True)) if text \
+            else 0
 
     def _complete(self, prompt: str, o: GenerationOptions, max_tokens: int,
                   grammar: Any = None) -> Generator[str, None, None]:

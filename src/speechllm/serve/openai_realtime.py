@@ -278,13 +278,19 @@ class OpenAIRealtimeBridge:
         index = next(i for i, it in enumerate(reply["items"]) if it["id"] == item)
         return {"response_id": reply["id"], "item_id": item, "output_index": index}
 
-    def _response(self, status: str) -> dict[str, Any]:
+    def _response(self, status: str, usage: dict[str, Any] | None = None) -> dict[str, Any]:
         reply = self.reply or {"id": _id("resp"), "items": []}
+        read, wrote = (usage or {}).get("prompt_tokens", 0), (usage or {}).get(
+            "completion_tokens", 0)
+        # the LLM reads and writes text: the speech on either side is counted in seconds by
+        # the recogniser and the voice, not in tokens
         return {"object": "realtime.response", "id": reply["id"], "status": status,
                 "output": reply["items"], "output_modalities": self.modalities,
-                "usage": {"total_tokens": 0, "input_tokens": 0, "output_tokens": 0,
-                          "input_token_details": {"text_tokens": 0, "audio_tokens": 0},
-                          "output_token_details": {"text_tokens": 0, "audio_tokens": 0}},
+                "usage": {"total_tokens": read + wrote, "input_tokens": read,
+                          "output_tokens": wrote,
+                          "input_token_details": {"text_tokens": read, "audio_tokens": 0,
+                                                  "cached_tokens": 0},
+                          "output_token_details": {"text_tokens": wrote, "audio_tokens": 0}},
                 "status_details": None, "metadata": None}
 
     def _audio_out(self, event: dict[str, Any]) -> str:
@@ -335,7 +341,7 @@ class OpenAIRealtimeBridge:
                       "response.function_call_arguments.done"):
             await self._call_event(kind, turn, event)
         elif kind == "response.done":
-            await self._finish(turn, "completed")
+            await self._finish(turn, "completed", event.get("usage"))
         elif kind == "response.cancelled":
             if self.reply is not None and self.reply["turn"] == turn:
                 await self._finish(turn, "cancelled")
@@ -374,7 +380,8 @@ class OpenAIRealtimeBridge:
         await self._emit("response.output_item.done", response_id=reply["id"],
                          output_index=where["output_index"], item=entry)
 
-    async def _finish(self, turn: int, status: str) -> None:
+    async def _finish(self, turn: int, status: str, usage: dict[str, Any] | None = None
+                      ) -> None:
         reply = await self._begin(turn)
         item = reply["message"]
         if item is not None:
@@ -396,7 +403,7 @@ class OpenAIRealtimeBridge:
                              part=part)
             await self._emit("response.output_item.done", response_id=reply["id"],
                              output_index=where["output_index"], item=entry)
-        await self._emit("response.done", response=self._response(status))
+        await self._emit("response.done", response=self._response(status, usage))
         self.reply = None
 
     async def close(self, code: int = 1000, reason: str | None = None) -> None:

@@ -36,6 +36,7 @@ from speechllm.speechlm import (
     TextDelta,
     ToolCallEvent,
     TranscriptEvent,
+    Usage,
 )
 from speechllm.speechlm import Request as Turn
 from speechllm.speechlm import Response as Answer
@@ -320,7 +321,7 @@ async def chat(request: Request) -> Response:
         "choices": [{"index": 0, "message": message,
                      "finish_reason": "tool_calls" if answer.tool_calls else "stop",
                      "logprobs": None}],
-        "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+        "usage": (answer.usage or Usage()).to_openai(),
         "speechllm": {"transcript": answer.transcript, "timings": timings_json(answer.timings)},
     })
 
@@ -378,6 +379,7 @@ async def _chat_stream(s: Services, turn: Turn, cid: str, created: int, key: str
                     for part in parts:
                         yield audio_delta(part, answer.text)
                 yield chunk({}, "tool_calls" if answer.tool_calls else "stop",
+                            usage=(answer.usage or Usage()).to_openai(),
                             speechllm={"transcript": answer.transcript,
                                        "timings": timings_json(answer.timings)})
     yield "data: [DONE]\n\n"

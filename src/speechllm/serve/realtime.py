@@ -54,6 +54,7 @@ from speechllm.speechlm import (
     TextDelta,
     ToolCallEvent,
     TranscriptEvent,
+    Usage,
 )
 from speechllm.toolbox import close_pending, output_text, pending_calls
 from speechllm.tools import (
@@ -423,7 +424,8 @@ async def _answer(ws: WebSocket, s: Services, session: Session, audio: Audio | N
     await _send(ws, "response.done", turn=turn, text=answer.text,
                 transcript=answer.transcript, timings=timings_json(answer.timings),
                 tool_calls=[c.to_openai() for c in answer.tool_calls],
-                queue_wait=waited, endpoint_wait=commit - ended_at, tts_after=extra_tts,
+                usage=(answer.usage or Usage()).to_openai(), queue_wait=waited,
+                endpoint_wait=commit - ended_at, tts_after=extra_tts,
                 since_speech_end=time.perf_counter() - ended_at,
                 # speculation: how far ahead of the turn's end the answer began
                 speculative=started < commit, started_before_end=round(commit - started, 4),
