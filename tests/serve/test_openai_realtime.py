@@ -218,6 +218,43 @@ def test_vad_settings_apply_silence_and_create_response(server):
     assert "paris" in said["text"].lower()
 
 
+def test_a_session_update_with_every_documented_field_is_accepted(server):
+    """What a full-featured client sends (every field of OpenAI's GA session.update): no
+    error; what the server applies is reported back, the rest is left out or as it is."""
+    url = server.url.replace("http://", "ws://") + "/v1/realtime?model=speechllm"
+    update = {"type": "session.update", "event_id": "evt_full", "session": {
+        "type": "realtime", "model": "gpt-realtime", "output_modalities": ["audio"],
+        "instructions": "Be brief.", "max_output_tokens": "inf", "tool_choice": "auto",
+        "tools": [], "tracing": "auto", "truncation": "auto", "prompt": None,
+        "include": ["item.input_audio_transcription.logprobs"],
+        "audio": {
+            "input": {"format": {"type": "audio/pcmu"},
+                      "noise_reduction": {"type": "near_field"},
+                      "transcription": {"model": "whisper-1", "language": "en",
+                                        "prompt": "capitals"},
+                      "turn_detection": {"type": "server_vad", "threshold": 0.5,
+                                         "prefix_padding_ms": 300,
+                                         "silence_duration_ms": 500,
+                                         "idle_timeout_ms": None, "create_response": True,
+                                         "interrupt_response": True}},
+            "output": {"format": {"type": "audio/pcmu"}, "voice": "marin", "speed": 1.0}}}}
+
+    async def run():
+        async with websockets.connect(url, additional_headers={
+                "Authorization": f"Bearer {KEY}"}) as ws:
+            await ws.recv()  # session.created
+            await ws.send(json.dumps(update))
+            return json.loads(await ws.recv())
+
+    updated = asyncio.run(run())
+    assert updated["type"] == "session.updated", updated
+    session = updated["session"]
+    assert session["instructions"] == "Be brief."
+    assert session["audio"]["input"]["format"]["type"] == "audio/pcmu"
+    assert session["audio"]["output"]["format"]["type"] == "audio/pcmu"
+    assert session["audio"]["input"]["turn_detection"]["silence_duration_ms"] == 500
+
+
 def test_a_browser_client_authenticates_with_the_key_subprotocol(server):
     url = server.url.replace("http://", "ws://") + "/v1/realtime?model=speechllm"
 
