@@ -255,6 +255,55 @@ def test_a_session_update_with_every_documented_field_is_accepted(server):
     assert session["audio"]["input"]["turn_detection"]["silence_duration_ms"] == 500
 
 
+def test_a_recorded_javascript_client_session_replays(server):
+    """The events OpenAI's JavaScript client sent in a recorded session (fixture), sent again
+    as they were: the server answers with the same events, in the same order (deltas aside,
+    whose interleaving depends on timing)."""
+    from ..conftest import ROOT
+
+    recorded = json.loads((ROOT / "tests" / "fixtures" / "openai_realtime" /
+                           "js_client_session.json").read_text())
+    pcm = load(QUESTION, 24000).to_pcm16()
+    url = server.url.replace("http://", "ws://") + "/v1/realtime?model=speechllm"
+
+    def as_sent(event: dict) -> str:
+        audio = event.get("audio")
+        if isinstance(audio, dict):
+            start, end = audio.get("$question_24k_pcm16", (0, 0))
+            data = pcm[start:end] if "$question_24k_pcm16" in audio else \
+                bytes(audio["$silence_bytes"])
+            event = {**event, "audio": base64.b64encode(data).decode()}
+        return json.dumps(event, separators=(",", ":"))  # as JSON.stringify writes it
+
+    async def run():
+        async with websockets.connect(url, additional_headers={
+                "Authorization": f"Bearer {KEY}"}) as ws:
+            seen: list[dict] = [json.loads(await ws.recv())]
+
+            async def send() -> None:
+                for event in recorded["client_events"]:
+                    await ws.send(as_sent(event))
+                    await asyncio.sleep(0.05)  # the recording's 100 ms, at twice the pace
+
+            sender = asyncio.create_task(send())
+            await until(ws, "response.done", seen, 120)
+            await sender
+            return seen
+
+    seen = asyncio.run(run())
+
+    def steps(types: list[str]) -> list[str]:
+        return [t for t in types if not t.endswith(".delta")]
+
+    assert steps([e["type"] for e in seen]) == steps(recorded["server_event_types"])
+    assert {e["type"] for e in seen} == set(recorded["server_event_types"])
+    heard = next(e for e in seen
+                 if e["type"] == "conversation.item.input_audio_transcription.completed")
+    assert "capital of france" in heard["transcript"].lower()
+    said = next(e for e in seen if e["type"] == "response.output_audio_transcript.done")
+    assert "paris" in said["transcript"].lower()
+
+
 def test_a_browser_client_authenticates_with_the_key_subprotocol(server):
     url = server.url.replace("http://", "ws://") + "/v1/realtime?model=speechllm"
 
