@@ -49,6 +49,7 @@ class SileroVAD:
         so.inter_op_num_threads = 1
         so.intra_op_num_threads = 1
         so.log_severity_level = 4
+        so.enable_mem_pattern = False  # no memory plan kept per clip length (Piper's reason)
         try:
             self._session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
         except Exception as exc:
