@@ -88,6 +88,10 @@ def test_the_official_client_holds_a_spoken_conversation(server, asr):
                                      ).text.lower()
 
 
+def _first(events: list[dict], kind: str) -> dict:
+    return next(e for e in events if e["type"] == kind)
+
+
 async def _collect(ws, kind: str, timeout: float = 120) -> list[dict]:
     seen: list[dict] = []
     await until(ws, kind, seen, timeout)
@@ -138,8 +142,7 @@ def test_a_raw_session_with_beta_names_g711_typing_tools_and_bad_events(server, 
                 "content": [{"type": "input_text", "text": "What's the weather in Oslo?"}]}}))
             await ws.send(json.dumps({"type": "response.create"}))
             called = await _collect(ws, "response.done")
-            call = next(e for e in called
-                        if e["type"] == "response.function_call_arguments.done")
+            call = _first(called, "response.function_call_arguments.done")
             await ws.send(json.dumps({"type": "conversation.item.create", "item": {
                 "type": "function_call_output", "call_id": call["call_id"],
                 "output": json.dumps({"temperature_c": 7, "sky": "snow"})}}))
@@ -153,19 +156,18 @@ def test_a_raw_session_with_beta_names_g711_typing_tools_and_bad_events(server, 
     assert all(e["type"] == "error" for e in bad) and "mp3" in bad[-1]["error"]["message"]
     kinds = [e["type"] for e in spoken]
     assert "input_audio_buffer.committed" in kinds and kinds.count("response.created") == 1
-    heard = next(e for e in spoken
-                 if e["type"] == "conversation.item.input_audio_transcription.completed")
+    heard = _first(spoken, "conversation.item.input_audio_transcription.completed")
     assert "capital of france" in heard["transcript"].lower()
     law = b"".join(base64.b64decode(e["delta"]) for e in spoken
                    if e["type"] == "response.output_audio.delta")
     speech = Audio(g711.decode(law).astype(np.float32) / 32768.0, 8000).resample(16000)
     assert "paris" in asr.transcribe(speech, ASROptions(language="en")).text.lower()
-    said = next(e for e in typed if e["type"] == "response.output_audio_transcript.done")
+    said = _first(typed, "response.output_audio_transcript.done")
     assert "rome" in said["transcript"].lower()
     assert with_tools["session"]["tools"][0]["name"] == "get_weather"
     assert call["name"] == "get_weather" and "oslo" in call["arguments"].lower()
     assert called[-1]["response"]["output"][0]["type"] == "function_call"
-    said = next(e for e in answered if e["type"] == "response.output_audio_transcript.done")
+    said = _first(answered, "response.output_audio_transcript.done")
     assert "snow" in said["transcript"].lower()  # the answer uses the tool's result
 
 
@@ -211,10 +213,9 @@ def test_vad_settings_apply_silence_and_create_response(server):
     assert "response.created" not in [e["type"] for e in heard]
     kinds = [e["type"] for e in answered]
     assert "error" not in kinds and kinds.count("response.created") == 1
-    transcript = next(e for e in answered
-                      if e["type"] == "conversation.item.input_audio_transcription.completed")
+    transcript = _first(answered, "conversation.item.input_audio_transcription.completed")
     assert "capital of france" in transcript["transcript"].lower()
-    said = next(e for e in answered if e["type"] == "response.output_text.done")
+    said = _first(answered, "response.output_text.done")
     assert "paris" in said["text"].lower()
 
 
@@ -297,10 +298,9 @@ def test_a_recorded_javascript_client_session_replays(server):
 
     assert steps([e["type"] for e in seen]) == steps(recorded["server_event_types"])
     assert {e["type"] for e in seen} == set(recorded["server_event_types"])
-    heard = next(e for e in seen
-                 if e["type"] == "conversation.item.input_audio_transcription.completed")
+    heard = _first(seen, "conversation.item.input_audio_transcription.completed")
     assert "capital of france" in heard["transcript"].lower()
-    said = next(e for e in seen if e["type"] == "response.output_audio_transcript.done")
+    said = _first(seen, "response.output_audio_transcript.done")
     assert "paris" in said["transcript"].lower()
 
 

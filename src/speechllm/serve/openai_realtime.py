@@ -280,8 +280,8 @@ class OpenAIRealtimeBridge:
 
     def _response(self, status: str, usage: dict[str, Any] | None = None) -> dict[str, Any]:
         reply = self.reply or {"id": _id("resp"), "items": []}
-        read, wrote = (usage or {}).get("prompt_tokens", 0), (usage or {}).get(
-            "completion_tokens", 0)
+        usage = usage or {}
+        read, wrote = usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)
         # the LLM reads and writes text: the speech on either side is counted in seconds by
         # the recogniser and the voice, not in tokens
         return {"object": "realtime.response", "id": reply["id"], "status": status,

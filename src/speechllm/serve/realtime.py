@@ -893,12 +893,9 @@ def _timing_of(detection: dict[str, Any], now: TurnTiming) -> TurnTiming | str:
     if kind not in ("server_vad", "semantic_vad"):
         return "turn_detection type must be 'server_vad' or 'semantic_vad'"
     changes: dict[str, Any] = {}
-    numbers = {"threshold": 1.0, "silence_duration_ms": 1000.0, "prefix_padding_ms": 1000.0}
-    for key in numbers:
+    for key in ("threshold", "silence_duration_ms", "prefix_padding_ms"):
         value = detection.get(key)
-        if value is None:
-            continue
-        if not isinstance(value, int | float) or isinstance(value, bool):
+        if value is not None and (not isinstance(value, int | float) or isinstance(value, bool)):
             return f"turn_detection.{key} must be a number"
     if detection.get("threshold") is not None:
         changes["threshold"] = float(detection["threshold"])
