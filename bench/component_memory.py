@@ -70,7 +70,7 @@ def step_of(which: str, rng: np.random.Generator) -> Callable[[], object]:
 
 
 def main(which: str, steps: int) -> None:
-    ctypes.CDLL("libc.so.6").mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD, as the server
+    ctypes.CDLL("libc.so.6").mallopt(-8, 2)  # M_ARENA_MAX, as the server
     step = step_of(which, np.random.default_rng(0))
     for _ in range(10):
         step()

@@ -76,7 +76,7 @@ def stages(data: bytes, speech: bool) -> None:
     from speechllm.errors import NoSpeechError
     from speechllm.speechlm import Request
 
-    ctypes.CDLL("libc.so.6").mallopt(-3, 1 << 20)  # as the server does
+    ctypes.CDLL("libc.so.6").mallopt(-8, 2)  # M_ARENA_MAX, as the server does
     model = approach.build({"approach": "cascade"})
     for name in ("decode", "respond"):
         gc.collect()
