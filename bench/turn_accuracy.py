@@ -1,7 +1,8 @@
 """Does answering early change what the assistant hears? WER of the realtime session's
-transcripts with speculation off (the turn ends after `end_silence`, then ASR) and on (ASR on
-the audio at the first short pause, the turn ended by that transcript's verdict), on the same
-recordings in the same run.
+transcripts under several speculation policies: off (0: the turn ends after `end_silence`,
+then ASR) and on after S seconds of silence (ASR on the audio at that pause, the turn ended by
+that transcript's verdict), on the same recordings in the same run, each paired with the
+first policy given.
 
 Each recording is fed to the session's own turn detector (`serve.realtime.Turns`) in 20 ms
 frames with 2 s of silence after it, on audio time (as if recognition were instant, so only
@@ -11,7 +12,7 @@ normalised WER. Real sentences have pauses of their own, so a recording may make
 turns under either policy.
 
     .venv/bin/python bench/turn_accuracy.py ../shared/data/real-sentences/manifest.jsonl \\
-        /tmp/pauses/set.tsv
+        /tmp/pauses/set.tsv --policies 0.2,0,0.032
 """
 
 from __future__ import annotations
@@ -56,9 +57,10 @@ def hear(asr: FasterWhisperASR, vad: SileroVAD, audio: Audio) -> str:
     return asr.transcribe(audio.slice(start, end), config.asr).text.strip()
 
 
-def turns_heard(asr: FasterWhisperASR, vad: SileroVAD, audio: Audio, speculate: bool
+def turns_heard(asr: FasterWhisperASR, vad: SileroVAD, audio: Audio, after: float
                 ) -> list[str]:
-    settings = ServeSettings(speculate_after=0.2 if speculate else 0.0)
+    settings = ServeSettings(speculate_after=after)
+    speculate = after > 0
     turns = Turns(Fake(settings, vad), Session())  # type: ignore[arg-type]
     x = np.concatenate([np.zeros(8000, np.float32), audio.resample(16000).samples,
                         np.zeros(32000, np.float32)])
@@ -98,31 +100,34 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("sets", nargs="+", type=Path, help="manifest.jsonl or set.tsv files")
     parser.add_argument("--every", type=int, default=1, help="every n-th item")
+    parser.add_argument("--policies", default="0,0.2", help="speculate_after values in "
+                        "seconds (0: off); each is paired with the first")
     args = parser.parse_args()
+    policies = [float(p) for p in args.policies.split(",")]
     asr, vad = FasterWhisperASR("whisper-base"), SileroVAD()
-    print("| set | items | speculation off WER | on WER | paired difference (on - off) |")
+    print("| set | items | speculate_after | WER | paired difference with the first, 95% "
+          "bootstrap |")
     print("|---|---:|---:|---:|---|")
     for path in args.sets:
         chosen = items(path)[:: args.every]
-        scores: dict[bool, list[tuple[int, int]]] = {False: [], True: []}
+        scores: dict[float, list[tuple[int, int]]] = {p: [] for p in policies}
         for audio_path, text in track(chosen, description=path.parent.name):
             audio = load(audio_path)
-            for speculate in (False, True):
-                said = " ".join(turns_heard(asr, vad, audio, speculate))
-                errors, words = word_errors(text, said)
-                scores[speculate].append((errors, words))
-        off = sum(e for e, _ in scores[False]) / sum(w for _, w in scores[False])
-        on = sum(e for e, _ in scores[True]) / sum(w for _, w in scores[True])
-        diffs = np.array([a[0] - b[0] for a, b in zip(scores[True], scores[False],
-                                                     strict=True)])
-        counts = np.array([w for _, w in scores[False]])
-        rng = np.random.default_rng(0)
-        boot = [diffs[s].sum() / counts[s].sum()
-                for s in (rng.integers(0, len(diffs), len(diffs)) for _ in range(2000))]
-        lo, hi = np.percentile(boot, [2.5, 97.5])
-        print(f"| {path.parent.name} | {len(chosen)} | {off:.4f} | {on:.4f} | "
-              f"{on - off:+.4f} [{lo:+.4f}, {hi:+.4f}]; {int((diffs != 0).sum())} items "
-              "differ |")
+            for after in policies:
+                said = " ".join(turns_heard(asr, vad, audio, after))
+                scores[after].append(word_errors(text, said))
+        base = scores[policies[0]]
+        counts = np.array([w for _, w in base])
+        for after in policies:
+            wer = sum(e for e, _ in scores[after]) / sum(w for _, w in scores[after])
+            diffs = np.array([a[0] - b[0] for a, b in zip(scores[after], base, strict=True)])
+            rng = np.random.default_rng(0)
+            boot = [diffs[s].sum() / counts[s].sum()
+                    for s in (rng.integers(0, len(diffs), len(diffs)) for _ in range(2000))]
+            lo, hi = np.percentile(boot, [2.5, 97.5])
+            print(f"| {path.parent.name} | {len(chosen)} | {after:g} | {wer:.4f} | "
+                  f"{diffs.sum() / counts.sum():+.4f} [{lo:+.4f}, {hi:+.4f}]; "
+                  f"{int((diffs != 0).sum())} items differ |", flush=True)
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ def serve(
                            "turn that sounds and reads finished.")] = 0.9,
     speculate_after: Annotated[float, typer.Option(help="Seconds of silence after which a "
                                "voice turn's answer is prepared, unseen until the turn "
-                               "ends (0: off).")] = 0.2,
+                               "ends (0: off).")] = 0.03,
     patient_silence: Annotated[float, typer.Option(help="Seconds of silence that end a voice "
                                "turn that sounds or reads unfinished.")] = 1.5,
     turn_model: Annotated[str, typer.Option(help="End-of-turn model for voice turns, or "

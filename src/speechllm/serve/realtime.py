@@ -7,7 +7,7 @@ turn's timings), and speech from the user during an answer cancels it (barge-in)
 capped at 30 s: a turn may last up to `max_audio_seconds`. Each session is its own task, so
 one failing session never touches another.
 
-Speculation: after a short pause (`speculate_after`, 0.2 s) the answer starts at once, into a
+Speculation: after a short pause (`speculate_after`, 0.03 s) the answer starts at once, into a
 held buffer. The turn ends after `end_silence` when it sounds and reads finished, or after
 `patient_silence` when the end-of-turn model or the transcript's last word says it is not
 ("What is the capital of ..."); the held events are then sent and the answer goes on live. If
@@ -81,6 +81,9 @@ MIN_SPEECH = 0.1  # seconds of speech before a turn counts as started (and barge
 # Speech over the answer is judged at its first pause, or once it has gone on this long
 # without one: long enough for "wait, stop" to be words, short enough to stop promptly.
 JUDGE_AFTER = 0.6
+# speech over the answer is judged at its first pause this long (not at `speculate_after`,
+# which is one VAD window: "wait, | stop" would be judged on "wait" alone)
+JUDGE_PAUSE = 0.2
 # Seconds after the estimated end of the answer's playback during which speech is still
 # judged: the client's buffers and the room's echo lag the server's clock.
 ECHO_TAIL = 0.5
@@ -527,6 +530,9 @@ async def run_session(ws: WebSocket, session: Session | None = None) -> None:
         task.add_done_callback(watchers.discard)
         task.add_done_callback(_log_failure)
 
+    def paused_to_judge() -> bool:
+        return turns.paused and turns.silence_run >= JUDGE_PAUSE
+
     def judge_if_due(at_pause: bool) -> None:
         """Judge the overlapping speech heard since the last verdict, at a pause or once
         `JUDGE_AFTER` of it has built up; drop it once it has ended and all was ignored."""
@@ -597,7 +603,7 @@ async def run_session(ws: WebSocket, session: Session | None = None) -> None:
             turns.clear()
             return
         ov.last = verdict.kind
-        judge_if_due(at_pause=turns.paused)
+        judge_if_due(at_pause=paused_to_judge())
 
     def start_reply(audio: Audio | None, ended_at: float, held: bool,
                     from_results: bool = False, text: str | None = None) -> Reply | None:
@@ -706,7 +712,7 @@ async def run_session(ws: WebSocket, session: Session | None = None) -> None:
                     if overlap is not None:  # speech over the answer: its verdict decides
                         if event in ("started", "stopped"):
                             overlap.ended = event == "stopped"
-                        if event in ("paused", "stopped"):
+                        if event == "stopped":
                             judge_if_due(at_pause=True)
                         continue
                     if event == "started" and assistant_speaking():
@@ -729,7 +735,7 @@ async def run_session(ws: WebSocket, session: Session | None = None) -> None:
                         await _send(ws, "error", kind="turn_cap", message=(
                             f"this turn reached the {s.settings.max_audio_seconds:g} s cap; "
                             "later audio is dropped until it is committed or cleared"))
-                judge_if_due(at_pause=False)
+                judge_if_due(at_pause=paused_to_judge())
                 await check_end()
                 continue
             try:

@@ -16,7 +16,9 @@ class TurnTiming:
     threshold: float = 0.5  # speech probability that starts a turn
     end_silence: float = 0.9  # silence that ends a turn that sounds finished
     patient_silence: float = 1.5  # silence that ends one that sounds unfinished
-    speculate_after: float = 0.2  # silence after which the answer is prepared (0: never)
+    # silence after which the answer is prepared (0: never); 0.03 = the VAD's first silent
+    # 32 ms window
+    speculate_after: float = 0.03
     preroll: float = 0.3  # audio kept before the detected onset (OpenAI's prefix padding)
     auto_respond: bool = True  # False: a turn's end is reported; response.create answers it
 
@@ -55,8 +57,10 @@ class ServeSettings:
     end_silence: float = 0.9
     # A voice turn's answer starts being prepared (recognised, generated, the first clause
     # spoken into a buffer) after this much silence, and is sent once the turn ends; if the
-    # user goes on speaking it is thrown away. 0 turns speculation off.
-    speculate_after: float = 0.2
+    # user goes on speaking it is thrown away. 0 turns speculation off. The default starts at
+    # the VAD's first silent window: the CPU is idle while the user speaks, so an early start
+    # that is thrown away costs nothing, and one that is kept saves ~0.15 s.
+    speculate_after: float = 0.03
     # seconds of silence that end a turn whose transcript or sound says it is unfinished
     # ("What is the capital of ..."): the user is more likely to go on than to be done
     patient_silence: float = 1.5
