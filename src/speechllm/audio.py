@@ -121,21 +121,7 @@ def load(
     from the header before the samples are decoded, so an enormous file costs nothing.
     """
     cap = max_seconds_default() if max_seconds is None else max_seconds
-    if isinstance(source, bytes | bytearray):
-        name = "uploaded audio"
-        if not source:
-            raise AudioError("uploaded audio is empty (0 bytes)")
-        handle: io.BytesIO | str = io.BytesIO(bytes(source))
-    else:
-        path = Path(source)
-        name = str(path)
-        if not path.exists():
-            raise AudioError(f"{name}: no such file")
-        if path.is_dir():
-            raise AudioError(f"{name} is a directory, not an audio file")
-        if path.stat().st_size == 0:
-            raise AudioError(f"{name} is empty (0 bytes)")
-        handle = str(path)
+    handle, name = _opened(source)
     try:
         with sf.SoundFile(handle) as f:
             mono, native_rate = _decode_mono(f, name, cap, sample_rate)
@@ -148,6 +134,52 @@ def load(
     return Audio(mono, sample_rate or native_rate)
 
 
+def probe(source: str | os.PathLike[str] | bytes, max_seconds: float | None = None) -> float:
+    """What `load` checks before decoding (readable, not empty, within the caps), from the
+    header alone; the declared seconds. Lets a server refuse bad audio at once and decode
+    it later, when the models are free."""
+    cap = max_seconds_default() if max_seconds is None else max_seconds
+    handle, name = _opened(source)
+    try:
+        with sf.SoundFile(handle) as f:
+            _check_header(f, name, cap)
+            return float(f.frames) / float(f.samplerate)
+    except AudioError:
+        raise
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+        raise AudioError(f"{name} is not a readable audio file ({_reason(exc)})") from None
+
+
+def _opened(source: str | os.PathLike[str] | bytes) -> tuple[io.BytesIO | str, str]:
+    """(what soundfile opens, the name errors use); AudioError for what is plainly no file."""
+    if isinstance(source, bytes | bytearray):
+        if not source:
+            raise AudioError("uploaded audio is empty (0 bytes)")
+        return io.BytesIO(bytes(source)), "uploaded audio"
+    path = Path(source)
+    name = str(path)
+    if not path.exists():
+        raise AudioError(f"{name}: no such file")
+    if path.is_dir():
+        raise AudioError(f"{name} is a directory, not an audio file")
+    if path.stat().st_size == 0:
+        raise AudioError(f"{name} is empty (0 bytes)")
+    return name, name
+
+
+def _check_header(f: Any, name: str, cap: float) -> None:
+    """Refuse, from the header, audio over the cap in seconds or in samples."""
+    rate, frames, channels = int(f.samplerate), int(f.frames), int(f.channels)
+    if frames > 0 and frames / rate > cap:
+        raise AudioError(f"{name} is {frames / rate:.1f} s long; the cap is {cap:g} s "
+                         "(raise it with SPEECHLLM_MAX_AUDIO_SECONDS)")
+    allowed = int(cap * MAX_SAMPLES_PER_SECOND)
+    if frames * channels > allowed:
+        raise AudioError(f"{name} declares {channels} channels at {rate} Hz for "
+                         f"{frames / rate:.1f} s: {frames * channels} samples, over the "
+                         f"{allowed} that {cap:g} s allows (48 kHz stereo)")
+
+
 def _reason(exc: Exception) -> str:
     """libsndfile's complaint, without the file object's repr (a heap address) in it."""
     reason = getattr(exc, "error_string", None) or str(exc).split("\n")[0]
@@ -158,15 +190,9 @@ def _decode_mono(f: Any, name: str, cap: float, sample_rate: int | None
                  ) -> tuple[np.ndarray, int]:
     """Decode block by block, each downmixed and resampled as it comes, so memory is bounded
     by the cap in seconds at the output rate, whatever the header declares."""
-    rate, frames, channels = int(f.samplerate), int(f.frames), int(f.channels)
-    if frames > 0 and frames / rate > cap:
-        raise AudioError(f"{name} is {frames / rate:.1f} s long; the cap is {cap:g} s "
-                         "(raise it with SPEECHLLM_MAX_AUDIO_SECONDS)")
+    rate, channels = int(f.samplerate), int(f.channels)
+    _check_header(f, name, cap)
     allowed = int(cap * MAX_SAMPLES_PER_SECOND)
-    if frames * channels > allowed:
-        raise AudioError(f"{name} declares {channels} channels at {rate} Hz for "
-                         f"{frames / rate:.1f} s: {frames * channels} samples, over the "
-                         f"{allowed} that {cap:g} s allows (48 kHz stereo)")
     target = sample_rate or rate
     stream = None if target == rate else soxr.ResampleStream(rate, target, 1, dtype="float32",
                                                              quality="HQ")

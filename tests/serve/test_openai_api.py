@@ -235,3 +235,32 @@ def test_a_transcription_prompt_biases_the_recogniser(client, voice, tmp_path):
                                                   prompt="Zbigniew, Aoife Brennan, Okonkwo")
     assert "zbigniew" not in bare.lower(), bare
     assert "zbigniew" in told.text.lower() and "shipment" in told.text.lower(), told.text
+
+
+def test_unusable_spoken_question_is_refused_before_it_queues(client, server):
+    """With the one worker busy on a long answer, a chat whose input_audio is not audio gets
+    its 400 while that answer is still running (checked from the file's header, not after
+    waiting for the models), streamed or not; the spoken question itself is decoded only
+    when its turn comes."""
+    long_answer: list[str] = []
+    busy = threading.Thread(target=lambda: long_answer.append(
+        client.chat.completions.create(model="m", max_tokens=200, messages=[
+            {"role": "user", "content": "Count from one to two hundred in words."}]
+        ).choices[0].message.content or ""))
+    busy.start()
+    try:
+        for _ in range(200):  # until the long answer holds the worker
+            _, body = _raw(server, "/health")
+            if json.loads(body)["running"] == 1:
+                break
+            threading.Event().wait(0.05)
+        junk = base64.b64encode(b"RIFF this is not a wav file at all " * 40).decode()
+        part = {"type": "input_audio", "input_audio": {"data": junk, "format": "wav"}}
+        for stream in (False, True):
+            with pytest.raises(openai.BadRequestError, match="not a readable audio file"):
+                client.chat.completions.create(model="m", stream=stream, messages=[
+                    {"role": "user", "content": [part]}])
+            assert busy.is_alive()  # refused without waiting for the long answer
+    finally:
+        busy.join()
+    assert long_answer and long_answer[0]

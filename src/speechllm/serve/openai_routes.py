@@ -16,14 +16,15 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
 from speechllm.asr.base import Segment
-from speechllm.audio import Audio, load
-from speechllm.errors import NoSpeechError
+from speechllm.audio import Audio, load, probe
+from speechllm.errors import AudioError, NoSpeechError
 from speechllm.serve import codecs
 from speechllm.serve.bodies import CHAT_AUDIO_FORMATS, ChatAudio, ChatBody, SpeechBody, parse
 from speechllm.serve.shared import APIError, Services, error_body, services_of, timings_json
@@ -47,13 +48,6 @@ router = APIRouter()
 TRANSLATE = "Translate the audio into English."
 CONTEXT_CHARS = 600  # of the conversation, as the recogniser's prompt (Whisper reads ~220 tokens)
 SUBTITLE_FORMATS = {"json", "text", "srt", "vtt", "verbose_json"}
-
-
-async def decode_audio(s: Services, data: bytes) -> Audio:
-    """Uploaded bytes -> 16 kHz audio; AudioError (-> 400) when unusable. Off the event loop
-    and inside the admission gate: at most `workers` decodes hold memory at once, each
-    bounded by the cap (speechllm.audio.load)."""
-    return await s.gate.run(load, data, 16000, s.settings.max_audio_seconds)
 
 
 # -- transcription and translation ---------------------------------------------------------
@@ -204,19 +198,38 @@ async def _heard(s: Services, part: dict[str, Any]) -> str:
     data = _audio_bytes(part)
     key = hashlib.sha1(data).hexdigest()
     if key not in s.heard:
-        audio = await decode_audio(s, data)
-        try:
-            answer = await s.gate.run(s.model.respond, Turn(audio=audio, intent="transcribe",
-                                                            want_audio=False))
-            s.remember(key, answer.text)
-        except NoSpeechError:
-            s.remember(key, "")
+        async with s.gate.turn():  # one slot from decoding to the transcript
+            audio = await s.gate.held(load, data, 16000, s.settings.max_audio_seconds)
+            try:
+                answer = await s.gate.held(s.model.respond, Turn(
+                    audio=audio, intent="transcribe", want_audio=False))
+                s.remember(key, answer.text)
+            except NoSpeechError:
+                s.remember(key, "")
     return s.heard[key]
 
 
-async def turn_of(s: Services, spec: ChatBody) -> tuple[Turn, str | None, str | None]:
-    """The chat request as one `SpeechLM` turn, the requested audio format, and the key
-    under which to remember what its spoken question said."""
+@dataclass(frozen=True)
+class ChatTurn:
+    """A chat request as one `SpeechLM` turn, its spoken question checked but not decoded
+    yet: `ready` decodes it inside the slot that answers it, so a request waiting for the
+    models holds its body but no decoded audio."""
+
+    fields: dict[str, Any]  # the Request's fields but `audio`
+    data: bytes | None  # the spoken question's file
+    fmt: str | None  # the audio format the answer is wanted in, if any
+    key: str | None  # under which to remember what the spoken question said
+
+    async def ready(self, s: Services) -> Turn:
+        """The turn, its audio decoded; call it holding a gate slot."""
+        audio = None if self.data is None else await s.gate.held(
+            load, self.data, 16000, s.settings.max_audio_seconds)
+        return Turn(audio=audio, **self.fields)
+
+
+async def turn_of(s: Services, spec: ChatBody) -> ChatTurn:
+    """The chat request as one `SpeechLM` turn; bad audio is refused here, from its header,
+    before the request waits for the models."""
     messages = spec.messages
     system: list[str] = []
     history: list[Message] = []
@@ -252,11 +265,11 @@ async def turn_of(s: Services, spec: ChatBody) -> tuple[Turn, str | None, str | 
     text, audio_parts = _text_of(last.get("content"), f"messages[{len(messages) - 1}]")
     if len(audio_parts) > 1:
         raise APIError(400, "one input_audio part per request", "invalid_value", "messages")
-    audio, audio_key = None, None
+    data, audio_key = None, None
     if audio_parts:
         data = _audio_bytes(audio_parts[0])
         audio_key = hashlib.sha1(data).hexdigest()
-        audio = await decode_audio(s, data)
+        await asyncio.to_thread(probe, data, s.settings.max_audio_seconds)
         if text:  # spoken question plus a typed instruction: the instruction guides it
             system.append(text)
             text = ""
@@ -266,14 +279,17 @@ async def turn_of(s: Services, spec: ChatBody) -> tuple[Turn, str | None, str | 
     # what was said before, and the instructions, bias how the spoken turn is heard
     said = " ".join([*system, *(m.content for m in history[-4:] if m.role != "tool")]
                     ).strip()[-CONTEXT_CHARS:]
-    if audio is None and not text.strip() and not (history and history[-1].role == "tool"):
+    if data is None and not text.strip() and not (history and history[-1].role == "tool"):
         raise APIError(400, "the last message has no text or audio", "invalid_value",
                        "messages")
-    turn = Turn(audio=audio, text=text or None, system="\n".join(system) or None,
-                history=tuple(history), want_audio=want_audio, max_tokens=limit,
-                context=Context((), said) if audio is not None and said else None,
-                tools=tools, tool_choice=choice)
-    return turn, fmt, audio_key
+    fields: dict[str, Any] = dict(text=text or None, system="\n".join(system) or None,
+                                  history=tuple(history), want_audio=want_audio,
+                                  max_tokens=limit, tools=tools, tool_choice=choice,
+                                  context=Context((), said) if data is not None and said
+                                  else None)
+    # a request that cannot be a turn fails here, before it waits (the audio stands in)
+    Turn(audio=None if data is None else Audio.silence(0.1), **fields)
+    return ChatTurn(fields, data, fmt, audio_key)
 
 
 async def _speak_if_needed(s: Services, answer: Answer) -> Audio | None:
@@ -296,13 +312,15 @@ def _envelope(s: Services, cid: str, created: int, kind: str) -> dict[str, Any]:
 async def chat(request: Request) -> Response:
     s = services_of(request)
     spec = parse(await request.body(), ChatBody)
-    turn, fmt, key = await turn_of(s, spec)
+    pending = await turn_of(s, spec)
+    fmt, key = pending.fmt, pending.key
     cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
     if spec.stream:
-        return StreamingResponse(_chat_stream(s, turn, cid, created, key),
+        return StreamingResponse(_chat_stream(s, pending, cid, created),
                                  media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache"})
-    answer: Answer = await s.gate.run(s.model.respond, turn)
+    async with s.gate.turn():
+        answer: Answer = await s.gate.held(s.model.respond, await pending.ready(s))
     if key is not None and answer.transcript is not None:
         s.remember(key, answer.transcript)
     message: dict[str, Any] = {"role": "assistant", "content": answer.text, "refusal": None}
@@ -326,7 +344,7 @@ async def chat(request: Request) -> Response:
     })
 
 
-async def _chat_stream(s: Services, turn: Turn, cid: str, created: int, key: str | None
+async def _chat_stream(s: Services, pending: ChatTurn, cid: str, created: int
                        ) -> AsyncIterator[str]:
     """Server-sent chat.completion.chunk events; audio comes as base64 24 kHz pcm16."""
     head = _envelope(s, cid, created, "chat.completion.chunk")
@@ -352,7 +370,13 @@ async def _chat_stream(s: Services, turn: Turn, cid: str, created: int, key: str
     yield chunk({"role": "assistant", "content": ""})
     spoke = False
     streamed: set[str] = set()  # calls whose arguments went out piece by piece
+    key = pending.key
     async with s.gate.turn():
+        try:
+            turn = await pending.ready(s)
+        except AudioError as exc:  # its header passed, its samples did not
+            yield "data: " + json.dumps(error_body(str(exc), 400, "AudioError")) + "\n\n"
+            return
         async for event in s.model.stream(turn):
             if isinstance(event, TextDelta):
                 yield chunk({"content": event.text})
