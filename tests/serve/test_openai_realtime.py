@@ -394,3 +394,31 @@ def test_over_tls_for_clients_that_require_wss(tmp_path):
         assert "paris" in asyncio.run(turn()).lower()
     finally:
         stop_server(s)
+
+
+def test_transcription_null_sends_no_transcription_events(server):
+    """`audio.input.transcription: null` turns the user's transcript events off (the
+    question is still heard and answered), and the session reports it off."""
+    url = server.url.replace("http://", "ws://") + "/v1/realtime?model=speechllm"
+
+    async def run():
+        async with websockets.connect(url, additional_headers={
+                "Authorization": f"Bearer {KEY}"}) as ws:
+            await ws.recv()
+            await ws.send(json.dumps({"type": "session.update", "session": {
+                "type": "realtime", "output_modalities": ["text"], "max_output_tokens": 16,
+                "audio": {"input": {"transcription": None, "turn_detection": None}}}}))
+            updated = json.loads(await ws.recv())
+            await ws.send(json.dumps({"type": "input_audio_buffer.append",
+                                      "audio": base64.b64encode(pcm16(question(24000)))
+                                      .decode()}))
+            await ws.send(json.dumps({"type": "input_audio_buffer.commit"}))
+            await ws.send(json.dumps({"type": "response.create"}))
+            return updated, await _collect(ws, "response.done")
+
+    updated, seen = asyncio.run(run())
+    assert updated["session"]["audio"]["input"]["transcription"] is None
+    kinds = [e["type"] for e in seen]
+    assert "response.output_text.done" in kinds, kinds  # heard and answered
+    assert not any("input_audio_transcription" in k for k in kinds), kinds
+    assert "paris" in _first(seen, "response.output_text.done")["text"].lower()

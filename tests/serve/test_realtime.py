@@ -375,3 +375,23 @@ def test_shutdown_is_graceful(tmp_path):
         assert "Finished server process" in log and "Traceback" not in log
     finally:
         stop_server(s)
+
+
+def test_semantic_vad_auto_after_high_returns_to_the_server_defaults(server):
+    """Eagerness `high` shortens the silence that ends a turn; a later `auto` (or `medium`)
+    means the server's own timing again, not whatever the session asked for before."""
+    async def run():
+        async with websockets.connect(server.ws_url, additional_headers=AUTH) as ws:
+            created = json.loads(await ws.recv())
+            updates = []
+            for eagerness in ("high", "auto", "low", "medium"):
+                await ws.send(json.dumps({"type": "session.update", "session": {
+                    "turn_detection": {"type": "semantic_vad", "eagerness": eagerness}}}))
+                updates.append(json.loads(await ws.recv()))
+            return created, updates
+
+    created, (high, auto, low, medium) = asyncio.run(run())
+    own = created["session"]["vad"]
+    assert high["session"]["vad"]["silence_duration_ms"] < own["silence_duration_ms"]
+    assert low["session"]["vad"]["silence_duration_ms"] > own["silence_duration_ms"]
+    assert auto["session"]["vad"] == own and medium["session"]["vad"] == own

@@ -71,6 +71,7 @@ class OpenAIRealtimeBridge:
         self.tool_choice: Any = "auto"
         self.max_tokens: Any = "inf"
         self.vad = True
+        self.transcribe = True  # send the user's words as input_audio_transcription events
         self.detection: dict[str, Any] = {"type": "server_vad"}
         self.timing: dict[str, Any] = {}  # the session's turn timing, as it reports it
         self.session_id = _id("sess")
@@ -120,6 +121,11 @@ class OpenAIRealtimeBridge:
                                   if k in detection}
             # the session checks and applies the settings (speechllm.serve.realtime)
             own["turn_detection"] = detection if detection is not None else "none"
+        for holder, key in ((inp, "transcription"), (session, "input_audio_transcription")):
+            if key in holder:  # null: no transcription events (the answer is unchanged)
+                if holder[key] is not None and not isinstance(holder[key], dict):
+                    return f"{key}: an object ({{'model': ...}}) or null"
+                self.transcribe = holder[key] is not None
         if "instructions" in session:
             self.instructions = session["instructions"] or ""
             own["instructions"] = self.instructions
@@ -228,7 +234,8 @@ class OpenAIRealtimeBridge:
                 "instructions": self.instructions, "tools": self.tools,
                 "tool_choice": self.tool_choice, "max_output_tokens": self.max_tokens,
                 "audio": {"input": {"format": fmt(self.input),
-                                    "transcription": {"model": "whisper"},
+                                    "transcription": {"model": "whisper"} if self.transcribe
+                                    else None,
                                     "turn_detection": self._detection() if self.vad
                                     else None},
                           "output": {"format": fmt(self.output), "voice": self.voice}}}
@@ -319,7 +326,7 @@ class OpenAIRealtimeBridge:
                 "id": item, "type": "message", "role": "user", "status": "completed",
                 "content": [{"type": "input_audio", "transcript": None}]})
             self.user_item = item
-        elif kind == "transcript":
+        elif kind == "transcript" and self.transcribe:
             await self._emit("conversation.item.input_audio_transcription.completed",
                              item_id=self.user_item or _id("item"), content_index=0,
                              transcript=event.get("text", ""),

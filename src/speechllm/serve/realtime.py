@@ -107,6 +107,7 @@ class Session:
     max_tokens: int = 256  # longest answer per turn
     server_vad: bool = True  # False: push-to-talk, the client commits each turn
     timing: TurnTiming = field(default_factory=TurnTiming)  # the server's, unless asked
+    defaults: TurnTiming = field(default_factory=TurnTiming)  # the server's own
     heard: Audio | None = None  # a turn awaiting response.create (auto_respond off)
     history: tuple[Message, ...] = ()
     tools: tuple[Tool, ...] = ()  # functions the assistant may call (the client runs them)
@@ -491,7 +492,7 @@ async def run_session(ws: WebSocket, session: Session | None = None) -> None:
     `receive`, `send_text`, `close` and `app`)."""
     s: Services = ws.app.state.services
     session = session or Session()
-    session.timing = s.settings.timing()
+    session.timing = session.defaults = s.settings.timing()
     turns = Turns(s, session)
     s.sessions += 1
     reply: Reply | None = None
@@ -854,7 +855,7 @@ def _update(session: Session, data: Any) -> str | None:
     detection = data.get("turn_detection", "server_vad" if session.server_vad else "none")
     timing = session.timing
     if isinstance(detection, dict):
-        asked = _timing_of(detection, session.timing)
+        asked = _timing_of(detection, session.timing, session.defaults)
         if isinstance(asked, str):
             return asked
         timing, detection = asked, "server_vad"
@@ -892,9 +893,11 @@ def _update(session: Session, data: Any) -> str | None:
 EAGERNESS = {"high": (0.5, 1.0), "low": (1.2, 3.0)}
 
 
-def _timing_of(detection: dict[str, Any], now: TurnTiming) -> TurnTiming | str:
+def _timing_of(detection: dict[str, Any], now: TurnTiming, defaults: TurnTiming
+               ) -> TurnTiming | str:
     """A session's turn timing from an OpenAI-style `turn_detection` object; or the problem.
-    Fields left out keep their current values."""
+    Fields left out keep their current values; `semantic_vad` eagerness `auto` or `medium`
+    means the server's own (`defaults`), whatever an earlier update asked for."""
     kind = detection.get("type", "server_vad")
     if kind not in ("server_vad", "semantic_vad"):
         return "turn_detection type must be 'server_vad' or 'semantic_vad'"
@@ -910,7 +913,8 @@ def _timing_of(detection: dict[str, Any], now: TurnTiming) -> TurnTiming | str:
         eagerness = detection.get("eagerness", "auto")
         if eagerness not in ("auto", "low", "medium", "high"):
             return "turn_detection.eagerness must be 'auto', 'low', 'medium' or 'high'"
-        end, patient = EAGERNESS.get(eagerness, (end, now.patient_silence))
+        end, patient = EAGERNESS.get(eagerness, (defaults.end_silence,
+                                                 defaults.patient_silence))
         changes["patient_silence"] = patient
     if detection.get("silence_duration_ms") is not None:
         end = detection["silence_duration_ms"] / 1000
@@ -921,7 +925,7 @@ def _timing_of(detection: dict[str, Any], now: TurnTiming) -> TurnTiming | str:
         changes["end_silence"] = end
         changes["patient_silence"] = max(changes.get("patient_silence", now.patient_silence),
                                          end)
-        changes["speculate_after"] = min(now.speculate_after, end / 2)
+        changes["speculate_after"] = min(defaults.speculate_after, end / 2)
     if detection.get("prefix_padding_ms") is not None:
         changes["preroll"] = detection["prefix_padding_ms"] / 1000
     respond = detection.get("create_response", now.auto_respond)
