@@ -127,15 +127,28 @@ def test_a_pause_inside_a_question_gets_one_answer_to_the_whole_question(server,
     assert done["turn"] == 1 and done["speculations_dropped"] >= 1
 
 
-def test_barge_in_cancels_the_reply_and_the_next_turn_is_answered(server):
+def test_barge_in_cancels_the_reply_and_the_next_turn_is_answered(server, voice):
+    """Asked for a story, the assistant is interrupted mid-answer by a new question: the
+    story is cancelled and the question is answered as turn 2. (The first request asks for
+    something long, so the answer is surely still being written when the interruption is
+    judged; a short answer may be over by then, and then there is nothing to cancel.)"""
+    from speechllm.audio import Audio
+
+    from ..conftest import say
+
+    story = say(voice, "Tell me a long story about a brave little dragon.", pad=0.0)
+    x = Audio.concat([Audio.silence(0.5, story.sample_rate), story,
+                      Audio.silence(1.2, story.sample_rate)]).resample(16000).samples
+    ask = (x * 32767).astype("<i2").tobytes()
+
     async def run():
         async with websockets.connect(server.ws_url, additional_headers=AUTH) as ws:
             await ws.recv()
             await ws.send(json.dumps({"type": "session.update", "session": {
                 "instructions": "Answer with a long, detailed story of at least ten "
-                                "sentences.", "max_tokens": 60}}))
+                                "sentences.", "max_tokens": 120}}))
             seen: list[dict] = []
-            sender = asyncio.create_task(send_realtime(ws, pcm16(0.5, 1.2), speed=4.0))
+            sender = asyncio.create_task(send_realtime(ws, ask, speed=4.0))
             await until(ws, "response.text.delta", seen)  # the reply is under way
             await sender
             # the user talks over it
@@ -146,7 +159,8 @@ def test_barge_in_cancels_the_reply_and_the_next_turn_is_answered(server):
             return seen, cancelled, done
 
     seen, cancelled, done = asyncio.run(run())
-    assert cancelled["reason"] == "barge-in" and cancelled["turn"] == 1
+    assert cancelled["reason"] == "barge-in" and cancelled["turn"] == 1, " | ".join(
+        f'{m["type"]} {m.get("turn")} {m.get("reason")}' for m in seen if "delta" not in m["type"])
     kinds = [m["type"] for m in seen]
     assert kinds.index("response.cancelled") > kinds.index("input_audio_buffer.speech_started",
                                                           kinds.index("response.text.delta"))

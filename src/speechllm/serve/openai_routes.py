@@ -4,6 +4,10 @@ Every route goes through the served `SpeechLM` (any approach), never a component
 back: transcription and translation are `Request(intent="transcribe" | "translate")`, chat is
 an ordinary turn. `/v1/audio/speech` is text to speech, which a `SpeechLM` does not define: it
 uses the server's TTS (the cascade's own voice when the model is a cascade).
+
+Long because it is the whole OpenAI HTTP surface (transcription, speech, chat with its
+streamed text, audio and tool-call deltas) and the routes share the request checks and the
+one admission slot per answer; each route is short.
 """
 
 from __future__ import annotations
