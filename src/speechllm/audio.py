@@ -7,9 +7,11 @@ one-line message; nothing else escapes from here.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -121,50 +123,47 @@ def load(
     from the header before the samples are decoded, so an enormous file costs nothing.
     """
     cap = max_seconds_default() if max_seconds is None else max_seconds
-    handle, name = _opened(source)
-    try:
-        with sf.SoundFile(handle) as f:
-            mono, native_rate = _decode_mono(f, name, cap, sample_rate)
-    except AudioError:
-        raise
-    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
-        raise AudioError(f"{name} is not a readable audio file ({_reason(exc)})") from None
+    with _sound_file(source) as (f, name):
+        mono, native_rate = _decode_mono(f, name, cap, sample_rate)
     if len(mono) == 0:
         raise AudioError(f"{name} holds no audio samples (zero length)")
     return Audio(mono, sample_rate or native_rate)
 
 
-def probe(source: str | os.PathLike[str] | bytes, max_seconds: float | None = None) -> float:
+def probe(source: str | os.PathLike[str] | bytes, max_seconds: float | None = None) -> None:
     """What `load` checks before decoding (readable, not empty, within the caps), from the
-    header alone; the declared seconds. Lets a server refuse bad audio at once and decode
-    it later, when the models are free."""
+    header alone: lets a server refuse bad audio at once and decode it later, when the
+    models are free."""
     cap = max_seconds_default() if max_seconds is None else max_seconds
-    handle, name = _opened(source)
+    with _sound_file(source) as (f, name):
+        _check_header(f, name, cap)
+
+
+@contextlib.contextmanager
+def _sound_file(source: str | os.PathLike[str] | bytes) -> Iterator[tuple[Any, str]]:
+    """The open soundfile and the name errors use. What is plainly no file, and whatever
+    libsndfile cannot read, becomes an AudioError."""
+    handle: io.BytesIO | str
+    if isinstance(source, bytes | bytearray):
+        if not source:
+            raise AudioError("uploaded audio is empty (0 bytes)")
+        handle, name = io.BytesIO(bytes(source)), "uploaded audio"
+    else:
+        path = Path(source)
+        handle = name = str(path)
+        if not path.exists():
+            raise AudioError(f"{name}: no such file")
+        if path.is_dir():
+            raise AudioError(f"{name} is a directory, not an audio file")
+        if path.stat().st_size == 0:
+            raise AudioError(f"{name} is empty (0 bytes)")
     try:
         with sf.SoundFile(handle) as f:
-            _check_header(f, name, cap)
-            return float(f.frames) / float(f.samplerate)
+            yield f, name
     except AudioError:
         raise
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
         raise AudioError(f"{name} is not a readable audio file ({_reason(exc)})") from None
-
-
-def _opened(source: str | os.PathLike[str] | bytes) -> tuple[io.BytesIO | str, str]:
-    """(what soundfile opens, the name errors use); AudioError for what is plainly no file."""
-    if isinstance(source, bytes | bytearray):
-        if not source:
-            raise AudioError("uploaded audio is empty (0 bytes)")
-        return io.BytesIO(bytes(source)), "uploaded audio"
-    path = Path(source)
-    name = str(path)
-    if not path.exists():
-        raise AudioError(f"{name}: no such file")
-    if path.is_dir():
-        raise AudioError(f"{name} is a directory, not an audio file")
-    if path.stat().st_size == 0:
-        raise AudioError(f"{name} is empty (0 bytes)")
-    return name, name
 
 
 def _check_header(f: Any, name: str, cap: float) -> None:

@@ -54,6 +54,12 @@ CONTEXT_CHARS = 600  # of the conversation, as the recogniser's prompt (Whisper 
 SUBTITLE_FORMATS = {"json", "text", "srt", "vtt", "verbose_json"}
 
 
+async def decoded(s: Services, data: bytes) -> Audio:
+    """Uploaded bytes -> 16 kHz audio, for a caller holding a gate slot (so at most
+    `workers` decodes hold memory at once, each bounded by the cap); AudioError -> 400."""
+    return await s.gate.held(load, data, 16000, s.settings.max_audio_seconds)
+
+
 # -- transcription and translation ---------------------------------------------------------
 
 async def _speech_to_text(request: Request, file: UploadFile, response_format: str,
@@ -69,7 +75,7 @@ async def _speech_to_text(request: Request, file: UploadFile, response_format: s
     # with `workers`, not with the number of uploads in flight.
     async with s.gate.turn():
         data = await file.read()
-        audio = await s.gate.held(load, data, 16000, s.settings.max_audio_seconds)
+        audio = await decoded(s, data)
         del data
         turn = Turn(audio=audio, intent=intent, system=system,  # type: ignore[arg-type]
                     want_audio=False, context=context)
@@ -203,7 +209,7 @@ async def _heard(s: Services, part: dict[str, Any]) -> str:
     key = hashlib.sha1(data).hexdigest()
     if key not in s.heard:
         async with s.gate.turn():  # one slot from decoding to the transcript
-            audio = await s.gate.held(load, data, 16000, s.settings.max_audio_seconds)
+            audio = await decoded(s, data)
             try:
                 answer = await s.gate.held(s.model.respond, Turn(
                     audio=audio, intent="transcribe", want_audio=False))
@@ -226,8 +232,7 @@ class ChatTurn:
 
     async def ready(self, s: Services) -> Turn:
         """The turn, its audio decoded; call it holding a gate slot."""
-        audio = None if self.data is None else await s.gate.held(
-            load, self.data, 16000, s.settings.max_audio_seconds)
+        audio = None if self.data is None else await decoded(s, self.data)
         return Turn(audio=audio, **self.fields)
 
 

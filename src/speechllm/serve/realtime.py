@@ -78,11 +78,11 @@ RATE = 16000  # the VAD's and the models' rate
 WINDOW = 512 / RATE  # one VAD decision per 32 ms
 PREROLL = 0.3  # seconds kept before the detected onset, so the first syllable is not cut
 MIN_SPEECH = 0.1  # seconds of speech before a turn counts as started (and barges in)
-# Speech over the answer is judged at its first pause, or once it has gone on this long
-# without one: long enough for "wait, stop" to be words, short enough to stop promptly.
+# Speech over the answer is judged at its first pause of JUDGE_PAUSE (not `speculate_after`,
+# one VAD window: "wait, | stop" would be judged on "wait" alone), or once it has gone on
+# JUDGE_AFTER without one: long enough for "wait, stop" to be words, short enough to stop
+# promptly.
 JUDGE_AFTER = 0.6
-# speech over the answer is judged at its first pause this long (not at `speculate_after`,
-# which is one VAD window: "wait, | stop" would be judged on "wait" alone)
 JUDGE_PAUSE = 0.2
 # Seconds after the estimated end of the answer's playback during which speech is still
 # judged: the client's buffers and the room's echo lag the server's clock.
