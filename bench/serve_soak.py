@@ -86,8 +86,9 @@ async def _voice_turn(ws_url: str, pcm: bytes, key: str | None) -> str:
                 return str(message["type"])
 
 
-def one_round(base: str, pid: int, key: str | None = None) -> Round:
-    """One round of mixed requests against `base` (http://host:port); RSS of `pid` after."""
+def one_round(base: str, pid: int, key: str | None = None, settle: float = 1.0) -> Round:
+    """One round of mixed requests against `base` (http://host:port); RSS of `pid` read
+    `settle` seconds after."""
     from speechllm.audio import load
 
     question = QUESTION.read_bytes()
@@ -137,6 +138,7 @@ def one_round(base: str, pid: int, key: str | None = None) -> Round:
             result.refused += 1
         else:
             result.failures.append(f"bad request {n}: HTTP {status}")
+    time.sleep(settle)  # the server returns freed memory once idle (serve/heap.py)
     result.rss_mb = rss_mb(pid)
     return result
 
@@ -186,6 +188,12 @@ def main() -> None:
     print(f"\nafter warm-up (round {args.warmup}): {level:.0f} MB; highest later: "
           f"{peak_after:.0f} MB (+{peak_after - level:.0f}); trend {slope:+.2f} MB/round; "
           f"failures: {sum(len(r.failures) for r in rounds)}; server log: {log}")
+    # one line per stretch of rounds: does the level still move late in the run?
+    stretch = max(1, len(rounds) // 10)
+    for first in range(0, len(rounds), stretch):
+        rss = [r.rss_mb for r in rounds[first:first + stretch]]
+        print(f"rounds {first + 1:4}-{first + len(rss):4}: median {np.median(rss):7.1f} MB, "
+              f"lowest {min(rss):7.1f}, highest {max(rss):7.1f}")
 
 
 if __name__ == "__main__":

@@ -32,6 +32,28 @@ def test_piper_on_one_thread_still_speaks_the_text(asr):
     assert jiwer.wer(_words(SENTENCE), _words(heard)) <= 1 / 9
 
 
+def test_piper_sets_espeaks_voice_once_not_per_text(asr, monkeypatch):
+    # espeak-ng leaks ~1.3 KB each time a voice is set, and piper sets it for every text:
+    # a server answering all day must set it once (tts/piper.py), and still speak right
+    from piper import espeakbridge
+
+    from speechllm.tts.piper import PiperOptions, PiperTTS
+
+    real, calls = espeakbridge.set_voice, []
+
+    def counting(voice: str) -> None:
+        calls.append(voice)
+        real(voice)
+
+    monkeypatch.setattr(espeakbridge, "set_voice", counting)
+    voice = PiperTTS(options=PiperOptions(threads=1))
+    texts = ["Hello there.", "How are you today?", SENTENCE]
+    spoken = [synthesize(voice, text) for text in texts]
+    assert calls == ["en-us"]
+    heard = asr.transcribe(spoken[-1], ASROptions(language="en")).text
+    assert jiwer.wer(_words(SENTENCE), _words(heard)) <= 1 / 9
+
+
 def test_piper_streams_one_chunk_per_sentence(piper):
     chunks = list(piper.stream("First sentence here. And a second one!"))
     assert len(chunks) == 2

@@ -68,3 +68,33 @@ def test_a_cancelled_waiter_does_not_lose_the_slot():
     got, result, value, gate = asyncio.run(run())
     assert got == ["holder", "patient"] and isinstance(result[0], asyncio.CancelledError)
     assert value == 42 and gate.running == 0 and gate.queued == 0
+
+
+def test_idle_work_runs_once_when_the_last_turn_ends_not_between_queued_turns():
+    # the server hands freed memory back to the system whenever it falls idle
+    # (serve/heap.py); a busy server must not pay for it between queued turns
+    async def run():
+        calls: list[int] = []
+        gate = FairGate(workers=1, on_idle=lambda: calls.append(gate.running))
+
+        async def turn() -> None:
+            async with gate.turn():
+                await asyncio.sleep(0.01)
+
+        await asyncio.gather(*(turn() for _ in range(3)))
+        for _ in range(100):  # on_idle runs in the gate's pool
+            if calls:
+                break
+            await asyncio.sleep(0.01)
+        after_burst = list(calls)
+        await gate.run(lambda: None)
+        for _ in range(100):
+            if len(calls) > 1:
+                break
+            await asyncio.sleep(0.01)
+        gate.close()
+        return after_burst, calls
+
+    after_burst, calls = asyncio.run(run())
+    assert after_burst == [0]  # once for the burst of three, with nothing running
+    assert calls == [0, 0]  # and again after the next turn

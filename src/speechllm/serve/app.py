@@ -22,7 +22,7 @@ from typing import Any
 
 from speechllm._optional import require
 from speechllm.errors import AudioError, ModelError, NoSpeechError, SpeechLLMError
-from speechllm.serve import openai_routes, realtime, telephony
+from speechllm.serve import heap, openai_routes, realtime, telephony
 from speechllm.serve.settings import ServeSettings
 from speechllm.serve.shared import APIError, Services, error_body, key_ok, load_services
 from speechllm.tools import ToolCallError
@@ -37,22 +37,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send  # noqa: E402
 
 EXIT_AFTER = 5.0  # seconds after shutdown before worker threads still busy are abandoned
 log = logging.getLogger("speechllm.serve")
-
-
-def _few_heaps(workers: int) -> None:
-    """Cap glibc's malloc arenas at max(2, workers). By default every thread that allocates
-    gets an arena of its own (up to 8 per core), each keeping what its busiest moment needed:
-    measured on three bursts of six concurrent 10-minute uploads, RSS after the bursts grew
-    +161, +212, +261 MB; with two arenas it stays at +121 MB and the peak is lower. (An
-    earlier fix, mapping every block over 1 MB on its own, returned as much but made each
-    Whisper pass 1.6x slower: CTranslate2's buffers then page-fault on every call.)
-    No-op off glibc."""
-    import ctypes
-    import ctypes.util
-
-    with contextlib.suppress(OSError, AttributeError, TypeError):
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.mallopt(-8, max(2, workers))  # M_ARENA_MAX
 
 
 def _leave() -> None:
@@ -154,7 +138,7 @@ def create_app(settings: ServeSettings | None = None,
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        _few_heaps(settings.workers)
+        heap.cap_arenas(settings.workers)
         if services is None:
             log.info("loading models for %s", settings.approach)
             app.state.services = await asyncio.to_thread(load_services, settings)

@@ -18,11 +18,13 @@ T = TypeVar("T")
 
 
 class FairGate:
-    def __init__(self, workers: int = 1) -> None:
+    def __init__(self, workers: int = 1, on_idle: Callable[[], object] | None = None) -> None:
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
         self.workers = workers
         self.running = 0
+        # run in the pool each time the last running turn ends with none waiting
+        self.on_idle = on_idle
         self._waiting: collections.deque[asyncio.Future[None]] = collections.deque()
         self.pool = ThreadPoolExecutor(max_workers=workers + 2, thread_name_prefix="speechllm")
 
@@ -58,6 +60,9 @@ class FairGate:
                 ticket.set_result(None)  # the slot moves to the next in line
                 return
         self.running -= 1
+        if self.running == 0 and self.on_idle is not None:
+            with contextlib.suppress(RuntimeError):  # the pool is shut down: the server stops
+                self.pool.submit(self.on_idle)
 
     async def run(self, fn: Callable[..., T], *args: object) -> T:
         """`fn(*args)` in the gate's thread pool, holding a slot."""

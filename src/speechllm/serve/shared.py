@@ -9,6 +9,7 @@ import hmac
 from dataclasses import dataclass, field
 from typing import Any
 
+from speechllm.serve import heap
 from speechllm.serve.gate import FairGate
 from speechllm.serve.settings import ServeSettings
 from speechllm.speechlm import SpeechLM
@@ -106,7 +107,8 @@ def load_services(settings: ServeSettings) -> Services:
             asr = ASR_BACKENDS.get("faster-whisper")("whisper-base")
         judge = BargeInJudge(asr, settings.backchannels)
     vad = VAD_BACKENDS.get("silero")()
-    return Services(settings, model, tts, vad, FairGate(settings.workers), turn, judge)
+    gate = FairGate(settings.workers, on_idle=heap.give_back)
+    return Services(settings, model, tts, vad, gate, turn, judge)
 
 
 def services_of(request: Any) -> Services:

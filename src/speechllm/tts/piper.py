@@ -14,6 +14,27 @@ from speechllm.audio import Audio
 from speechllm.errors import ModelError
 
 
+def _set_voice_only_on_change() -> None:
+    """Piper sets espeak-ng's voice again for every text, and each time espeak-ng leaks about
+    1.3 KB (DoVoiceChange; found with heaptrack on the server soak, docs/serving.md): a busy
+    server would lose ~130 MB per 100,000 answers. The voice is process-wide espeak state, so
+    setting it again to the one already set changes nothing; skip those calls."""
+    from piper import espeakbridge
+
+    if getattr(espeakbridge.set_voice, "speechllm_once", False):
+        return
+    set_voice = espeakbridge.set_voice
+    current: list[str] = []
+
+    def once(voice: str) -> None:
+        if current != [voice]:
+            set_voice(voice)
+            current[:] = [voice]
+
+    once.speechllm_once = True  # type: ignore[attr-defined]
+    espeakbridge.set_voice = once
+
+
 @dataclass(frozen=True)
 class PiperOptions:
     length_scale: float | None = None  # >1 speaks slower; None uses the voice's default
@@ -44,6 +65,7 @@ class PiperTTS:
         except Exception as exc:  # onnxruntime raises many types for a damaged file
             raise ModelError(f"cannot load Piper voice {path}: {exc}") from None
         self.sample_rate: int = int(self._voice.config.sample_rate)
+        _set_voice_only_on_change()
         o = options or PiperOptions()
         # piper builds its session with default options: build it again with ours
         import onnxruntime
