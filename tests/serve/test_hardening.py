@@ -259,7 +259,7 @@ def test_a_short_soak_keeps_serving_and_memory_levels_off(tmp_path):
     """bench/serve_soak.py's rounds, six of them: every good request answered and every bad
     one refused in every round, and after three rounds of warm-up RSS grows by less than
     60 MB over the next three (a leak of a request's audio or a session's buffers would
-    grow it by tens of MB a round; 30 rounds measured +1.5 MB a round, docs/serving.md)."""
+    grow it by tens of MB a round; 230 rounds measured +0.3 MB a round, docs/serving.md)."""
     import sys
 
     from ..conftest import ROOT
