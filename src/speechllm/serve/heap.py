@@ -2,9 +2,9 @@
 
 A server's native libraries (CTranslate2, llama.cpp, onnxruntime, espeak-ng) allocate and
 free hundreds of MB per turn through glibc's malloc, which keeps freed pages it cannot return
-from the top of a heap. Under heaptrack the live heap of a 40-round soak grew by a few KB a
-round while RSS rose ~0.3 MB a round, all of it in glibc's arenas (docs/serving.md, soak):
-memory freed but still resident.
+from the top of a heap. Under heaptrack the live heap of a soak grew by a few KB a round
+while RSS rose ~0.3 MB a round in glibc's heaps (docs/serving.md, soak). Handing free pages
+back when idle lowers the level by about 100 MB; the slow climb stays (not solved).
 """
 
 from __future__ import annotations
@@ -13,9 +13,6 @@ import contextlib
 import ctypes
 import ctypes.util
 import functools
-import logging
-
-log = logging.getLogger("speechllm.serve")
 
 
 @functools.cache
