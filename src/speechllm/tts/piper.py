@@ -24,12 +24,13 @@ def _set_voice_only_on_change() -> None:
     if getattr(espeakbridge.set_voice, "speechllm_once", False):
         return
     set_voice = espeakbridge.set_voice
-    current: list[str] = []
+    current: str | None = None
 
     def once(voice: str) -> None:
-        if current != [voice]:
+        nonlocal current
+        if voice != current:
             set_voice(voice)
-            current[:] = [voice]
+            current = voice
 
     once.speechllm_once = True  # type: ignore[attr-defined]
     espeakbridge.set_voice = once
