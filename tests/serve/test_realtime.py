@@ -44,10 +44,26 @@ async def until(ws, kind: str, seen: list[dict], timeout: float = 300,
     """The first JSON message whose `key` is `kind`; every message read goes to `seen`."""
     deadline = time.monotonic() + timeout
     while True:
-        message = json.loads(await asyncio.wait_for(ws.recv(), deadline - time.monotonic()))
+        try:
+            raw = await asyncio.wait_for(ws.recv(), deadline - time.monotonic())
+        except websockets.ConnectionClosed as exc:  # say what the session did before
+            story = _story(seen)
+            raise AssertionError(f"closed waiting for {kind}: {exc}; seen: {story}") from exc
+        message = json.loads(raw)
         seen.append(message)
         if message[key] == kind:
             return message
+
+
+def _story(seen: list[dict]) -> str:
+    """The events in order, a run of deltas as one entry: to read a failure by."""
+    lines: list[str] = []
+    for m in seen:
+        line = f'{m["type"]} {m.get("turn", "")} {m.get("reason", "")}'.strip()
+        if "delta" in m["type"] and lines and lines[-1].startswith(m["type"]):
+            continue
+        lines.append(line)
+    return " | ".join(lines)
 
 
 def test_a_spoken_turn_streams_transcript_text_audio_and_timings(server):

@@ -501,24 +501,29 @@ async def run_session(ws: WebSocket, session: Session | None = None) -> None:
     idle = s.settings.idle_timeout
     loop = asyncio.get_running_loop()
 
+    answers: set[asyncio.Task[None]] = set()  # every answer still running, current or not
+
     def reply_running() -> bool:
-        return reply is not None and not reply.task.done()
+        return bool(answers)
 
     async def cancel_reply(reason: str) -> None:
         """Stop the reply in flight; a held (speculative) one vanishes without a word."""
         nonlocal reply
-        if reply is not None and not reply.task.done():
-            reply.task.cancel()
-            if reply.out.held:
+        stopping = reply
+        if stopping is not None and not stopping.task.done():
+            stopping.task.cancel()
+            if stopping.out.held:
                 # unseen by the client: no need to wait for its worker (an ASR pass cannot
                 # stop half way) before listening on
                 reply = None
                 return
             # let it stop, but never wait on it for long: a worker thread (an ASR pass) cannot
             # stop half way, and the session's input must go on meanwhile
-            await asyncio.wait({reply.task}, timeout=CANCEL_WAIT)
-            await _send(ws, "response.cancelled", turn=reply.turn, reason=reason)
-        reply = None
+            await asyncio.wait({stopping.task}, timeout=CANCEL_WAIT)
+            await _send(ws, "response.cancelled", turn=stopping.turn, reason=reason)
+        # while it stopped, the session may have gone on to start the next turn's reply
+        if reply is stopping:
+            reply = None
 
     def assistant_speaking() -> bool:
         """Whether the answer is under way, or its audio may still be playing."""
@@ -590,6 +595,8 @@ async def run_session(ws: WebSocket, session: Session | None = None) -> None:
             await _send(ws, "input_audio_buffer.speech_started", barge_in=verdict.transcript,
                         echo_share=share)
             await cancel_reply("barge-in")
+            if reply is not None:  # while the answer stopped, the user's turn ended
+                return
             if ov.ended:  # the interruption is already over: it is the user's turn
                 await end_turn()
             elif turns.paused:
@@ -618,6 +625,8 @@ async def run_session(ws: WebSocket, session: Session | None = None) -> None:
         out = Outbox(ws, held)
         task = asyncio.create_task(_answer(ws, s, session, audio, out, turn, ended_at, text))
         task.add_done_callback(_log_failure)
+        answers.add(task)
+        task.add_done_callback(answers.discard)
         return Reply(task, out, turn)
 
     async def judge(pending: Reply, audio: Audio) -> None:
