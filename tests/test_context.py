@@ -3,6 +3,8 @@ and a manifest's "context" field."""
 
 from __future__ import annotations
 
+import difflib
+
 import pytest
 
 from speechllm.speechlm import Context
@@ -59,6 +61,29 @@ def test_common_words_are_not_turned_into_listed_terms():
     assert spot.apply("Zbigniew is here.", NAMES) == "Zbigniew is here."  # already right
 
 
+def test_the_second_pass_brings_in_the_name_and_nothing_else():
+    """Where the biased pass differs, only stretches that bring a listed phrase in are taken;
+    its other changes (a dropped article, punctuation) are not."""
+    from speechllm.cascade.phrases import take_phrases
+
+    first = "Ask Ayla to send the slides before lunch."
+    second = "Ask Eilidh to send a slide before lunch"
+    assert take_phrases(first, second, ["Eilidh"]) == "Ask Eilidh to send the slides before lunch."
+    assert take_phrases(first, second, ["Okonkwo"]) == first  # no listed word came in
+    assert take_phrases("Call Z. Big New today.", "Call Zbigniew today.", ["Zbigniew"]) == \
+        "Call Zbigniew today."
+
+
+def test_the_shortlist_holds_the_sound_alikes_not_the_rest():
+    from speechllm.cascade.phrases import Shortlist
+
+    short = Shortlist(size=3, floor=0.6).pick("The meeting with Hefa Brennan moved to Tuesday.",
+                                              NAMES)
+    assert short[0] == "Aoife Brennan"
+    assert "Okonkwo" not in short and "Wrocław" not in short
+    assert Shortlist(size=3).pick("Zbigniew is here.", ["Zbigniew"]) == []  # heard already
+
+
 def test_the_cascade_uses_the_context_it_is_given(asr, chat_llm, voice):
     """Through the cascade (intent transcribe, as `speechllm eval` and the transcription route
     run it): a rare name is heard right with the context list and not without it."""
@@ -74,3 +99,7 @@ def test_the_cascade_uses_the_context_it_is_given(asr, chat_llm, voice):
                               context=Context(tuple(NAMES)))).text
     assert "zbigniew" not in bare.lower(), bare
     assert "zbigniew" in told.lower() and "shipment" in told.lower(), told
+    # the list changed the name and nothing else: every stretch that differs holds it
+    a, b = bare.split(), told.split()
+    for op, _, _, j1, j2 in difflib.SequenceMatcher(a=a, b=b).get_opcodes():
+        assert op == "equal" or "zbigniew" in " ".join(b[j1:j2]).lower(), (bare, told)

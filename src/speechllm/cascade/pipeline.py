@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from speechllm.asr.base import ASR, ASROptions, Segment
 from speechllm.audio import Audio
 from speechllm.cascade.clauses import ClauseSplitter, speakable
-from speechllm.cascade.phrases import PhraseSpotter
+from speechllm.cascade.phrases import PhraseSpotter, Shortlist, hear_listed
 from speechllm.cascade.postprocess import PostProcessor
 from speechllm.errors import NoSpeechError
 from speechllm.llm.base import ChatLLM, GenerationOptions, ToolSet, stream_tools
@@ -36,6 +36,8 @@ from speechllm.timing import Stopwatch
 from speechllm.tools import ToolCall, ToolCallDelta, fit_output
 from speechllm.tts.base import TTS
 from speechllm.vad.base import VAD, speech_span
+
+HOTWORD_MODES = ("shortlist", "all", "off")  # CascadeConfig.context_hotwords
 
 DEFAULT_SYSTEM = (
     "You are a helpful voice assistant. Your reply is spoken aloud, so answer in one to three "
@@ -60,10 +62,15 @@ class CascadeConfig:
     vad_pad: float = 0.2  # seconds kept around the speech VAD finds
     # contextual biasing: a listed phrase heard as something that sounds this alike (0-1) is
     # put back (speechllm.cascade.phrases); 1.0 turns it off
-    phrase_match: float = 0.8
-    # context phrases also as Whisper hotwords: on the held-out biasing set they took rare-word
-    # errors from 38 to 25 of 50 but other-word WER from 0.25 to 0.32 (docs/benchmarks.md)
-    context_hotwords: bool = True
+    phrase_match: float = 0.85
+    # context phrases as Whisper hotwords. "shortlist": the few that sound like part of a
+    # first, unbiased transcript go to a second pass, and only the stretches where it brings a
+    # listed phrase in are taken from it; "all": the whole list in one pass (on the biasing
+    # set it raised other-word WER 0.25 -> 0.32); "off". The shortlist's size and floor and
+    # the spotter's threshold were chosen on the biasing dev set (docs/benchmarks.md).
+    context_hotwords: str = "shortlist"
+    shortlist_size: int = Shortlist.size  # at most this many phrases in the second pass
+    shortlist_floor: float = Shortlist.floor  # how alike (0-1) a run must sound to a phrase
     # tool calls decoded under a grammar from the tools' schemas (local LLMs; a server's
     # calls are checked either way); False: the model writes them freely (docs/tools.md)
     constrained_tools: bool = True
@@ -72,7 +79,12 @@ class CascadeConfig:
     tool_rounds: int = 1
 
     def __post_init__(self) -> None:
-        for name in ("nbest", "tool_rounds"):
+        if self.context_hotwords not in HOTWORD_MODES:
+            raise ValueError(f"context_hotwords must be one of {', '.join(HOTWORD_MODES)}, "
+                             f"got {self.context_hotwords!r}")
+        if not 0.0 <= self.shortlist_floor <= 1.0:
+            raise ValueError(f"shortlist_floor must be in [0, 1], got {self.shortlist_floor}")
+        for name in ("nbest", "tool_rounds", "shortlist_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 < self.phrase_match <= 1.0:
@@ -123,7 +135,7 @@ class CascadeSpeechLM:
             options = replace(options, task="translate")
         context = request.context
         if context:  # contextual biasing: the recogniser's prompt and hotwords
-            hot = ", ".join(context.phrases) if self.config.context_hotwords else ""
+            hot = ", ".join(context.phrases) if self.config.context_hotwords == "all" else ""
             options = replace(options, initial_prompt=context.text.strip() or None,
                               hotwords=hot or None)
         segments: tuple[Segment, ...] = ()
@@ -143,6 +155,10 @@ class CascadeSpeechLM:
             segments = tuple(Segment(p.start + offset, p.end + offset, c,
                                      p.hypotheses[0].score, 0.0)
                              for p, c in zip(parts, chosen, strict=True))
+        if context and context.phrases and self.config.context_hotwords == "shortlist":
+            with clock.span("asr_listed"):  # a second pass, where a phrase sounds likely
+                text = hear_listed(self.asr, audio, options, text, context.phrases, Shortlist(
+                    self.config.shortlist_size, self.config.shortlist_floor))
         if context and context.phrases and self.config.phrase_match < 1.0:
             text = PhraseSpotter(self.config.phrase_match).apply(text, context.phrases)
         for s in clock.freeze().spans:

@@ -80,13 +80,12 @@ def transcribe(
 ) -> None:
     """Transcribe (or translate into English) audio files with Whisper."""
     from speechllm.asr.base import ASR_BACKENDS, ASROptions
-    from speechllm.cascade.phrases import PhraseSpotter
+    from speechllm.cascade.phrases import PhraseSpotter, Shortlist, hear_listed
 
     with exits_on_error():
         bias = Context.read(context) if context else Context()
         options = ASROptions(task=task.value, language=language, beam_size=beam,
-                             word_timestamps=words, initial_prompt=bias.text or None,
-                             hotwords=", ".join(bias.phrases) or None)
+                             word_timestamps=words, initial_prompt=bias.text or None)
         ensure_models(embedded(model))
         with err.status(f"loading {model}"):
             asr = ASR_BACKENDS.get("faster-whisper")(model)
@@ -97,9 +96,12 @@ def transcribe(
             try:
                 audio = audio_io.load(path)
                 result = asr.transcribe(audio, options)
-                if bias.phrases:  # a listed name heard as a sound-alike is put back
+                if bias.phrases:  # as the cascade does: a second pass with the phrases that
+                    # sound likely as hotwords, then sound-alikes of the rest put back
+                    text = hear_listed(asr, audio, options, result.text, bias.phrases,
+                                       Shortlist())
                     result = dataclasses.replace(result, text=PhraseSpotter().apply(
-                        result.text, bias.phrases))
+                        text, bias.phrases))
                 hyps = asr.nbest(audio, nbest, options) if nbest else []
             except (SpeechLLMError, ValueError) as exc:
                 failed += 1

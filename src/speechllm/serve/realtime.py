@@ -667,10 +667,11 @@ async def run_session(ws: WebSocket, session: Session | None = None) -> None:
             return
         await cancel_reply("new turn")
         audio = turns.peek()
-        reply = start_reply(audio, time.perf_counter() - turns.silence_run, held=True)
-        if reply is not None and audio is not None:
-            await judge(reply, audio)
-            watch(asyncio.create_task(check_when_heard(reply)))
+        reply = pending = start_reply(audio, time.perf_counter() - turns.silence_run,
+                                      held=True)
+        if pending is not None and audio is not None:
+            await judge(pending, audio)  # `reply` may have moved on meanwhile: judge this one
+            watch(asyncio.create_task(check_when_heard(pending)))
 
     async def check_end() -> None:
         """End a paused turn on `end_silence` once it is known to be finished."""
