@@ -816,10 +816,8 @@ async def run_session(ws: WebSocket, session: Session | None = None) -> None:
             await _send(ws, "error", message=f"session failed: {exc}", kind=type(exc).__name__)
             await ws.close(code=1011)
     finally:
-        if reply is not None and not reply.task.done():
-            reply.task.cancel()
-        for watcher in watchers:
-            watcher.cancel()
+        for task in [*answers, *watchers]:  # a stopping answer too, not only the current one
+            task.cancel()
         s.sessions -= 1
 
 
