@@ -19,6 +19,10 @@ transcribe), without and with the context list, for each way the list reaches th
         --voices piper,espeak:en-us
     .venv/bin/python bench/biasing.py data/biasing/manifest.jsonl \\
         --test data/biasing_test/manifest.jsonl
+
+With `--distract MANIFEST` it also asks what a list costs where none of it is said: each item
+of MANIFEST (real sentences, say) with and without 100 phrases drawn from the dev lists, the
+default settings, WER paired, and the time each request took.
 """
 
 from __future__ import annotations
@@ -130,18 +134,30 @@ def row(label: str, per: np.ndarray, rng: np.random.Generator) -> str:
             f"[{np.percentile(other, 2.5):.4f}, {np.percentile(other, 97.5):.4f}] |")
 
 
-SIZES, FLOORS, SPOTS = (1, 2, 3, 5, 8, 12), (0.5, 0.6, 0.7), (None, 0.75, 0.8, 0.85, 0.9)
+SIZES, FLOORS, SPOTS = (5, 8, 12), (0.4, 0.5, 0.6, 0.7), (None, 0.75, 0.8, 0.85, 0.9)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("dev", type=Path, help="the development manifest (chooses the settings)")
     ap.add_argument("--test", type=Path, help="the held-out manifest (judges them)")
+    ap.add_argument("--defaults", action="store_true", help="skip dev: judge the shipped "
+                    "defaults on --test")
+    ap.add_argument("--distract", type=Path, help="a manifest whose items say none of the "
+                    "listed phrases: what the list costs there")
     args = ap.parse_args()
     from speechllm.asr.base import ASR_BACKENDS
 
     asr = Remembering(ASR_BACKENDS.get("faster-whisper")("whisper-base"))
     dev = read_manifest(args.dev)
+    if args.distract is not None:
+        distract(ASR_BACKENDS.get("faster-whisper")("whisper-base"), dev, args.distract)
+        return
+    if args.defaults and args.test is not None:  # the held-out set with the shipped settings
+        c = CascadeConfig()
+        held_out(asr, args.test, c.context_hotwords, c.shortlist_size, c.shortlist_floor,
+                 c.phrase_match if c.phrase_match < 1 else None, "the defaults")
+        return
 
     # dev: every shortlist setting and spotter threshold; the choice has the fewest rare-word
     # errors among those whose other-word errors are no more than without the context
@@ -169,12 +185,16 @@ def main() -> None:
     ok = [t for t in tried if t[1] <= allowed]
     _, _, name, (mode, size, floor), spot = min(ok, key=lambda t: (t[0], t[1]))
     print(f"\nchosen on dev: {name}, spotter {spot or 'off'}")
-    if args.test is None:
-        return
+    if args.test is not None:
+        held_out(asr, args.test, mode, size, floor, spot, name)
 
-    test = read_manifest(args.test)
+
+def held_out(asr: Remembering, manifest: Path, mode: str, size: int, floor: float,
+             spot: float | None, name: str) -> None:
+
+    test = read_manifest(manifest)
     rng = np.random.default_rng(0)
-    print(f"\n{args.test}: held out ({len(test)} clips), whisper-base\n")
+    print(f"\n{manifest}: held out ({len(test)} clips), whisper-base\n")
     print("| post-processing | context | biasing-word recall [95% CI] | rare-word errors | "
           "other-word WER [95% CI] |\n|---|---|---|---|---|")
     for post in ("none", "rescore"):
@@ -189,6 +209,45 @@ def main() -> None:
                 (f"100 phrases: {name}", chosen, None),
                 (f"100 phrases: {name}, spotter at {spot}", chosen, spot)):
             print(row(f"{post} | {label}", score(test, texts, s), rng))
+
+
+def distract(asr: ASR, dev: list[Item], manifest: Path) -> None:
+    """WER with and without a list of 100 phrases none of which is said, default settings."""
+    import time
+
+    pool = sorted({p for it in dev for p in it.fields["context"]})
+    rng = np.random.default_rng(0)
+    items = read_manifest(manifest)
+    lm = build_cascade(CascadeSpec(asr="whisper-base", tts=None, vad=True, postprocess="none"))
+    lm.asr = asr  # type: ignore[attr-defined]
+    rows = []
+    for it in track(items, description=f"{manifest.parent.name}, with and without a list"):
+        audio = load(it.audio)
+        listed = Context(tuple(rng.choice(pool, 100, replace=False)))
+        took, texts = [], []
+        for context in (None, listed):
+            start = time.perf_counter()
+            texts.append(lm.respond(Request(audio=audio, want_audio=False, intent="transcribe",
+                                            context=context)).text)
+            took.append(time.perf_counter() - start)
+        if texts[0] != texts[1]:
+            print(f"  {texts[0]}\n  {texts[1]}")
+        ref = normalize(it.text or "")
+        errors = [jiwer.process_words(ref, normalize(t) or "-") for t in texts]
+        rows.append((errors[0].substitutions + errors[0].deletions + errors[0].insertions,
+                     errors[1].substitutions + errors[1].deletions + errors[1].insertions,
+                     len(ref.split()), *took, texts[0] != texts[1]))
+    a = np.array(rows, dtype=float)
+    picks = rng.integers(0, len(a), (2000, len(a)))
+    diff = (a[picks, 1].sum(1) - a[picks, 0].sum(1)) / a[picks, 2].sum(1)
+    print(f"\n{manifest}: {len(a)} clips, a list of 100 phrases none of which is said\n")
+    print(f"| | WER | seconds a request (median) |\n|---|---:|---:|\n"
+          f"| no list | {a[:, 0].sum() / a[:, 2].sum():.4f} | {np.median(a[:, 3]):.3f} |\n"
+          f"| 100 phrases, default settings | {a[:, 1].sum() / a[:, 2].sum():.4f} | "
+          f"{np.median(a[:, 4]):.3f} |\n")
+    print(f"difference {(a[:, 1].sum() - a[:, 0].sum()) / a[:, 2].sum():+.4f} "
+          f"[{np.percentile(diff, 2.5):+.4f}, {np.percentile(diff, 97.5):+.4f}]; "
+          f"{int(a[:, 5].sum())} transcripts differ")
 
 
 if __name__ == "__main__":

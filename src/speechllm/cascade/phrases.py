@@ -99,8 +99,10 @@ class Shortlist:
     pull every word towards them (other-word WER rose 0.25 -> 0.32 on the biasing set); a
     handful chosen by sound pulls only where one was likely said."""
 
-    size: int = 12  # at most this many phrases (5 to 12 did alike on the dev set)
-    floor: float = 0.5  # sound-key similarity (0-1) of some run of words that a phrase needs
+    size: int = 5  # at most this many phrases (5 to 12 did alike on the dev set)
+    # sound-key similarity (0-1) a phrase needs to some run of words to be listed, and to the
+    # words it would replace to be taken
+    floor: float = 0.4
 
     def pick(self, text: str, phrases: Sequence[str]) -> list[str]:
         words = text.split()
@@ -126,10 +128,12 @@ def _plain(word: str) -> str:
     return re.sub(r"[^\w']", "", word.lower())
 
 
-def take_phrases(first: str, second: str, phrases: Sequence[str]) -> str:
+def take_phrases(first: str, second: str, phrases: Sequence[str], alike: float = 0.5) -> str:
     """`first`, with the stretches where `second` differs taken from `second` only when they
-    bring in words of `phrases`: the second pass, biased towards the phrases, may put a name
-    right, but everywhere else the unbiased first pass is kept word for word."""
+    bring in words of `phrases` in place of words that sound `alike` (0-1): the second pass,
+    biased towards the phrases, may put a name right, but everywhere else the unbiased first
+    pass is kept word for word, and a name is never written over words that sound unlike it
+    (a bias-prompted Whisper may write a listed name where someone else's was said)."""
     a, b = first.split(), second.split()
     listed = {_plain(w) for p in phrases for w in p.split()} - {""}
     out: list[str] = []
@@ -137,9 +141,12 @@ def take_phrases(first: str, second: str, phrases: Sequence[str]) -> str:
                                       autojunk=False)
     for op, i1, i2, j1, j2 in matcher.get_opcodes():
         new = {_plain(w) for w in b[j1:j2]} - {_plain(w) for w in a[i1:i2]}
-        out.extend(b[j1:j2] if op != "equal" and new & listed else a[i1:i2])
+        was, now = sound_key(" ".join(a[i1:i2])), sound_key(" ".join(b[j1:j2]))
+        # as long as what it replaces, too: a name is not several lost words
+        takes = op != "equal" and bool(new & listed) and bool(was) and \
+            abs(len(was) - len(now)) <= 0.4 * len(now) and fuzz.ratio(was, now) / 100 >= alike
+        out.extend(b[j1:j2] if takes else a[i1:i2])
     return " ".join(out)
-
 
 
 def hear_listed(asr: ASR, audio: Audio, options: ASROptions, text: str,
@@ -150,4 +157,4 @@ def hear_listed(asr: ASR, audio: Audio, options: ASROptions, text: str,
     if not short:
         return text
     again = asr.transcribe(audio, replace(options, hotwords=", ".join(short)))
-    return take_phrases(text, again.text, short)
+    return take_phrases(text, again.text, short, shortlist.floor)

@@ -61,8 +61,9 @@ class CascadeConfig:
     first_clause_priority: bool = True
     vad_pad: float = 0.2  # seconds kept around the speech VAD finds
     # contextual biasing: a listed phrase heard as something that sounds this alike (0-1) is
-    # put back (speechllm.cascade.phrases); 1.0 turns it off
-    phrase_match: float = 0.85
+    # put back (speechllm.cascade.phrases); 1.0 turns it off, the default: after the
+    # shortlist's second pass it added nothing on the biasing dev set (0.85 if used)
+    phrase_match: float = 1.0
     # context phrases as Whisper hotwords. "shortlist": the few that sound like part of a
     # first, unbiased transcript go to a second pass, and only the stretches where it brings a
     # listed phrase in are taken from it; "all": the whole list in one pass (on the biasing

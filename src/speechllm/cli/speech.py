@@ -81,6 +81,9 @@ def transcribe(
     """Transcribe (or translate into English) audio files with Whisper."""
     from speechllm.asr.base import ASR_BACKENDS, ASROptions
     from speechllm.cascade.phrases import PhraseSpotter, Shortlist, hear_listed
+    from speechllm.cascade.pipeline import CascadeConfig
+
+    spot = CascadeConfig().phrase_match
 
     with exits_on_error():
         bias = Context.read(context) if context else Context()
@@ -96,12 +99,13 @@ def transcribe(
             try:
                 audio = audio_io.load(path)
                 result = asr.transcribe(audio, options)
-                if bias.phrases:  # as the cascade does: a second pass with the phrases that
-                    # sound likely as hotwords, then sound-alikes of the rest put back
+                if bias.phrases:  # as the cascade does by default: a second pass with the
+                    # phrases that sound likely as hotwords, then (if on) the phrase spotter
                     text = hear_listed(asr, audio, options, result.text, bias.phrases,
                                        Shortlist())
-                    result = dataclasses.replace(result, text=PhraseSpotter().apply(
-                        text, bias.phrases))
+                    if spot < 1.0:
+                        text = PhraseSpotter(spot).apply(text, bias.phrases)
+                    result = dataclasses.replace(result, text=text)
                 hyps = asr.nbest(audio, nbest, options) if nbest else []
             except (SpeechLLMError, ValueError) as exc:
                 failed += 1
