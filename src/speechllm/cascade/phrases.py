@@ -38,6 +38,15 @@ def sound_key(text: str) -> str:
     return re.sub(r"(.)\1+", r"\1", skeleton.translate(_SOUNDS))
 
 
+def _runs(words: Sequence[str], phrases: Sequence[str]) -> list[tuple[int, int, str]]:
+    """(start, stop, sound key) of every run of words a phrase may have been heard as: up to
+    the longest phrase's word count + 2 words. Keyed once per text, not once per phrase."""
+    longest = max((len(p.split()) for p in phrases), default=0) + 2
+    return [(start, stop, sound_key(" ".join(words[start:stop])))
+            for start in range(len(words))
+            for stop in range(start + 1, min(len(words), start + longest) + 1)]
+
+
 def _named(words: Sequence[str]) -> list[bool]:
     """Which words the recogniser wrote as a name: capitalised, and not where a sentence
     starts. Only runs holding one are candidates: common words ("timer for") would otherwise
@@ -57,6 +66,7 @@ class PhraseSpotter:
     def apply(self, text: str, phrases: Sequence[str]) -> str:
         words = text.split()
         named = _named(words)
+        runs = _runs(words, phrases)
         found: list[tuple[float, int, int, str]] = []
         for phrase in phrases:
             key = sound_key(phrase)
@@ -64,15 +74,13 @@ class PhraseSpotter:
                 continue
             size = len(phrase.split())
             best: tuple[float, int, int, str] | None = None
-            for start in range(len(words)):
-                for stop in range(start + 1, min(len(words), start + size + 2) + 1):
-                    run = sound_key(" ".join(words[start:stop]))
-                    if not run or abs(len(run) - len(key)) > 0.4 * len(key) or \
-                            not any(named[start:stop]):
-                        continue
-                    score = fuzz.ratio(run, key) / 100
-                    if score >= self.threshold and (best is None or score > best[0]):
-                        best = (score, start, stop, phrase)
+            for start, stop, run in runs:
+                if stop - start > size + 2 or not run or \
+                        abs(len(run) - len(key)) > 0.4 * len(key) or not any(named[start:stop]):
+                    continue
+                score = fuzz.ratio(run, key) / 100
+                if score >= self.threshold and (best is None or score > best[0]):
+                    best = (score, start, stop, phrase)
             if best is not None:
                 found.append(best)
         taken: set[int] = set()
@@ -105,19 +113,16 @@ class Shortlist:
     floor: float = 0.4
 
     def pick(self, text: str, phrases: Sequence[str]) -> list[str]:
-        words = text.split()
+        runs = _runs(text.split(), phrases)
         scored: list[tuple[float, str]] = []
         for phrase in phrases:
             key = sound_key(phrase)
             if len(key) < 3 or phrase.lower() in text.lower():
                 continue  # too short to match by sound, or heard already
             size = len(phrase.split())
-            best = 0.0
-            for start in range(len(words)):
-                for stop in range(start + 1, min(len(words), start + size + 2) + 1):
-                    run = sound_key(" ".join(words[start:stop]))
-                    if run and abs(len(run) - len(key)) <= 0.5 * len(key):
-                        best = max(best, fuzz.ratio(run, key) / 100)
+            best = max((fuzz.ratio(run, key) / 100 for start, stop, run in runs
+                        if stop - start <= size + 2 and run
+                        and abs(len(run) - len(key)) <= 0.5 * len(key)), default=0.0)
             if best >= self.floor:
                 scored.append((best, phrase))
         scored.sort(key=lambda s: -s[0])

@@ -83,7 +83,7 @@ def transcribe(
     from speechllm.cascade.phrases import PhraseSpotter, Shortlist, hear_listed
     from speechllm.cascade.pipeline import CascadeConfig
 
-    spot = CascadeConfig().phrase_match
+    spot = CascadeConfig.phrase_match  # the cascade's default
 
     with exits_on_error():
         bias = Context.read(context) if context else Context()
