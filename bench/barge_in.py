@@ -10,7 +10,8 @@ The client stops playback on `input_audio_buffer.speech_started`, as OpenAI's cl
 Reported: how many backchannels wrongly stopped the answer, how many interruptions failed
 to, how many echo-only sessions were stopped, and the time from the probe's first sample to
 the server's `speech_started` (the moment a client stops talking). Voices split into a
-development set (tuned on) and a held-out set (reported, never tuned on).
+development set (tuned on) and held-out sets (reported, never tuned on); `held-out-2` also
+has phrases of its own.
 
     .venv/bin/python bench/barge_in.py --json-out /tmp/barge.json
 """
@@ -49,6 +50,17 @@ INTERRUPTIONS = ["wait, stop", "hold on", "stop", "no, that's wrong", "what abou
                  "sorry, I meant London", "that's enough, thank you", "how far is it?"]
 DEV_VOICES = ["piper", "espeak:en-gb", "espeak:en-us+f3", "espeak:en-029"]
 HELD_OUT_VOICES = ["espeak:en-gb-scotland", "espeak:en-gb-x-rp"]
+# A second held-out set, made when the judge began matching words by sound (whose examples
+# came from the sets above): new voices and new phrases, fixed before any was run.
+HELD_OUT_2_VOICES = ["espeak:en-gb-x-gbclan", "espeak:en-gb-x-gbcwmd"]
+HELD_OUT_2_BACKCHANNELS = ["yes", "yep", "oh, right", "cool", "okay, sure", "ah, I see",
+                           "right, right", "yeah, yeah", "mm, okay", "makes sense"]
+HELD_OUT_2_INTERRUPTIONS = ["hang on", "hold up", "wait a second", "no, no, no", "excuse me",
+                            "one sec", "what about Italy?", "actually, never mind",
+                            "can you speak slower?", "let me ask something else"]
+SPLITS = {"dev": (DEV_VOICES, BACKCHANNELS, INTERRUPTIONS),
+          "held-out": (HELD_OUT_VOICES, BACKCHANNELS, INTERRUPTIONS),
+          "held-out-2": (HELD_OUT_2_VOICES, HELD_OUT_2_BACKCHANNELS, HELD_OUT_2_INTERRUPTIONS)}
 INSTRUCTIONS = "Answer in at least eight full sentences, with many details."
 
 
@@ -181,7 +193,8 @@ def main() -> None:
     parser.add_argument("--probe-after", type=float, default=1.5,
                         help="seconds into the answer's playback at which the probe starts")
     parser.add_argument("--echo-sessions", type=int, default=10)
-    parser.add_argument("--splits", default="dev,held-out")
+    parser.add_argument("--splits", default="dev,held-out",
+                        help=f"comma-separated, of {', '.join(SPLITS)}")
     parser.add_argument("--voices", help="only these voices (comma-separated)")
     parser.add_argument("--json-out", type=Path)
     parser.add_argument("serve_args", nargs="*", help="extra `speechllm serve` arguments")
@@ -190,26 +203,27 @@ def main() -> None:
     piper = PiperTTS(options=PiperOptions(noise_scale=0.0, noise_w_scale=0.0))
     questions = [trimmed(speak("piper", f"{a} {b}", piper)).samples for a, b in PAIRS]
     plan: list[tuple[str, str, str, str]] = []  # kind, split, voice, text
-    for split, voices in (("dev", DEV_VOICES), ("held-out", HELD_OUT_VOICES)):
-        if split not in args.splits.split(","):
-            continue
+    for split in args.splits.split(","):
+        voices, backchannels, interruptions = SPLITS[split]
         for voice in voices:
             if args.voices and voice not in args.voices.split(","):
                 continue
-            plan += [("backchannel", split, voice, t) for t in BACKCHANNELS]
-            plan += [("interruption", split, voice, t) for t in INTERRUPTIONS]
+            plan += [("backchannel", split, voice, t) for t in backchannels]
+            plan += [("interruption", split, voice, t) for t in interruptions]
     plan += [("echo only", "-", "-", "")] * args.echo_sessions
     process, url = start_server(args)
     rows: list[dict[str, Any]] = []
     try:
         for n, (kind, split, voice, text) in enumerate(plan):
+            began = time.perf_counter()
             probe = trimmed(speak(voice, text, piper)).samples if text else None
             result = asyncio.run(session(url, questions[n % len(questions)], probe, echo,
                                          args.probe_after, tail=3.0))
             row = {"kind": kind, "split": split, "voice": voice, "text": text,
                    **outcome(result)}
             rows.append(row)
-            print(f"{n + 1:3}/{len(plan)} {kind:12} {voice:22} {text!r:32} "
+            print(f"{n + 1:3}/{len(plan)} {time.perf_counter() - began:4.1f}s {kind:12} "
+                  f"{voice:22} {text!r:32} "
                   f"stopped={row['stopped']} latency={row['latency']} "
                   f"ignored={row['ignored']} heard={row['heard']}", flush=True)
     finally:
@@ -217,7 +231,7 @@ def main() -> None:
         process.wait(60)
     print(f"\necho at {args.echo_db:g} dB, probe {args.probe_after:g} s into the answer")
     for kind in ("backchannel", "interruption", "echo only"):
-        for split in ("dev", "held-out", "-"):
+        for split in (*SPLITS, "-"):
             if line := summary(rows, kind, split):
                 print(line)
     if args.json_out:

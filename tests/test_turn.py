@@ -58,6 +58,17 @@ def test_the_judge_tells_backchannels_echo_and_unclear_words_from_interruptions(
         "Wait, stop.": "interruption", "Stop!": "interruption", "No.": "interruption",
         "What about Spain?": "interruption", "What is the capital of Spain?": "interruption",
         "Wait. Wait. Wait.": "interruption"}
+    # Whisper's mishearings of robotic voices in barge-in sessions (bench/barge_in.py): a
+    # backchannel heard as something that sounds like one stays one, a call to stop heard as
+    # a made-up word still stops, and echo words left before a backchannel do not make it one
+    misheard = {text: judge.classify(text, ANSWER).kind for text in (
+        "All light.", "Yeah, okey.", "Cut it.", "Houdan.", "Whole don.",
+        "Eiffel Tower. Got it.", "Tell me about Germany instead.", "Stop talking.")}
+    assert misheard == {
+        "All light.": "backchannel", "Yeah, okey.": "backchannel", "Cut it.": "backchannel",
+        "Houdan.": "interruption", "Whole don.": "interruption",
+        "Eiffel Tower. Got it.": "backchannel",
+        "Tell me about Germany instead.": "interruption", "Stop talking.": "interruption"}
     own = BargeInJudge(asr=None, backchannels=["roger"])  # type: ignore[arg-type]
     assert own.classify("Roger.", ANSWER).kind == "backchannel"
     assert own.classify("Yeah, okay.", ANSWER).kind == "interruption"

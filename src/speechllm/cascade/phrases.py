@@ -23,19 +23,7 @@ from rapidfuzz import fuzz
 
 from speechllm.asr.base import ASR, ASROptions
 from speechllm.audio import Audio
-
-_SOUNDS = str.maketrans({"c": "k", "q": "k", "z": "s", "x": "s", "v": "f", "w": "f",
-                         "y": "i", "j": "g"})
-
-
-def sound_key(text: str) -> str:
-    """Letters only, look-alike consonants merged, doubled letters collapsed, and each word's
-    vowels after its first letter dropped (a name's vowels are what a recogniser gets wrong
-    most: "Hefa Brennan" for Aoife Brennan)."""
-    words = re.sub(r"[^a-z ]", "", re.sub(r"'s\b", "", text.lower()).replace("ph", "f")
-                   .replace("-", " ")).split()
-    skeleton = "".join(w[0] + re.sub(r"[aeiouy]", "", w[1:]) for w in words)
-    return re.sub(r"(.)\1+", r"\1", skeleton.translate(_SOUNDS))
+from speechllm.sounds import sound_key
 
 
 def _runs(words: Sequence[str], phrases: Sequence[str]) -> list[tuple[int, int, str]]:

@@ -13,6 +13,13 @@ fraction of a full Whisper pass) and decides:
   Whisper makes of a hum or a cough as often as of a word);
 - "interruption": anything else ("wait, stop", "no", a new question).
 
+On short clips, and with robotic voices, Whisper often writes a word as something that sounds
+alike ("All light." for alright, "Cut it." for got it, "Houdan" for hold on), so both lists are
+also matched by sound (speechllm.sounds). A short clip that sounds like a call to stop is an
+interruption first: an answer that talks over a user is worse than one that stops for "uh-huh".
+Echo left in the clip after the fit shows as words of the answer before the user's own
+("and the colour right"); such a run is set aside before the rest is judged a backchannel.
+
 Only an interruption cancels the answer. This is the way Pipecat's and LiveKit's word-count
 interruption strategies work, with the two common false alarms named rather than counted.
 """
@@ -27,6 +34,7 @@ from typing import Literal
 
 from speechllm.asr.base import ASR, ASROptions
 from speechllm.audio import Audio
+from speechllm.sounds import sounds_alike
 from speechllm.turn.echo import EchoFit, remove_echo
 
 Kind = Literal["interruption", "backchannel", "echo", "unclear"]
@@ -51,6 +59,17 @@ STOP_WORDS = frozenset((
     "stop", "wait", "no", "nope", "pause", "enough", "quiet", "cancel", "hey", "hello", "sorry",
     "excuse", "hold", "why", "what", "how", "who", "where", "when", "which", "repeat", "again",
 ))
+# Short calls to stop, matched by sound too. Only clips of up to STOP_CALL_WORDS words are
+# compared: a longer one is a request, and an interruption by the rules below anyway.
+STOP_CALLS = (
+    "stop", "wait", "hold on", "hang on", "wait stop", "wait a moment", "wait a second",
+    "one moment", "one second", "just a moment", "excuse me", "never mind", "be quiet",
+    "shut up", "enough", "cancel", "pause", "stop talking", "hold it",
+)
+STOP_CALL_WORDS = 3
+# Sound-key similarity (speechllm.sounds) at or above which a heard run is taken for a listed
+# phrase: "Cut it"/"got it" and "Houdan"/"hold on" score 0.75, "Stop"/"sure" 0.4.
+SOUND_ALIKE = 0.75
 # Share of the heard clip's energy that the answer's own audio explains above which the clip is
 # echo alone: pure echo scores about 1, a user over a 10 dB quieter echo about 0.2. Below it
 # the echo is subtracted and the rest transcribed, so a user is heard over it.
@@ -97,19 +116,51 @@ class BargeInJudge:
     encoder to short clips (longer clips get a full pass)."""
 
     def __init__(self, asr: ASR, backchannels: Iterable[str] = BACKCHANNELS,
-                 language: str | None = "en", window_seconds: float = 4.0) -> None:
+                 language: str | None = "en", window_seconds: float = 8.0) -> None:
         self.asr = asr
         self.phrases = {tuple(words(p)) for p in backchannels if words(p)}
         self.longest = max((len(p) for p in self.phrases), default=0)
         self.options = ASROptions(language=language, window_seconds=window_seconds)
 
-    def is_backchannel(self, heard: list[str]) -> bool:
-        """Whether `heard` splits entirely into backchannel phrases ("oh okay yeah")."""
+    def is_backchannel(self, heard: list[str], by_sound: bool = False) -> bool:
+        """Whether `heard` splits entirely into backchannel phrases ("oh okay yeah"); with
+        `by_sound`, a run of up to one word more than a phrase may stand for it if it sounds
+        alike ("yeah okey", "all light")."""
         can_end = [True] + [False] * len(heard)  # can_end[i]: heard[:i] splits
+        longest = self.longest + (1 if by_sound else 0)
         for i in range(1, len(heard) + 1):
-            can_end[i] = any(can_end[i - n] and tuple(heard[i - n:i]) in self.phrases
-                             for n in range(1, min(self.longest, i) + 1))
+            can_end[i] = any(can_end[i - n] and self._is_phrase(heard[i - n:i], by_sound)
+                             for n in range(1, min(longest, i) + 1))
         return bool(heard) and can_end[-1]
+
+    def _is_phrase(self, run: list[str], by_sound: bool) -> bool:
+        if tuple(run) in self.phrases:
+            return True
+        return by_sound and any(sounds_alike(" ".join(run), " ".join(p), SOUND_ALIKE)
+                                for p in self.phrases)
+
+    @staticmethod
+    def is_stop_call(heard: list[str]) -> bool:
+        """Whether a short clip is, or sounds like, a call to stop ("Houdan": hold on)."""
+        text = " ".join(heard)
+        return 0 < len(heard) <= STOP_CALL_WORDS and any(
+            text == call or sounds_alike(text, call, SOUND_ALIKE) for call in STOP_CALLS)
+
+    @staticmethod
+    def without_echo_run(heard: list[str], said: list[str]) -> list[str]:
+        """`heard` less a leading or trailing run of two or more words that the answer said
+        in that order: echo the fit left in the clip, around the user's own words."""
+        matcher = difflib.SequenceMatcher(None, heard, said, autojunk=False)
+        for block in matcher.get_matching_blocks():
+            if block.size >= 2 and block.a == 0:
+                heard = heard[block.size:]
+                break
+        matcher = difflib.SequenceMatcher(None, heard, said, autojunk=False)
+        for block in matcher.get_matching_blocks():
+            if block.size >= 2 and block.a + block.size == len(heard):
+                heard = heard[:block.a]
+                break
+        return heard
 
     @staticmethod
     def is_echo(heard: list[str], said: list[str]) -> bool:
@@ -125,8 +176,14 @@ class BargeInJudge:
             return Verdict("unclear", transcript)
         if self.is_backchannel(heard):
             return Verdict("backchannel", transcript)
-        if self.is_echo(heard, words(assistant_text)):
+        said = words(assistant_text)
+        if self.is_echo(heard, said):
             return Verdict("echo", transcript)
+        if self.is_stop_call(heard):
+            return Verdict("interruption", transcript)
+        own = self.without_echo_run(heard, said)
+        if own and (self.is_backchannel(own) or self.is_backchannel(own, by_sound=True)):
+            return Verdict("backchannel", transcript)
         if len(set(heard)) < 2 and not STOP_WORDS & set(heard):
             return Verdict("unclear", transcript)
         return Verdict("interruption", transcript)
