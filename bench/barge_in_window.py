@@ -1,0 +1,80 @@
+"""Which encoder window should the barge-in judge use? Its probes replayed offline.
+
+Each probe of a split (bench/barge_in.py's voices and phrases) is mixed over the assistant's
+answer at -10 dB, as a microphone near the loudspeaker hears it; the echo is then taken out by
+its known path (as the server does once it has fitted one) and the judge decides. Reported
+per window: backchannels judged interruptions, interruptions not judged so, and the time per
+clip. No server, no timing of turns: this isolates what the window does to the words heard.
+
+    .venv/bin/python bench/barge_in_window.py --split dev --windows 4,6,8,10
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from barge_in import SPLITS
+from pause_set import speak, trimmed
+
+from speechllm.audio import Audio
+
+ANSWER = ("The capital of France is Paris. It is known for the Eiffel Tower, the Louvre museum "
+          "and its cafes. Paris has a population of more than two million people, and the "
+          "river Seine runs through the middle of the city.")
+RATE = 16000
+
+
+def main() -> None:
+    from speechllm.asr.faster_whisper import FasterWhisperASR
+    from speechllm.tts.base import synthesize
+    from speechllm.tts.piper import PiperOptions, PiperTTS
+    from speechllm.turn.barge_in import BargeInJudge
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--split", default="dev", choices=list(SPLITS))
+    parser.add_argument("--windows", default="4,8")
+    parser.add_argument("--echo-db", type=float, default=-10.0)
+    args = parser.parse_args()
+    asr = FasterWhisperASR()
+    piper = PiperTTS(options=PiperOptions(noise_scale=0.0, noise_w_scale=0.0))
+    answer = synthesize(piper, ANSWER).resample(RATE).samples
+    gain = 10 ** (args.echo_db / 20)
+    rng = random.Random(0)
+    voices, backchannels, interruptions = SPLITS[args.split]
+    clips = []  # (kind, voice, text, heard, heard with the echo taken out)
+    for voice in voices:
+        for kind, texts in (("backchannel", backchannels), ("interruption", interruptions)):
+            for text in texts:
+                said = trimmed(speak(voice, text, piper)).samples
+                at = rng.randrange(RATE, len(answer) - 5 * RATE)
+                echo = gain * answer[at:at + len(said) + RATE // 2]
+                heard = echo.copy()
+                heard[int(0.3 * RATE):int(0.3 * RATE) + len(said)] += said
+                clips.append((kind, voice, text, Audio(heard.astype(np.float32), RATE),
+                              Audio((heard - echo).astype(np.float32), RATE)))
+    for window in (float(w) for w in args.windows.split(",")):
+        judge = BargeInJudge(asr, window_seconds=window)
+        wrong = []
+        began = time.perf_counter()
+        for kind, voice, text, heard, cleaned in clips:
+            verdict = judge.judge(heard, ANSWER, Audio(answer, RATE), cleaned=cleaned)
+            if (kind == "backchannel") == verdict.interrupts:
+                wrong.append((kind, voice, text, verdict.transcript))
+        per_clip = (time.perf_counter() - began) / len(clips)
+        stopped = sum(w[0] == "backchannel" for w in wrong)
+        print(f"window {window:g} s: backchannels judged interruptions {stopped}/"
+              f"{len(voices) * len(backchannels)}, interruptions missed {len(wrong) - stopped}/"
+              f"{len(voices) * len(interruptions)}, {per_clip * 1000:.0f} ms a clip", flush=True)
+        for row in wrong:
+            print("   ", row)
+
+
+if __name__ == "__main__":
+    main()
