@@ -10,6 +10,7 @@ biasing (speechllm.cascade.phrases) and by the barge-in judge (speechllm.turn.ba
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from rapidfuzz import fuzz
 
@@ -17,6 +18,7 @@ _SOUNDS = str.maketrans({"c": "k", "q": "k", "z": "s", "x": "s", "v": "f", "w": 
                          "y": "i", "j": "g"})
 
 
+@lru_cache(maxsize=8192)  # the judge compares the same few phrases with every clip
 def sound_key(text: str) -> str:
     """Letters only, look-alike consonants merged, doubled letters collapsed, and each word's
     vowels after its first letter dropped (a name's vowels are what a recogniser gets wrong
