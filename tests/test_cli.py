@@ -99,6 +99,8 @@ def test_unknown_model_and_bad_option():
     assert p.returncode == 4 and "whisper-base" in p.stderr
     p = run("transcribe", str(ROOT / "examples/question.wav"), "--task", "summarise")
     assert p.returncode == 2
+    p = run("serve", "--barge-in-language", "xx")  # refused before any model loads
+    assert p.returncode == 2 and "Whisper language code" in p.stderr
 
 
 @pytest.mark.parametrize(("group", "expected"), [

@@ -3,6 +3,8 @@ ONNX model read out of the pipecat-ai wheel at set-up)."""
 
 from __future__ import annotations
 
+import subprocess
+
 import numpy as np
 import pytest
 
@@ -99,3 +101,21 @@ def test_the_answers_echo_is_found_at_any_delay_and_taken_out(voice):
     stream[4000:] = gain * answer[:12000]
     cleaned = EchoPath(lag=4000, gain=gain).cancel(stream[3000:], 3000, answer)
     assert np.abs(cleaned).max() < 1e-4
+
+
+def test_the_judge_hears_backchannels_in_the_language_it_is_given(asr):
+    """German speech (espeak-ng) with German backchannels: told the language, the judge lets
+    "Alles klar." pass and still stops for "Stopp!"; a language the recogniser does not
+    know is refused when the judge is made, not at a user's first word."""
+    from speechllm.turn.barge_in import BargeInJudge
+
+    def german(text: str) -> Audio:
+        return load(subprocess.run(["espeak-ng", "-v", "de", "-s", "150", "--stdout", text],
+                                   capture_output=True, check=True).stdout)
+
+    judge = BargeInJudge(asr, ["ja", "genau", "alles klar", "okay"], language="de")
+    answer = "Die Hauptstadt von Frankreich ist Paris."
+    assert judge.judge(german("Alles klar."), answer).kind == "backchannel"
+    assert judge.judge(german("Stopp!"), answer).kind == "interruption"
+    with pytest.raises(ValueError, match="does not know language 'xx'"):
+        BargeInJudge(asr, language="xx")

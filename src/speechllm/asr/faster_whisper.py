@@ -76,6 +76,7 @@ class FasterWhisperASR:
         self._pad = require("faster_whisper.audio", "asr").pad_or_trim
         self.name = str(model) if str(model) in models.REGISTRY else Path(path).name
         self.multilingual: bool = bool(self._model.model.is_multilingual)
+        self.languages: tuple[str, ...] = tuple(self._model.supported_languages)
         self._lock = threading.Lock()  # CTranslate2 models are safe, but keep CPU use predictable
 
     @staticmethod
@@ -85,6 +86,9 @@ class FasterWhisperASR:
         return np.ascontiguousarray(audio.resample(RATE).samples)
 
     def _check(self, options: ASROptions) -> None:
+        if options.language is not None and options.language not in self.languages:
+            raise ValueError(f"{self.name} does not know language {options.language!r}; "
+                             f"it knows {', '.join(self.languages)}")
         if options.task == "translate" and not self.multilingual:
             raise ValueError(f"{self.name} is English-only and cannot translate; use whisper-base")
 

@@ -23,6 +23,17 @@ def _backchannels(given: str | None) -> tuple[str, ...]:
     return phrases
 
 
+def _judge_language(given: str) -> str | None:
+    if given == "auto":
+        return None
+    # Whisper's codes (a private table, but the one faster-whisper checks against)
+    known = require("faster_whisper.tokenizer", "asr")._LANGUAGE_CODES
+    if given not in known:
+        raise typer.BadParameter(f"--barge-in-language {given!r} is not a Whisper language "
+                                 "code (en, de, fr, ...) or 'auto'")
+    return given
+
+
 def serve(
     config: Annotated[Path | None, typer.Option("--config", help="JSON approach config "
                       "(default: the cascade with the options below).")] = None,
@@ -55,6 +66,9 @@ def serve(
     backchannels: Annotated[str | None, typer.Option(help="Comma-separated phrases that "
                             "never cancel an answer (default: uh-huh, yeah, okay, ...).")
                             ] = None,
+    barge_in_language: Annotated[str, typer.Option(help="Language the barge-in judge hears "
+                                 "users speak (a Whisper code such as 'de'), or 'auto'; use "
+                                 "with --backchannels in that language.")] = "en",
     shutdown_grace: Annotated[int, typer.Option(min=0, help="On SIGTERM, seconds to let "
                               "answers in flight finish before they are cut.")] = 30,
     ssl_certfile: Annotated[Path | None, typer.Option(help="TLS certificate (PEM): serve "
@@ -90,7 +104,8 @@ def serve(
                                  idle_timeout=idle_timeout, end_silence=end_silence,
                                  speculate_after=speculate_after,
                                  patient_silence=patient_silence, turn_model=turn_model,
-                                 barge_in=barge_in, backchannels=_backchannels(backchannels))
+                                 barge_in=barge_in, backchannels=_backchannels(backchannels),
+                                 barge_in_language=_judge_language(barge_in_language))
     scheme = "https" if ssl_certfile else "http"
     err.print(f"speechllm serve: {scheme}://{host}:{port}/ (API under /v1, voice at "
               "/v1/realtime)"

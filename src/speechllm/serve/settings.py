@@ -71,6 +71,7 @@ class ServeSettings:
     # speech cancels at once.
     barge_in: str = "words"
     backchannels: tuple[str, ...] = BACKCHANNELS  # phrases that never cancel ("words" only)
+    barge_in_language: str | None = "en"  # what the judge hears users speak (None: detect)
     max_text_chars: int = 4096  # longest /v1/audio/speech input (OpenAI's cap)
 
     def __post_init__(self) -> None:

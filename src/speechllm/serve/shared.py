@@ -105,7 +105,7 @@ def load_services(settings: ServeSettings) -> Services:
         asr = getattr(model, "asr", None)  # a cascade's recogniser serves the judge too
         if asr is None:
             asr = ASR_BACKENDS.get("faster-whisper")("whisper-base")
-        judge = BargeInJudge(asr, settings.backchannels)
+        judge = BargeInJudge(asr, settings.backchannels, settings.barge_in_language)
     vad = VAD_BACKENDS.get("silero")()
     gate = FairGate(settings.workers, on_idle=heap.give_back)
     return Services(settings, model, tts, vad, gate, turn, judge)

@@ -112,11 +112,17 @@ class Verdict:
 class BargeInJudge:
     """Decides what speech heard over the assistant's answer is (see the module's text).
 
-    `asr` is shared with the served model when it has one; `window_seconds` fits Whisper's
-    encoder to short clips (longer clips get a full pass)."""
+    `asr` is shared with the served model when it has one; `language` is what it is told
+    the users speak (None: detected on every clip, which short clips make unreliable);
+    `window_seconds` fits Whisper's encoder to short clips (longer clips get a full pass).
+    The calls to stop and the lone stop words are English; the backchannels are yours."""
 
     def __init__(self, asr: ASR, backchannels: Iterable[str] = BACKCHANNELS,
                  language: str | None = "en", window_seconds: float = 8.0) -> None:
+        known = getattr(asr, "languages", None)
+        if language is not None and known is not None and language not in known:
+            raise ValueError(f"the barge-in judge's recogniser does not know language "
+                             f"{language!r}; it knows {', '.join(known)}")
         self.asr = asr
         self.phrases = {tuple(words(p)) for p in backchannels if words(p)}
         self.longest = max((len(p) for p in self.phrases), default=0)
