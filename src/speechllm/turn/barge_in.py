@@ -125,6 +125,7 @@ class BargeInJudge:
                              f"{language!r}; it knows {', '.join(known)}")
         self.asr = asr
         self.phrases = {tuple(words(p)) for p in backchannels if words(p)}
+        self.spoken = [" ".join(p) for p in self.phrases]  # as sound-alike runs are compared
         self.longest = max((len(p) for p in self.phrases), default=0)
         self.options = ASROptions(language=language, window_seconds=window_seconds)
 
@@ -142,8 +143,8 @@ class BargeInJudge:
     def _is_phrase(self, run: list[str], by_sound: bool) -> bool:
         if tuple(run) in self.phrases:
             return True
-        return by_sound and any(sounds_alike(" ".join(run), " ".join(p), SOUND_ALIKE)
-                                for p in self.phrases)
+        heard = " ".join(run)
+        return by_sound and any(sounds_alike(heard, p, SOUND_ALIKE) for p in self.spoken)
 
     @staticmethod
     def is_stop_call(heard: list[str]) -> bool:
@@ -188,7 +189,7 @@ class BargeInJudge:
         if self.is_stop_call(heard):
             return Verdict("interruption", transcript)
         own = self.without_echo_run(heard, said)
-        if own and (self.is_backchannel(own) or self.is_backchannel(own, by_sound=True)):
+        if self.is_backchannel(own, by_sound=True):  # exact phrases match by sound too
             return Verdict("backchannel", transcript)
         if len(set(heard)) < 2 and not STOP_WORDS & set(heard):
             return Verdict("unclear", transcript)
