@@ -10,7 +10,9 @@ llama.cpp keeps one prompt prefix cached, and the tools' descriptions make the p
 tokens, so switching between a prompt with tools and one without costs a full prefill that a
 running session, whose prefix stays the same, never pays):
   call, constrained: seconds until the checked call (`ToolCallEvent`), and until its first
-                     argument piece
+                     argument piece; each request is also run, right before, with the
+                     guided decoder's guesses off (`guided.DRAFT_TOKENS = 0`: one token a
+                     step, the decoding before speculation)
   call, free:        seconds until the checked call (free decoding: no pieces before it)
   text answer:       the same request with tool_choice "none": seconds until the first
                      clause's text is ready for TTS, and until its audio (ttfa)
@@ -35,6 +37,7 @@ from speechllm.cascade.build import CascadeSpec, build_cascade
 from speechllm.cascade.pipeline import CascadeSpeechLM
 from speechllm.data import read_manifest
 from speechllm.eval.tool_catalog import CATALOG
+from speechllm.llm import guided
 from speechllm.speechlm import AudioChunk, Done, Request, ToolCallDelta, ToolCallEvent
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,20 +82,27 @@ def main(n: int = 30) -> None:
               "text": (constrained, [replace(r, tool_choice="none") for r in requests]),
               "plain": (constrained, [Request(audio=load(it.audio, 16000), tools=CATALOG)
                                       for it in plain])}
-    timings: dict[str, list[dict[str, float]]] = {}
+    timings: dict[str, list[dict[str, float]]] = {"call_c0": []}
     for name, (lm, batch) in blocks.items():
         asyncio.run(timed(lm, batch[-1]))  # warm-up: this block's prompt prefix cached
-        timings[name] = [asyncio.run(timed(lm, r)) for r in batch]
+        timings[name] = []
+        for r in batch:
+            if name == "call_c":  # the same request one token a step, just before
+                guided.DRAFT_TOKENS, draft = 0, guided.DRAFT_TOKENS
+                timings["call_c0"].append(asyncio.run(timed(lm, r)))
+                guided.DRAFT_TOKENS = draft
+            timings[name].append(asyncio.run(timed(lm, r)))
         print(name, json.dumps(timings[name]), file=sys.stderr)
-    rows = [{k: timings[k][i] for k in ("call_c", "call_f", "text")}
+    rows = [{k: timings[k][i] for k in ("call_c", "call_c0", "call_f", "text")}
             for i in range(len(items))]
     ok = [r for r in rows if "call" in r["call_c"] and "call" in r["call_f"]
-          and "first_clause" in r["text"] and "ttfa" in r["text"]]
+          and "call" in r["call_c0"] and "first_clause" in r["text"] and "ttfa" in r["text"]]
     print(f"{len(ok)} of {len(rows)} requests called a tool in both settings and answered "
           "in speech with tool_choice none\n")
     series = {
         "call arguments complete, constrained": [r["call_c"]["call"] for r in ok],
         "first argument piece, constrained": [r["call_c"].get("first_piece", np.nan) for r in ok],
+        "call arguments complete, constrained, no guesses": [r["call_c0"]["call"] for r in ok],
         "call arguments complete, free": [r["call_f"]["call"] for r in ok],
         "text answer: first clause written": [r["text"]["first_clause"] for r in ok],
         "text answer: first audio (ttfa)": [r["text"]["ttfa"] for r in ok],
@@ -114,7 +124,11 @@ def main(n: int = 30) -> None:
                            ("call arguments complete, constrained",
                             "text answer: first audio (ttfa)"),
                            ("call arguments complete, free",
-                            "text answer: first clause written")):
+                            "text answer: first clause written"),
+                           ("call arguments complete, constrained, no guesses",
+                            "text answer: first clause written"),
+                           ("call arguments complete, constrained",
+                            "call arguments complete, constrained, no guesses")):
         d = np.array(series[a_name], float) - np.array(series[b_name], float)
         lo, hi = ci(d)
         print(f"| {a_name} minus {b_name} | {np.median(d):+.3f} [{lo:+.3f}, {hi:+.3f}] |")

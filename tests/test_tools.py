@@ -271,3 +271,62 @@ def test_a_schema_guided_decoding_cannot_follow_is_decoded_freely_and_checked(ch
                                 ToolSet((code,), UseTool("enter_code"))))
     assert "decoded freely" in caplog.text
     assert isinstance(out[-1], ToolCall) and out[-1].args() == {"code": "4711"}
+
+
+def test_speculative_guided_decoding_writes_the_calls_token_by_token_decoding_writes(
+        chat_llm, monkeypatch):
+    """Guessed tokens (forced text, the user's words) ride along in a batch; the calls must
+    be the ones decoding one token at a time gives, in fewer model evaluations."""
+    from speechllm.eval.tool_catalog import CATALOG
+    from speechllm.llm import guided
+
+    ctx = chat_llm._llm._ctx
+    decode, evaluations = ctx.decode, [0]
+
+    def counted(batch):
+        evaluations[0] += 1
+        return decode(batch)
+
+    monkeypatch.setattr(ctx, "decode", counted)
+    asked = ("Send a message to Emma saying I left the door open.",
+             "Set a timer for ten minutes for the eggs.", "Add olive oil to my shopping list.")
+
+    def calls() -> tuple[list[dict], int]:
+        evaluations[0], out = 0, []
+        for question in asked:
+            *_, call = stream_tools(chat_llm, [*ASK, Message("user", question)],
+                                    GenerationOptions(max_tokens=64), ToolSet(CATALOG))
+            assert isinstance(call, ToolCall)
+            out.append({"name": call.name, **call.args()})
+        return out, evaluations[0]
+
+    monkeypatch.setattr(guided, "DRAFT_TOKENS", 0)
+    one_by_one, slow = calls()
+    monkeypatch.undo()
+    monkeypatch.setattr(ctx, "decode", counted)
+    speculative, fast = calls()
+    assert speculative == one_by_one
+    assert speculative[0]["name"] == "send_message" and \
+        "left the door open" in speculative[0]["message"]
+    assert fast < 0.8 * slow, (fast, slow)
+
+
+def test_a_guess_leaves_sampling_unbiased():
+    """With temperature, a guess is kept with the model's probability and otherwise the
+    token is drawn from the rest: every token keeps its softmax probability."""
+    import numpy as np
+
+    from speechllm.llm.guided import _choose
+
+    logits = np.array([2.0, 1.0, 0.5, -1.0, -np.inf])
+    p = np.exp(logits - 2.0)
+    p /= p.sum()
+    rng, n = np.random.default_rng(0), 20_000
+    options = GenerationOptions(temperature=1.0, top_p=1.0)
+    for guess in (0, 1, 3, 4):
+        counts = np.bincount([_choose(logits.copy(), guess, options, rng) for _ in range(n)],
+                             minlength=5) / n
+        assert counts[4] == 0  # a token the grammar forbids is never taken, guessed or not
+        assert np.all(np.abs(counts - p) <= 5 * np.sqrt(p * (1 - p) / n) + 1e-12), (guess, counts)
+    nucleus = GenerationOptions(temperature=1.0, top_p=0.5)  # token 0 alone (p = 0.57)
+    assert {_choose(logits.copy(), 1, nucleus, rng) for _ in range(200)} == {0}

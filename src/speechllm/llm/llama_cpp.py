@@ -206,12 +206,14 @@ class LlamaCppChat:
                 written = "".join(self._complete(prompt + CALL_OPEN, o, o.max_tokens))
                 yield from check_written_calls(written, tools.tools, _named(tools))
                 return
-            yield from self._constrained_call(prompt, o, tools)
+            heard = next((m.content for m in reversed(messages) if m.role == "user"), "")
+            yield from self._constrained_call(prompt, o, tools, heard)
 
-    def _constrained_call(self, prompt: str, o: GenerationOptions, tools: ToolSet
-                          ) -> Iterator[ToolCallDelta | ToolCall]:
+    def _constrained_call(self, prompt: str, o: GenerationOptions, tools: ToolSet,
+                          heard: str) -> Iterator[ToolCallDelta | ToolCall]:
         """One call, decoded under its tools' grammar (speechllm.llm.guided): the name, then
-        the arguments streamed as they come."""
+        the arguments streamed as they come; values are guessed from `heard` (the user's
+        words) and the guesses checked by the model."""
         named = _named(tools)
         offered = tuple(t for t in tools.tools if named is None or t.name == named)
         grammar = self._call_grammar(offered)
@@ -220,7 +222,8 @@ class LlamaCppChat:
             yield from check_written_calls(written, tools.tools, named)
             return
         call_id, name, written, start, sent = new_call_id(), "", "", 0, 0
-        for piece in guided(self._llm, prompt + CALL_OPEN, grammar, o, o.max_tokens):
+        for piece in guided(self._llm, prompt + CALL_OPEN, grammar, o, o.max_tokens,
+                            lookup=heard):
             written += piece
             if not name:
                 at = written.find(ARGUMENTS_HEAD, len(NAME_HEAD))
