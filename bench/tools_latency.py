@@ -11,8 +11,8 @@ tokens, so switching between a prompt with tools and one without costs a full pr
 running session, whose prefix stays the same, never pays):
   call, constrained: seconds until the checked call (`ToolCallEvent`), and until its first
                      argument piece; each request is also run, right before, with the
-                     guided decoder's guesses off (`guided.DRAFT_TOKENS = 0`: one token a
-                     step, the decoding before speculation)
+                     LLM's guesses off (`LlamaConfig.guess_tokens = 0`: one token a step,
+                     the decoding before speculation)
   call, free:        seconds until the checked call (free decoding: no pieces before it)
   text answer:       the same request with tool_choice "none": seconds until the first
                      clause's text is ready for TTS, and until its audio (ttfa)
@@ -37,7 +37,6 @@ from speechllm.cascade.build import CascadeSpec, build_cascade
 from speechllm.cascade.pipeline import CascadeSpeechLM
 from speechllm.data import read_manifest
 from speechllm.eval.tool_catalog import CATALOG
-from speechllm.llm import guided
 from speechllm.speechlm import AudioChunk, Done, Request, ToolCallDelta, ToolCallEvent
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -88,9 +87,10 @@ def main(n: int = 30) -> None:
         timings[name] = []
         for r in batch:
             if name == "call_c":  # the same request one token a step, just before
-                guided.DRAFT_TOKENS, draft = 0, guided.DRAFT_TOKENS
+                llm, config = lm.llm, lm.llm.config
+                llm.config = replace(config, guess_tokens=0)
                 timings["call_c0"].append(asyncio.run(timed(lm, r)))
-                guided.DRAFT_TOKENS = draft
+                llm.config = config
             timings[name].append(asyncio.run(timed(lm, r)))
         print(name, json.dumps(timings[name]), file=sys.stderr)
     rows = [{k: timings[k][i] for k in ("call_c", "call_c0", "call_f", "text")}

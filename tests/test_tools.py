@@ -277,8 +277,9 @@ def test_speculative_guided_decoding_writes_the_calls_token_by_token_decoding_wr
         chat_llm, monkeypatch):
     """Guessed tokens (forced text, the user's words) ride along in a batch; the calls must
     be the ones decoding one token at a time gives, in fewer model evaluations."""
+    from dataclasses import replace
+
     from speechllm.eval.tool_catalog import CATALOG
-    from speechllm.llm import guided
 
     ctx = chat_llm._llm._ctx
     decode, evaluations = ctx.decode, [0]
@@ -300,7 +301,7 @@ def test_speculative_guided_decoding_writes_the_calls_token_by_token_decoding_wr
             out.append({"name": call.name, **call.args()})
         return out, evaluations[0]
 
-    monkeypatch.setattr(guided, "DRAFT_TOKENS", 0)
+    monkeypatch.setattr(chat_llm, "config", replace(chat_llm.config, guess_tokens=0))
     one_by_one, slow = calls()
     monkeypatch.undo()
     monkeypatch.setattr(ctx, "decode", counted)
@@ -316,7 +317,7 @@ def test_a_guess_leaves_sampling_unbiased():
     token is drawn from the rest: every token keeps its softmax probability."""
     import numpy as np
 
-    from speechllm.llm.guided import _choose
+    from speechllm.llm.speculative import choose as _choose
 
     logits = np.array([2.0, 1.0, 0.5, -1.0, -np.inf])
     p = np.exp(logits - 2.0)
@@ -330,3 +331,11 @@ def test_a_guess_leaves_sampling_unbiased():
         assert np.all(np.abs(counts - p) <= 5 * np.sqrt(p * (1 - p) / n) + 1e-12), (guess, counts)
     nucleus = GenerationOptions(temperature=1.0, top_p=0.5)  # token 0 alone (p = 0.57)
     assert {_choose(logits.copy(), 1, nucleus, rng) for _ in range(200)} == {0}
+
+
+def test_guess_tokens_out_of_range_is_refused():
+    from speechllm.llm.llama_cpp import LlamaConfig
+
+    for bad in (-1, 33):
+        with pytest.raises(ValueError, match="guess_tokens"):
+            LlamaConfig(guess_tokens=bad)
