@@ -290,7 +290,8 @@ def test_speculative_guided_decoding_writes_the_calls_token_by_token_decoding_wr
 
     monkeypatch.setattr(ctx, "decode", counted)
     asked = ("Send a message to Emma saying I left the door open.",
-             "Set a timer for ten minutes for the eggs.", "Add olive oil to my shopping list.")
+             "Set a timer for ten minutes for the eggs.", "Add olive oil to my shopping list.",
+             "Wake me up at 11.30 a.m.")  # as the recogniser writes it: numbers guessed
 
     def calls() -> tuple[list[dict], int]:
         evaluations[0], out = 0, []
@@ -309,6 +310,7 @@ def test_speculative_guided_decoding_writes_the_calls_token_by_token_decoding_wr
     assert speculative == one_by_one
     assert speculative[0]["name"] == "send_message" and \
         "left the door open" in speculative[0]["message"]
+    assert 11 in speculative[3].values()  # "11.30": the number the user said
     assert fast < 0.8 * slow, (fast, slow)
 
 
@@ -339,3 +341,12 @@ def test_guess_tokens_out_of_range_is_refused():
     for bad in (-1, 33):
         with pytest.raises(ValueError, match="guess_tokens"):
             LlamaConfig(guess_tokens=bad)
+
+
+def test_numbers_are_guessed_in_the_order_the_user_said_them():
+    from speechllm.llm.speculative import next_number
+
+    said = "Wake me up at 11.30 a.m."
+    assert next_number('{"name": "set_alarm", "arguments": {"hour": ', said) == "11"
+    assert next_number('{"name": "set_alarm", "arguments": {"hour": 11, "minute": ', said) == "30"
+    assert next_number('{"hour": 11, "minute": 30, "second": ', said) == ""

@@ -12,8 +12,9 @@ Why it pays here: on 2 cores an evaluation of a 0.5B model costs about 35 ms plu
 token, so a kept guess costs a fifth of a step, and a wrong one nearly as much. The guesses
 are text the rules force whose tokens they leave open, and what followed the text written
 so far in the user's words (`lookup`): tool calls repeat them ("saying I left the door
-open" -> `"message": "I left the door open"`). Guesses from the user's words start at two
-tokens and grow while they hold.
+open" -> `"message": "I left the door open"`), and where a value may start, the next number
+the user said (the recogniser writes "Wake me at 11.30 a.m.": `"hour": 11, "minute": 30`).
+Guesses of what followed in the user's words start at two tokens and grow while they hold.
 
 The model object is llama-cpp-python's `Llama`; its KV cache and token record are kept
 consistent, so a later `create_completion` reuses the shared prefix as usual.
@@ -22,6 +23,7 @@ consistent, so a later `create_completion` reuses the shared prefix as usual.
 from __future__ import annotations
 
 import codecs
+import re
 from collections.abc import Iterator
 from typing import Any, Protocol
 
@@ -109,6 +111,8 @@ def _guess(llm: Any, rules: Rules, written: str, lookup: str, room: int, reach: 
     `reach` tokens: a guess that often fails must stay short to pay); cut to what the rules
     allow. And whether it was looked up."""
     forced = rules.forced_text()
+    if forced.endswith(b" "):  # where a value may start: the next number the user said
+        forced += next_number(written, lookup).encode()
     guess = forced or continuation(written, lookup).encode()
     if not guess:
         return [], False
@@ -132,6 +136,14 @@ def continuation(written: str, lookup: str) -> str:
         if at >= 0:
             return lookup[at + n: at + n + 64]
     return ""
+
+
+def next_number(written: str, lookup: str) -> str:
+    """The first number in `lookup` after as many as `written` holds ("11" then "30" for
+    "Wake me at 11.30": an alarm's hour, then its minute), or ""."""
+    said = re.findall(r"\d+", lookup)
+    used = len(re.findall(r"\d+", written))
+    return said[used] if used < len(said) else ""
 
 
 def reuse_prefix(llm: Any, tokens: list[int]) -> list[int]:
