@@ -350,3 +350,13 @@ def test_numbers_are_guessed_in_the_order_the_user_said_them():
     assert next_number('{"name": "set_alarm", "arguments": {"hour": ', said) == "11"
     assert next_number('{"name": "set_alarm", "arguments": {"hour": 11, "minute": ', said) == "30"
     assert next_number('{"hour": 11, "minute": 30, "second": ', said) == ""
+
+
+def test_the_call_name_guessed_is_the_tool_whose_name_the_user_said():
+    from speechllm.eval.tool_catalog import CATALOG
+    from speechllm.llm.guided import likely_tool
+
+    assert likely_tool(CATALOG, "Set a timer for 12 minutes.") == "set_timer"
+    assert likely_tool(CATALOG, "Set the lights in the kitchen to 10%.") == "set_lights"
+    assert likely_tool(CATALOG, "Call Maria.") == "call_contact"
+    assert likely_tool(CATALOG, "Wake me up at 11.30 a.m.") == ""  # no name's word said

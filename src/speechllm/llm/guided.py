@@ -17,6 +17,7 @@ consistent, so a later `create_completion` reuses the shared prefix as usual.
 from __future__ import annotations
 
 import json
+import re
 import threading
 import warnings
 from collections.abc import Iterator, Sequence
@@ -83,8 +84,9 @@ def tokenizer_of(llm: Any) -> Any:
 class Grammar:
     """speculative.Rules for a grammar, through llguidance's matcher."""
 
-    def __init__(self, matcher: Any) -> None:
+    def __init__(self, matcher: Any, name: str = "") -> None:
         self._m = matcher
+        self._name = name.encode()  # guessed after the name's opening quote, once
 
     def forced(self) -> list[int]:
         tokens: list[int] = self._m.compute_ff_tokens()
@@ -94,6 +96,8 @@ class Grammar:
 
     def forced_text(self) -> bytes:
         forced: bytes = self._m.compute_ff_bytes()
+        if self._name and forced.endswith(b'"'):  # the name's opening quote: the first one
+            forced, self._name = forced + self._name, b""
         return forced
 
     def allowed(self, n_vocab: int) -> np.ndarray:
@@ -110,17 +114,32 @@ class Grammar:
         return bool(self._m.is_stopped())
 
 
+def likely_tool(tools: Sequence[Tool], heard: str) -> str:
+    """The tool whose name has the most words the user said ("set a timer": `set_timer`;
+    first of equals; "to" in `add_to_list` does not count), or "" when none has any: the
+    guess for a call's name."""
+    said = set(re.findall(r"[a-z]+", heard.lower()))
+    best, name = 0, ""
+    for tool in tools:
+        score = sum(word in said for word in tool.name.lower().split("_") if len(word) > 2)
+        if score > best:
+            best, name = score, tool.name
+    return name
+
+
 def guided(llm: Any, prompt: str, grammar: str, options: GenerationOptions,
            max_tokens: int, lookup: str = "",
-           guess_tokens: int = speculative.GUESS_TOKENS) -> Iterator[str]:
+           guess_tokens: int = speculative.GUESS_TOKENS, name: str = "") -> Iterator[str]:
     """Text that continues `prompt` under `grammar`, as it is decoded; stops where the
     grammar ends or after `max_tokens` sampled tokens. Speculative (speechllm.llm.
     speculative): the guesses are text the grammar forces but whose tokens it leaves open
-    (` "` before a value: ` "S` could start there too), else the user's words (`lookup`)."""
+    (` "` before a value: ` "S` could start there too), `name` after the call's first quote
+    (tools that share a first word, `set_timer` and `set_alarm`, cost a step more to tell
+    apart), numbers and runs of the user's words (`lookup`)."""
     llguidance = require("llguidance", "llm")
     matcher = llguidance.LLMatcher(tokenizer_of(llm),
                                    llguidance.LLMatcher.grammar_from_lark(grammar))
     if matcher.is_error():
         raise ValueError(matcher.get_error())
-    yield from speculative.decode(llm, prompt, Grammar(matcher), options, max_tokens, lookup,
-                                  guess_tokens)
+    yield from speculative.decode(llm, prompt, Grammar(matcher, name), options, max_tokens,
+                                  lookup, guess_tokens)

@@ -19,7 +19,14 @@ from speechllm import models
 from speechllm._optional import require
 from speechllm.errors import ModelError
 from speechllm.llm.base import GenerationOptions, ToolSet, openai_messages
-from speechllm.llm.guided import ARGUMENTS_HEAD, NAME_HEAD, call_grammar, check_grammar, guided
+from speechllm.llm.guided import (
+    ARGUMENTS_HEAD,
+    NAME_HEAD,
+    call_grammar,
+    check_grammar,
+    guided,
+    likely_tool,
+)
 from speechllm.speechlm import Message, Usage
 from speechllm.tools import (
     Tool,
@@ -230,7 +237,7 @@ class LlamaCppChat:
             return
         call_id, name, written, start, sent = new_call_id(), "", "", 0, 0
         for piece in guided(self._llm, prompt + CALL_OPEN, grammar, o, o.max_tokens,
-                            heard, self.config.guess_tokens):
+                            heard, self.config.guess_tokens, likely_tool(offered, heard)):
             written += piece
             if not name:
                 at = written.find(ARGUMENTS_HEAD, len(NAME_HEAD))
