@@ -258,7 +258,7 @@ class LlamaCppChat:
 
 
 def _heard(messages: Sequence[Message]) -> str:
-    """The user's last words: where answers and calls are guessed from."""
+    """The user's last words: where a call's values are guessed from."""
     return next((m.content for m in reversed(messages) if m.role == "user"), "")
 
 
