@@ -96,8 +96,10 @@ class Grammar:
 
     def forced_text(self) -> bytes:
         forced: bytes = self._m.compute_ff_bytes()
-        if self._name and forced.endswith(b'"'):  # the name's opening quote: the first one
-            forced, self._name = forced + self._name, b""
+        if self._name:  # asked first where the name begins: after its opening quote
+            if forced.endswith(b'"'):
+                forced += self._name
+            self._name = b""
         return forced
 
     def allowed(self, n_vocab: int) -> np.ndarray:
