@@ -5,19 +5,23 @@ the request's audio is in hand.
 
     ./dev python bench/tools_latency.py [N]
 
-In one sitting, one block per setting (each block starts with an untimed warm-up request:
-llama.cpp keeps one prompt prefix cached, and the tools' descriptions make the prompt ~800
-tokens, so switching between a prompt with tools and one without costs a full prefill that a
-running session, whose prefix stays the same, never pays):
+In one sitting. llama.cpp keeps one prompt prefix cached, and the tools' descriptions make
+the prompt ~800 tokens, so switching between a prompt with tools and one without costs a
+full prefill that a running session, whose prefix stays the same, never pays: text answers
+without tools run on a second copy of the LLM, so that the settings compared in pairs run
+back to back for each request (the machine's load drifts over minutes); each setting starts
+with an untimed warm-up request.
   call, constrained: seconds until the checked call (`ToolCallEvent`), and until its first
                      argument piece; each request is also run, right before, with the
                      LLM's guesses off (`LlamaConfig.guess_tokens = 0`: one token a step,
                      the decoding before speculation)
-  call, free:        seconds until the checked call (free decoding: no pieces before it)
-  text answer:       the same request with tool_choice "none": seconds until the first
-                     clause's text is ready for TTS, and until its audio (ttfa)
-  text with tools:   the benchmark's clean Piper requests that need no tool, tools offered:
-                     the first clause's text and audio when the model answers in speech
+  text answer:       the same request with tool_choice "none", right after: seconds until
+                     the first clause's text is ready for TTS, and until its audio (ttfa)
+  call, free:        (a block after) seconds until the checked call (free decoding: no
+                     pieces before it)
+  text with tools:   (a block after) the benchmark's clean Piper requests that need no tool,
+                     tools offered: the first clause's text and audio when the model answers
+                     in speech
 Prints medians and paired median differences with 95% bootstrap intervals.
 """
 
@@ -37,6 +41,7 @@ from speechllm.cascade.build import CascadeSpec, build_cascade
 from speechllm.cascade.pipeline import CascadeSpeechLM
 from speechllm.data import read_manifest
 from speechllm.eval.tool_catalog import CATALOG
+from speechllm.llm.llama_cpp import LlamaCppChat
 from speechllm.speechlm import AudioChunk, Done, Request, ToolCallDelta, ToolCallEvent
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,12 +81,13 @@ def main(n: int = 30) -> None:
     plain = [it for it in read_manifest(ROOT / "data/tools/manifest.jsonl")
              if not it.fields.get("call") and it.fields.get("voice") == "piper"
              and it.fields.get("snr") == "clean"]
+    texts = CascadeSpeechLM(c.asr, LlamaCppChat(), c.tts, c.vad, None, c.config)
     requests = [Request(audio=load(it.audio, 16000), tools=CATALOG) for it in items]
     blocks = {"call_c": (constrained, requests), "call_f": (free, requests),
-              "text": (constrained, [replace(r, tool_choice="none") for r in requests]),
               "plain": (constrained, [Request(audio=load(it.audio, 16000), tools=CATALOG)
                                       for it in plain])}
-    timings: dict[str, list[dict[str, float]]] = {"call_c0": []}
+    timings: dict[str, list[dict[str, float]]] = {"call_c0": [], "text": []}
+    asyncio.run(timed(texts, replace(requests[-1], tool_choice="none")))  # its warm-up
     for name, (lm, batch) in blocks.items():
         asyncio.run(timed(lm, batch[-1]))  # warm-up: this block's prompt prefix cached
         timings[name] = []
@@ -92,6 +98,8 @@ def main(n: int = 30) -> None:
                 timings["call_c0"].append(asyncio.run(timed(lm, r)))
                 llm.config = config
             timings[name].append(asyncio.run(timed(lm, r)))
+            if name == "call_c":  # and as a text answer, just after
+                timings["text"].append(asyncio.run(timed(texts, replace(r, tool_choice="none"))))
         print(name, json.dumps(timings[name]), file=sys.stderr)
     rows = [{k: timings[k][i] for k in ("call_c", "call_c0", "call_f", "text")}
             for i in range(len(items))]

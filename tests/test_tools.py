@@ -314,6 +314,30 @@ def test_speculative_guided_decoding_writes_the_calls_token_by_token_decoding_wr
     assert fast < 0.8 * slow, (fast, slow)
 
 
+def test_a_guessed_call_opening_leaves_text_replies_as_they_were(chat_llm, monkeypatch):
+    """Where the user names a tool ("alarm", "thermostat") the call's opening is guessed
+    with the prompt; a reply the model writes in words must be the same words, and a call
+    the same call, as without that guess."""
+    from speechllm.eval.tool_catalog import CATALOG
+
+    asked = ("What is an alarm clock?", "What does a thermostat do?", "Call Maria.")
+
+    def replies() -> list[object]:
+        out: list[object] = []
+        for question in asked:
+            events = list(stream_tools(chat_llm, [*ASK, Message("user", question)],
+                                       GenerationOptions(max_tokens=24), ToolSet(CATALOG)))
+            calls = [(e.name, e.args()) for e in events if isinstance(e, ToolCall)]
+            out.append(calls or "".join(e for e in events if isinstance(e, str)))
+        return out
+
+    guessed = replies()
+    monkeypatch.setattr(chat_llm, "_call_or_text", lambda tools, heard: None)
+    assert guessed == replies()
+    assert isinstance(guessed[0], str) and "alarm" in guessed[0].lower()
+    assert guessed[2] == [("call_contact", {"contact": "Maria"})]
+
+
 def test_a_guess_leaves_sampling_unbiased():
     """With temperature, a guess is kept with the model's probability and otherwise the
     token is drawn from the rest: every token keeps its softmax probability."""

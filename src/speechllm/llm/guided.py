@@ -20,7 +20,7 @@ import json
 import re
 import threading
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -96,6 +96,9 @@ class Grammar:
 
     def forced_text(self) -> bytes:
         forced: bytes = self._m.compute_ff_bytes()
+        return self._with_name(forced)
+
+    def _with_name(self, forced: bytes) -> bytes:
         if self._name:  # asked first where the name begins: after its opening quote
             if forced.endswith(b'"'):
                 forced += self._name
@@ -106,7 +109,11 @@ class Grammar:
         return np.unpackbits(np.frombuffer(self._m.compute_bitmask(), np.uint8),
                              bitorder="little")[:n_vocab].astype(bool)
 
+    def written_as(self, token: int) -> int:
+        return token
+
     def take(self, token: int) -> bool:
+        self._name = b""
         return bool(self._m.consume_token(token))
 
     def valid(self, tokens: list[int]) -> int:
@@ -114,6 +121,93 @@ class Grammar:
 
     def done(self) -> bool:
         return bool(self._m.is_stopped())
+
+    def after(self, tokens: list[int]) -> tuple[list[int], bytes]:
+        if tokens and not self._m.consume_tokens(tokens):
+            return [], b""
+        then: list[int] = self._m.compute_ff_tokens()
+        taken = len(tokens)
+        if then and self._m.consume_tokens(then):
+            taken += len(then)
+        text: bytes = self._m.compute_ff_bytes()
+        if taken:
+            self._m.rollback(taken)
+        return then, text if tokens else self._with_name(text)
+
+
+class CallOrText:
+    """speculative.Rules for a reply that may be a call: the first token is the model's free
+    choice. Where it opens a call (`opens`: `<tool_call>`, or `{` as small models often
+    begin one), the call is written as `open_tokens` and then `grammar`, as if the model
+    had chosen `open_tokens[0]`; anything else ends decoding, kept in `first` (the reply is
+    text, or not yet clear: its writer goes on from there). The opening is the first guess,
+    so a call's first tokens are checked in the same evaluation as the prompt's last ones."""
+
+    def __init__(self, grammar: Grammar, open_tokens: list[int], opening: bytes,
+                 opens: Callable[[int], bool]) -> None:
+        self._g, self._open, self._at = grammar, open_tokens, 0
+        self._opening = opening  # open's first token as text: the first guess
+        self._opens = opens
+        self.first: int | None = None  # the token a text reply begins with
+
+    def written_as(self, token: int) -> int:
+        return self._open[0] if self._at == 0 and self._opens(token) else token
+
+    def _split(self, tokens: list[int]) -> tuple[list[int], list[int], bool]:
+        """`tokens` as the part of `open` still to come, the grammar's part, and whether the
+        first part matches."""
+        rest = self._open[self._at:]
+        head, tail = tokens[:len(rest)], tokens[len(rest):]
+        return head, tail, head == rest[:len(head)]
+
+    def forced(self) -> list[int]:
+        if self._at == 0:
+            return []
+        rest, self._at = self._open[self._at:], len(self._open)
+        return rest + self._g.forced()
+
+    def forced_text(self) -> bytes:
+        if self._at == 0:
+            return self._opening
+        return self._g.forced_text() if self._at == len(self._open) else b""
+
+    def allowed(self, n_vocab: int) -> np.ndarray | None:
+        if self._at == 0:
+            return None
+        if self._at < len(self._open):
+            only = np.zeros(n_vocab, bool)
+            only[self._open[self._at]] = True
+            return only
+        return self._g.allowed(n_vocab)
+
+    def take(self, token: int) -> bool:
+        if self._at < len(self._open):
+            if token != self._open[self._at]:
+                if self._at == 0:
+                    self.first = token
+                return False
+            self._at += 1
+            return True
+        return self._g.take(token)
+
+    def valid(self, tokens: list[int]) -> int:
+        head, tail, same = self._split(tokens)
+        if not same:
+            return next(i for i, (a, b) in enumerate(zip(head, self._open[self._at:],
+                                                         strict=False)) if a != b)
+        return len(head) + (self._g.valid(tail) if tail else 0)
+
+    def after(self, tokens: list[int]) -> tuple[list[int], bytes]:
+        head, tail, same = self._split(tokens)
+        if not same:
+            return [], b""
+        if len(head) < len(self._open) - self._at:
+            then, text = self._g.after([])
+            return self._open[self._at + len(head):] + then, text
+        return self._g.after(tail)
+
+    def done(self) -> bool:
+        return self._at == len(self._open) and self._g.done()
 
 
 def likely_tool(tools: Sequence[Tool], heard: str) -> str:

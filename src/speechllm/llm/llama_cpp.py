@@ -18,14 +18,18 @@ import numpy as np
 from speechllm import models
 from speechllm._optional import require
 from speechllm.errors import ModelError
+from speechllm.llm import speculative
 from speechllm.llm.base import GenerationOptions, ToolSet, openai_messages
 from speechllm.llm.guided import (
     ARGUMENTS_HEAD,
     NAME_HEAD,
+    CallOrText,
+    Grammar,
     call_grammar,
     check_grammar,
     guided,
     likely_tool,
+    tokenizer_of,
 )
 from speechllm.speechlm import Message, Usage
 from speechllm.tools import (
@@ -155,7 +159,7 @@ class LlamaCppChat:
         return len(self._llm.tokenize(text.encode(), add_bos=False, special=True)) if text \
             else 0
 
-    def _complete(self, prompt: str, o: GenerationOptions, max_tokens: int,
+    def _complete(self, prompt: str | list[int], o: GenerationOptions, max_tokens: int,
                   grammar: Any = None) -> Generator[str, None, None]:
         chunks = self._llm.create_completion(
             prompt, stream=True, max_tokens=max_tokens, temperature=o.temperature,
@@ -195,7 +199,21 @@ class LlamaCppChat:
                                        tools=offered).prompt
             if tools.choice in ("auto", "none"):
                 written, call = "", False
-                free = self._complete(prompt, o, o.max_tokens)
+                rules = self._call_or_text(tools, _heard(messages)) \
+                    if offered and tools.constrained and o.temperature == 0 else None
+                if rules is not None:
+                    # a call is guessed where the user said a tool's name: its opening is
+                    # checked with the prompt's last tokens, one evaluation sooner
+                    events = self._call_events(speculative.decode(
+                        self._llm, prompt, rules, o, o.max_tokens, _heard(messages),
+                        self.config.guess_tokens), tools)
+                    if (event := next(events, None)) is not None:
+                        yield event
+                        yield from events
+                        return
+                    free = self._text_after(prompt, o, rules.first)
+                else:
+                    free = self._complete(prompt, o, o.max_tokens)
                 for piece in free:
                     written += piece
                     head = written.lstrip()
@@ -223,6 +241,43 @@ class LlamaCppChat:
                 return
             yield from self._constrained_call(prompt, o, tools, _heard(messages))
 
+    def _call_or_text(self, tools: ToolSet, heard: str) -> CallOrText | None:
+        """Rules for a reply that opens with a call of the tool the user named or is text
+        (speechllm.llm.guided.CallOrText), or None where no tool's name was said."""
+        name = likely_tool(tools.tools, heard)
+        grammar = self._call_grammar(tools.tools) if name else None
+        if grammar is None:
+            return None
+        llguidance = require("llguidance", "llm")
+        matcher = llguidance.LLMatcher(tokenizer_of(self._llm),
+                                       llguidance.LLMatcher.grammar_from_lark(grammar))
+        opening = list(self._llm.tokenize(CALL_OPEN.encode(), add_bos=False, special=True))
+
+        def opens(token: int) -> bool:  # as the free path decides from a reply's start
+            head = self._llm.detokenize([token]).decode("utf-8", "replace").lstrip()
+            return bool(head) and starts_call(head)
+
+        return CallOrText(Grammar(matcher, name), opening, self._llm.detokenize(opening[:1]),
+                          opens)
+
+    def _text_after(self, prompt: str, o: GenerationOptions, first: int | None
+                    ) -> Generator[str, None, None]:
+        """The text reply to `prompt` that begins with the token `first` (chosen with the
+        prompt's last evaluation); the usual way where that cannot be continued (none,
+        part of a character, the end, a stop string)."""
+        try:
+            text = self._llm.detokenize([first]).decode("utf-8") if first is not None else ""
+        except UnicodeDecodeError:
+            first = None
+        if first is None or first == self._llm.token_eos() or o.max_tokens <= 1 \
+                or any(stop in text for stop in o.stop):
+            yield from self._complete(prompt, o, o.max_tokens)
+            return
+        if text:
+            yield text
+        tokens = list(self._llm.tokenize(prompt.encode(), special=True))
+        yield from self._complete([*tokens, first], o, o.max_tokens - 1)
+
     def _constrained_call(self, prompt: str, o: GenerationOptions, tools: ToolSet,
                           heard: str) -> Iterator[ToolCallDelta | ToolCall]:
         """One call, decoded under its tools' grammar (speechllm.llm.guided): the name, then
@@ -235,11 +290,20 @@ class LlamaCppChat:
             written = "".join(self._complete(prompt + CALL_OPEN, o, o.max_tokens))
             yield from check_written_calls(written, tools.tools, named)
             return
+        yield from self._call_events(
+            guided(self._llm, prompt + CALL_OPEN, grammar, o, o.max_tokens, heard,
+                   self.config.guess_tokens, likely_tool(offered, heard)), tools)
+
+    def _call_events(self, pieces: Iterator[str], tools: ToolSet
+                     ) -> Iterator[ToolCallDelta | ToolCall]:
+        """A call's events from the text of `{"name": ..., "arguments": ...}` as it is
+        decoded (whatever comes before its first brace, a call's opening, is left out);
+        nothing where no text comes."""
         call_id, name, written, start, sent = new_call_id(), "", "", 0, 0
-        for piece in guided(self._llm, prompt + CALL_OPEN, grammar, o, o.max_tokens,
-                            heard, self.config.guess_tokens, likely_tool(offered, heard)):
+        for piece in pieces:
             written += piece
             if not name:
+                written = written[written.find("{"):] if "{" in written else ""
                 at = written.find(ARGUMENTS_HEAD, len(NAME_HEAD))
                 if at < 0:
                     continue
@@ -250,6 +314,8 @@ class LlamaCppChat:
             if end > sent:
                 yield ToolCallDelta(0, call_id, name, written[sent:end])
                 sent = end
+        if not written:
+            return
         complete = bool(name) and written.endswith("}")
         arguments = written[start:len(written) - complete]
         if name and len(written) - complete > sent:
