@@ -291,7 +291,8 @@ def test_speculative_guided_decoding_writes_the_calls_token_by_token_decoding_wr
     monkeypatch.setattr(ctx, "decode", counted)
     asked = ("Send a message to Emma saying I left the door open.",
              "Set a timer for ten minutes for the eggs.", "Add olive oil to my shopping list.",
-             "Wake me up at 11.30 a.m.")  # as the recogniser writes it: numbers guessed
+             "Wake me up at 11.30 a.m.",  # as the recogniser writes it: numbers guessed
+             "Set the heating to 72 degrees Fahrenheit.")  # and an enum's choice
 
     def calls() -> tuple[list[dict], int]:
         evaluations[0], out = 0, []
@@ -376,6 +377,43 @@ def test_numbers_are_guessed_in_the_order_the_user_said_them():
     assert next_number('{"hour": 11, "minute": 30, "second": ', said) == ""
 
 
+def test_a_values_choice_is_guessed_from_the_words_the_user_said(chat_llm):
+    """At an enum's value the guess is the user's word that is one of its choices, written
+    as the schema writes it; a word that only begins a choice ("to" for "todo") is not one.
+    At a free value's first letters, the rest of the user's word that begins with them."""
+    import llguidance
+
+    from speechllm.eval.tool_catalog import CATALOG
+    from speechllm.llm.guided import Grammar, call_grammar, tokenizer_of
+    from speechllm.llm.speculative import continuation, said_choice
+
+    llm = chat_llm._llm
+    grammar = llguidance.LLMatcher.grammar_from_lark(call_grammar(CATALOG))
+
+    def choice(written: str, said: str) -> bytes:
+        rules = Grammar(llguidance.LLMatcher(tokenizer_of(llm), grammar))
+        draft = list(llm.tokenize(written.encode(), add_bos=False, special=False))
+        return said_choice(llm, rules, draft, b' "', said)
+
+    unit = '{"name": "set_thermostat", "arguments": {"temperature": 72, "unit":'
+    assert choice(unit, "Set the heating to 72 degrees Fahrenheit.") == b"fahrenheit"
+    assert choice(unit, "Set the heating to 72 degrees.") == b""
+    shopping = '{"name": "add_to_list", "arguments": {"list_name":'
+    assert choice(shopping, "Add olive oil to my shopping list") == b"shopping"
+    assert choice(shopping, "Add a walk to my list") == b""  # "to" only begins "todo"
+    assert continuation('{"minutes": 12, "label": "la',
+                        "Set a timer for 12 minutes for the laundry.") == "undry."
+
+
+def test_a_free_values_guess_is_a_name_the_user_said_not_yet_written():
+    from speechllm.llm.speculative import said_name
+
+    said = "Send a message to Emma saying I left the door open."
+    assert said_name('{"contact": "', said) == "Emma"
+    assert said_name('{"contact": "Emma", "message": "', said) == ""  # not "I", not "Send"
+    assert said_name('{"city": "', "Is it cold in Oslo? Tell me.") == "Oslo"
+
+
 def test_the_call_name_guessed_is_the_tool_whose_name_the_user_said():
     from speechllm.eval.tool_catalog import CATALOG
     from speechllm.llm.guided import likely_tool
@@ -384,3 +422,5 @@ def test_the_call_name_guessed_is_the_tool_whose_name_the_user_said():
     assert likely_tool(CATALOG, "Set the lights in the kitchen to 10%.") == "set_lights"
     assert likely_tool(CATALOG, "Call Maria.") == "call_contact"
     assert likely_tool(CATALOG, "Wake me up at 11.30 a.m.") == ""  # no name's word said
+    # "set" begins four names: the description says which one heats
+    assert likely_tool(CATALOG, "Set the heating to 21 degrees.") == "set_thermostat"

@@ -212,13 +212,16 @@ class CallOrText:
 
 def likely_tool(tools: Sequence[Tool], heard: str) -> str:
     """The tool whose name has the most words the user said ("set a timer": `set_timer`;
-    first of equals; "to" in `add_to_list` does not count), or "" when none has any: the
-    guess for a call's name."""
+    "to" in `add_to_list` does not count), then, among equals, whose description has the
+    most ("set the heating": `set_thermostat`, "Set the heating's target temperature"), or
+    "" when no name has any: the guess for a call's name."""
     said = set(re.findall(r"[a-z]+", heard.lower()))
-    best, name = 0, ""
+    best, name = (0, 0), ""
     for tool in tools:
-        score = sum(word in said for word in tool.name.lower().split("_") if len(word) > 2)
-        if score > best:
+        score = (sum(word in said for word in tool.name.lower().split("_") if len(word) > 2),
+                 sum(word in said for word in set(re.findall(r"[a-z]{4,}",
+                                                             tool.description.lower()))))
+        if score[0] and score > best:
             best, name = score, tool.name
     return name
 

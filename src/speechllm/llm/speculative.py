@@ -135,6 +135,9 @@ def _guess(llm: Any, rules: Rules, written: str, lookup: str, room: int, reach: 
         # the next number the user said
         if forced.endswith(b" ") or (not forced and written.endswith('": ')):
             forced += next_number(written, lookup).encode()
+        elif (written + forced.decode("utf-8", "replace")).endswith('": "'):
+            forced += said_choice(llm, rules, draft, forced, lookup) \
+                or said_name(written, lookup).encode()
         if not forced and not draft:
             looked_up = True
             forced = continuation(written, lookup).encode()
@@ -156,6 +159,32 @@ def _guess(llm: Any, rules: Rules, written: str, lookup: str, room: int, reach: 
     return draft, fixed, looked_up
 
 
+def said_choice(llm: Any, rules: Rules, draft: list[int], head: bytes, lookup: str) -> bytes:
+    """Where a string value starts (after `draft` and `head`), a word the user said that the
+    rules take there and after which they force the value's end: one of a value's few
+    choices (an enum's "bathroom", "Fahrenheit" as "fahrenheit"; not "to" for "todo": a
+    word that only begins a choice is often another word); else b""."""
+    words = re.findall(r"[^\W_]+", lookup)
+    for word in dict.fromkeys([*words, *(w.lower() for w in words)]):
+        tokens = list(llm.tokenize(head + word.encode(), add_bos=False, special=False))
+        if rules.valid(draft + tokens) < len(draft) + len(tokens):
+            continue
+        then, text = rules.after(draft + tokens)
+        if (llm.detokenize(then) + text).startswith(b'"'):
+            return word.encode()
+    return b""
+
+
+def said_name(written: str, lookup: str) -> str:
+    """The first name the user said that `written` does not hold yet: a capitalised word
+    that does not begin a sentence ("London", "Emma"; not "I"), the likeliest start of a
+    free value (a city, a contact); else "". A wrong guess costs a few rows, not a step."""
+    for m in re.finditer(r"(?<![.!?]\s)(?<!^)\b[A-Z][a-z]+\b", lookup.strip()):
+        if m[0] not in written:
+            return m[0]
+    return ""
+
+
 def continuation(written: str, lookup: str) -> str:
     """What followed the longest end of `written` (with at least LOOKUP_KEY letters or
     digits) at its last place in `lookup`, case aside (a model may write "sydney"
@@ -170,6 +199,13 @@ def continuation(written: str, lookup: str) -> str:
         at = folded.rfind(key.casefold())
         if at >= 0:
             return lookup[at + n: at + n + 64]
+    # a value's first letters, too few to look up anywhere: the rest of the first word of
+    # the user's that begins with them ("la" -> "undry", for "laundry")
+    start = re.search(rf'"([^\W_]{{1,{LOOKUP_KEY - 1}}})$', written)
+    if start:
+        word = re.search(r"\b" + re.escape(start[1].casefold()), folded)
+        if word:
+            return lookup[word.end(): word.end() + 64]
     return ""
 
 
