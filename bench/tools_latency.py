@@ -101,6 +101,8 @@ def main(n: int = 30) -> None:
             if name == "call_c":  # and as a text answer, just after
                 timings["text"].append(asyncio.run(timed(texts, replace(r, tool_choice="none"))))
         print(name, json.dumps(timings[name]), file=sys.stderr)
+    for name in ("call_c0", "text"):
+        print(name, json.dumps(timings[name]), file=sys.stderr)
     rows = [{k: timings[k][i] for k in ("call_c", "call_c0", "call_f", "text")}
             for i in range(len(items))]
     ok = [r for r in rows if "call" in r["call_c"] and "call" in r["call_f"]
