@@ -13,8 +13,13 @@ token, so a kept guess costs a fifth of a step, and a wrong one nearly as much. 
 are text the rules force whose tokens they leave open, and what followed the text written
 so far in the user's words (`lookup`): tool calls repeat them ("saying I left the door
 open" -> `"message": "I left the door open"`), and where a value may start, the next number
-the user said (the recogniser writes "Wake me at 11.30 a.m.": `"hour": 11, "minute": 30`).
-Guesses of what followed in the user's words start at two tokens and grow while they hold.
+the user said (the recogniser writes "Wake me at 11.30 a.m.": `"hour": 11, "minute": 30`),
+a word of the user's that is one of the value's few choices (an enum's "bathroom"), or a
+name the user said. Guesses of what followed in the user's words start at two tokens and
+grow while they hold. A guess that holds whole is followed in the same batch by the text the
+rules force after it and the next guess, so a call's name, keys and numbers can be checked
+in one evaluation; rows the rules force are fed without logits (the model does not choose
+there, and the vocabulary's projection is most of a row's cost).
 
 The model object is llama-cpp-python's `Llama`; its KV cache and token record are kept
 consistent, so a later `create_completion` reuses the shared prefix as usual.
