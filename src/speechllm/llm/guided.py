@@ -21,7 +21,7 @@ import re
 import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -30,13 +30,17 @@ from speechllm.llm import speculative
 from speechllm.llm.base import GenerationOptions
 from speechllm.tools import Tool
 
+if TYPE_CHECKING:  # optional dependencies
+    from llama_cpp import Llama
+    from llguidance import LLMatcher, LLTokenizer
+
 # How Qwen and most chat models write JSON; the grammar allows no other spacing, so the
 # forced parts tokenize as the model would write them.
 SEPARATORS = {"item_separator": ", ", "key_separator": ": ", "whitespace_flexible": False}
 NAME_HEAD = '{"name": "'
 ARGUMENTS_HEAD = '", "arguments": '
 
-_tokenizers: dict[int, Any] = {}
+_tokenizers: dict[int, LLTokenizer] = {}
 _tokenizers_lock = threading.Lock()
 
 
@@ -56,7 +60,7 @@ def _literal(text: str) -> str:
     return json.dumps(text)  # a Lark string literal has JSON's escapes
 
 
-def check_grammar(grammar: str, llm: Any) -> str | None:
+def check_grammar(grammar: str, llm: Llama) -> str | None:
     """What llguidance finds wrong with `grammar` (a schema feature it does not know), or
     None."""
     llguidance = require("llguidance", "llm")
@@ -65,7 +69,7 @@ def check_grammar(grammar: str, llm: Any) -> str | None:
     return matcher.get_error() if matcher.is_error() else None
 
 
-def tokenizer_of(llm: Any) -> Any:
+def tokenizer_of(llm: Llama) -> LLTokenizer:
     """llguidance's view of a llama.cpp model's vocabulary (built once per model: ~0.7 s)."""
     with _tokenizers_lock:
         key = id(llm.model)
@@ -84,7 +88,7 @@ def tokenizer_of(llm: Any) -> Any:
 class Grammar:
     """speculative.Rules for a grammar, through llguidance's matcher."""
 
-    def __init__(self, matcher: Any, name: str = "") -> None:
+    def __init__(self, matcher: LLMatcher, name: str = "") -> None:
         self._m = matcher
         self._name = name.encode()  # guessed after the name's opening quote, once
 
@@ -226,7 +230,7 @@ def likely_tool(tools: Sequence[Tool], heard: str) -> str:
     return name
 
 
-def guided(llm: Any, prompt: str, grammar: str, options: GenerationOptions,
+def guided(llm: Llama, prompt: str, grammar: str, options: GenerationOptions,
            max_tokens: int, lookup: str = "",
            guess_tokens: int = speculative.GUESS_TOKENS, name: str = "") -> Iterator[str]:
     """Text that continues `prompt` under `grammar`, as it is decoded; stops where the

@@ -30,11 +30,14 @@ from __future__ import annotations
 import codecs
 import re
 from collections.abc import Iterator
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from speechllm.llm.base import GenerationOptions
+
+if TYPE_CHECKING:  # an optional dependency
+    from llama_cpp import Llama
 
 GUESS_TOKENS = 6  # the longest guess: a wrong one costs nearly a step
 CHAIN_TOKENS = 32  # the longest draft of guesses joined by the forced text between them
@@ -70,7 +73,7 @@ class Rules(Protocol):
         """Nothing more may be written."""
 
 
-def decode(llm: Any, prompt: str, rules: Rules, options: GenerationOptions, max_tokens: int,
+def decode(llm: Llama, prompt: str, rules: Rules, options: GenerationOptions, max_tokens: int,
            lookup: str = "", guess_tokens: int = GUESS_TOKENS) -> Iterator[str]:
     """Text that continues `prompt` under `rules`, as it is decoded; stops where the rules
     end or after `max_tokens` chosen tokens. `guess_tokens` 0: one token a step."""
@@ -124,7 +127,7 @@ def decode(llm: Any, prompt: str, rules: Rules, options: GenerationOptions, max_
         pending = [token]  # not yet fed: a kept guess ends the loop only where rules end
 
 
-def _guess(llm: Any, rules: Rules, written: str, lookup: str, room: int, reach: int,
+def _guess(llm: Llama, rules: Rules, written: str, lookup: str, room: int, reach: int,
            budget: int) -> tuple[list[int], list[bool], bool]:
     """Bytes the rules force, else what followed the end of `written` in `lookup` (at most
     `reach` tokens: a guess that often fails must stay short to pay); cut to what the rules
@@ -164,7 +167,7 @@ def _guess(llm: Any, rules: Rules, written: str, lookup: str, room: int, reach: 
     return draft, fixed, looked_up
 
 
-def said_choice(llm: Any, rules: Rules, draft: list[int], head: bytes, lookup: str) -> bytes:
+def said_choice(llm: Llama, rules: Rules, draft: list[int], head: bytes, lookup: str) -> bytes:
     """Where a string value starts (after `draft` and `head`), a word the user said that the
     rules take there and after which they force the value's end: one of a value's few
     choices (an enum's "bathroom", "Fahrenheit" as "fahrenheit"; not "to" for "todo": a
@@ -222,7 +225,7 @@ def next_number(written: str, lookup: str) -> str:
     return said[used] if used < len(said) else ""
 
 
-def reuse_prefix(llm: Any, tokens: list[int]) -> list[int]:
+def reuse_prefix(llm: Llama, tokens: list[int]) -> list[int]:
     """Keep the KV cache of the longest prefix `tokens` share with what the model has seen
     (at least one token is left to evaluate, for fresh logits); the tokens still to feed."""
     shared = 0
@@ -236,7 +239,7 @@ def reuse_prefix(llm: Any, tokens: list[int]) -> list[int]:
     return list(tokens[shared:])
 
 
-def _evaluate(llm: Any, tokens: list[int], wanted: list[bool], n_vocab: int
+def _evaluate(llm: Llama, tokens: list[int], wanted: list[bool], n_vocab: int
               ) -> list[np.ndarray | None]:
     """Feed `tokens` after what the model holds; the logits after each of the last
     `len(wanted)` of them where wanted, else None (one evaluation when they fit a batch, as a
@@ -260,7 +263,7 @@ def _evaluate(llm: Any, tokens: list[int], wanted: list[bool], n_vocab: int
     return [next(it).copy() if want else None for want in wanted]
 
 
-def _forget(llm: Any, n: int) -> None:
+def _forget(llm: Llama, n: int) -> None:
     """Drop the last `n` tokens the model was fed (guesses it did not make)."""
     if n > 0:
         llm.n_tokens -= n
