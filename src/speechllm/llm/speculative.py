@@ -141,18 +141,21 @@ def _guess(llm: Llama, rules: Rules, written: str, lookup: str, room: int, reach
     while True:
         # where a value may start (the space after a key is forced as bytes or as a token):
         # the next number the user said
+        value = b""
         if forced.endswith(b" ") or (not forced and written.endswith('": ')):
-            forced += next_number(written, lookup).encode()
+            value = next_number(written, lookup).encode()
         elif (written + forced.decode("utf-8", "replace")).endswith('": "'):
-            forced += said_choice(llm, rules, draft, forced, lookup) \
+            value = said_choice(llm, rules, draft, forced, lookup) \
                 or said_name(written, lookup).encode()
-        if not forced and not draft:
+        if not forced and not value and not draft:
             looked_up = True
             forced = continuation(written, lookup).encode()
-        guess = forced
-        if not guess:
+        if not forced and not value:
             break
-        whole = list(llm.tokenize(guess, add_bos=False, special=False))
+        # a value tokenized on its own, as the model writes it after the quote (` "today`
+        # is one token pair as text, another as JSON)
+        whole = [*llm.tokenize(forced, add_bos=False, special=False),
+                 *llm.tokenize(value, add_bos=False, special=False)]
         tokens = whole[:min(room, reach, budget) if looked_up else min(room, budget)]
         held = rules.valid(draft + tokens) - len(draft)
         draft += tokens[:held]
@@ -164,7 +167,14 @@ def _guess(llm: Llama, rules: Rules, written: str, lookup: str, room: int, reach
         draft += then
         fixed += [True] * len(then)
         written += llm.detokenize(whole + then).decode("utf-8", "replace")
+        if not then and not forced and _value_ended(written) \
+                and rules.valid([*draft, *llm.tokenize(b",", add_bos=False)]) > len(draft):
+            forced = b","  # where a value ends and more may follow, the model mostly goes on
     return draft, fixed, looked_up
+
+
+def _value_ended(written: str) -> bool:
+    return written[-1:].isdigit() or (written.endswith('"') and not written.endswith('": "'))
 
 
 def said_choice(llm: Llama, rules: Rules, draft: list[int], head: bytes, lookup: str) -> bytes:
@@ -174,7 +184,8 @@ def said_choice(llm: Llama, rules: Rules, draft: list[int], head: bytes, lookup:
     word that only begins a choice is often another word); else b""."""
     words = re.findall(r"[^\W_]+", lookup)
     for word in dict.fromkeys([*words, *(w.lower() for w in words)]):
-        tokens = list(llm.tokenize(head + word.encode(), add_bos=False, special=False))
+        tokens = [*llm.tokenize(head, add_bos=False, special=False),
+                  *llm.tokenize(word.encode(), add_bos=False, special=False)]
         if rules.valid(draft + tokens) < len(draft) + len(tokens):
             continue
         then, text = rules.after(draft + tokens)
