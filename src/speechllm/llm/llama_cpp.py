@@ -206,7 +206,7 @@ class LlamaCppChat:
                     # checked with the prompt's last tokens, one evaluation sooner
                     events = self._call_events(speculative.decode(
                         self._llm, prompt, rules, o, o.max_tokens, _heard(messages),
-                        self.config.guess_tokens), tools)
+                        self.config.guess_tokens), tools, may_be_text=True)
                     if (event := next(events, None)) is not None:
                         yield event
                         yield from events
@@ -294,11 +294,11 @@ class LlamaCppChat:
             guided(self._llm, prompt + CALL_OPEN, grammar, o, o.max_tokens, heard,
                    self.config.guess_tokens, likely_tool(offered, heard)), tools)
 
-    def _call_events(self, pieces: Iterator[str], tools: ToolSet
+    def _call_events(self, pieces: Iterator[str], tools: ToolSet, may_be_text: bool = False
                      ) -> Iterator[ToolCallDelta | ToolCall]:
         """A call's events from the text of `{"name": ..., "arguments": ...}` as it is
-        decoded (whatever comes before its first brace, a call's opening, is left out);
-        nothing where no text comes."""
+        decoded (whatever comes before its first brace, a call's opening, is left out).
+        Where no text comes: nothing if the reply `may_be_text` (it is), else the error."""
         call_id, name, written, start, sent = new_call_id(), "", "", 0, 0
         for piece in pieces:
             written += piece
@@ -314,7 +314,7 @@ class LlamaCppChat:
             if end > sent:
                 yield ToolCallDelta(0, call_id, name, written[sent:end])
                 sent = end
-        if not written:
+        if not written and may_be_text:
             return
         complete = bool(name) and written.endswith("}")
         arguments = written[start:len(written) - complete]
