@@ -63,10 +63,15 @@ def _literal(text: str) -> str:
 def check_grammar(grammar: str, llm: Llama) -> str | None:
     """What llguidance finds wrong with `grammar` (a schema feature it does not know), or
     None."""
-    llguidance = require("llguidance", "llm")
-    matcher = llguidance.LLMatcher(tokenizer_of(llm),
-                                   llguidance.LLMatcher.grammar_from_lark(grammar))
+    matcher = matcher_of(grammar, llm)
     return matcher.get_error() if matcher.is_error() else None
+
+
+def matcher_of(grammar: str, llm: Llama) -> LLMatcher:
+    """llguidance's matcher of `grammar` over `llm`'s vocabulary, at its start."""
+    llguidance = require("llguidance", "llm")
+    return llguidance.LLMatcher(tokenizer_of(llm),
+                                llguidance.LLMatcher.grammar_from_lark(grammar))
 
 
 def tokenizer_of(llm: Llama) -> LLTokenizer:
@@ -239,9 +244,7 @@ def guided(llm: Llama, prompt: str, grammar: str, options: GenerationOptions,
     (` "` before a value: ` "S` could start there too), `name` after the call's first quote
     (tools that share a first word, `set_timer` and `set_alarm`, cost a step more to tell
     apart), numbers and runs of the user's words (`lookup`)."""
-    llguidance = require("llguidance", "llm")
-    matcher = llguidance.LLMatcher(tokenizer_of(llm),
-                                   llguidance.LLMatcher.grammar_from_lark(grammar))
+    matcher = matcher_of(grammar, llm)
     if matcher.is_error():
         raise ValueError(matcher.get_error())
     yield from speculative.decode(llm, prompt, Grammar(matcher, name), options, max_tokens,

@@ -29,7 +29,7 @@ from speechllm.llm.guided import (
     check_grammar,
     guided,
     likely_tool,
-    tokenizer_of,
+    matcher_of,
 )
 from speechllm.speechlm import Message, Usage
 from speechllm.tools import (
@@ -248,9 +248,7 @@ class LlamaCppChat:
         grammar = self._call_grammar(tools.tools) if name else None
         if grammar is None:
             return None
-        llguidance = require("llguidance", "llm")
-        matcher = llguidance.LLMatcher(tokenizer_of(self._llm),
-                                       llguidance.LLMatcher.grammar_from_lark(grammar))
+        matcher = matcher_of(grammar, self._llm)
         opening = list(self._llm.tokenize(CALL_OPEN.encode(), add_bos=False, special=True))
 
         def opens(token: int) -> bool:  # as the free path decides from a reply's start

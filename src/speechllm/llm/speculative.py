@@ -183,12 +183,12 @@ def said_choice(llm: Llama, rules: Rules, draft: list[int], head: bytes, lookup:
     choices (an enum's "bathroom", "Fahrenheit" as "fahrenheit"; not "to" for "todo": a
     word that only begins a choice is often another word); else b""."""
     words = re.findall(r"[^\W_]+", lookup)
+    before = [*draft, *llm.tokenize(head, add_bos=False, special=False)]
     for word in dict.fromkeys([*words, *(w.lower() for w in words)]):
-        tokens = [*llm.tokenize(head, add_bos=False, special=False),
-                  *llm.tokenize(word.encode(), add_bos=False, special=False)]
-        if rules.valid(draft + tokens) < len(draft) + len(tokens):
+        tokens = [*before, *llm.tokenize(word.encode(), add_bos=False, special=False)]
+        if rules.valid(tokens) < len(tokens):
             continue
-        then, text = rules.after(draft + tokens)
+        then, text = rules.after(tokens)
         if (llm.detokenize(then) + text).startswith(b'"'):
             return word.encode()
     return b""
