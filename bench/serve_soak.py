@@ -36,6 +36,7 @@ QUESTION = ROOT / "examples" / "question.wav"
 @dataclass
 class Round:
     rss_mb: float
+    objects: int | None = None  # live Python objects, from /health (None: an older server)
     good: int = 0  # good requests that succeeded
     refused: int = 0  # bad requests that got a 4xx
     failures: list[str] = field(default_factory=list)  # anything else
@@ -140,6 +141,10 @@ def one_round(base: str, pid: int, key: str | None = None, settle: float = 1.0) 
             result.failures.append(f"bad request {n}: HTTP {status}")
     time.sleep(settle)  # the server returns freed memory once idle (serve/heap.py)
     result.rss_mb = rss_mb(pid)
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    with urllib.request.urlopen(urllib.request.Request(base + "/health", headers=headers),
+                                timeout=60) as r:
+        result.objects = json.loads(r.read()).get("memory", {}).get("python_objects")
     return result
 
 
@@ -175,7 +180,8 @@ def main() -> None:
         for n in range(args.rounds):
             r = one_round(base, process.pid)
             rounds.append(r)
-            print(f"round {n + 1:3}: RSS {r.rss_mb:7.1f} MB, {r.good}/6 good, {r.refused}/5 "
+            print(f"round {n + 1:3}: RSS {r.rss_mb:7.1f} MB, {r.objects} Python objects, "
+                  f"{r.good}/6 good, {r.refused}/5 "
                   f"refused, failures {r.failures}", flush=True)
     finally:
         process.terminate()

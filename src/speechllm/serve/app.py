@@ -142,6 +142,7 @@ def create_app(settings: ServeSettings | None = None,
         if services is None:
             log.info("loading models for %s", settings.approach)
             app.state.services = await asyncio.to_thread(load_services, settings)
+            heap.freeze_loaded()  # a server's own process: nothing loaded before it goes away
         else:
             app.state.services = services
         log.info("ready")
@@ -224,7 +225,8 @@ def create_app(settings: ServeSettings | None = None,
     async def health(request: Request) -> dict[str, Any]:
         s: Services = request.app.state.services
         return {"status": "ok", "running": s.gate.running, "queued": s.gate.queued,
-                "sessions": s.sessions, "voice_stage_seconds": s.stage_percentiles()}
+                "sessions": s.sessions, "voice_stage_seconds": s.stage_percentiles(),
+                "memory": heap.usage()}
 
     app.include_router(openai_routes.router)
     app.include_router(realtime.router)
