@@ -58,9 +58,28 @@ HELD_OUT_2_BACKCHANNELS = ["yes", "yep", "oh, right", "cool", "okay, sure", "ah,
 HELD_OUT_2_INTERRUPTIONS = ["hang on", "hold up", "wait a second", "no, no, no", "excuse me",
                             "one sec", "what about Italy?", "actually, never mind",
                             "can you speak slower?", "let me ask something else"]
+# A second development set and a third held-out set, fixed before either was run, when the
+# judge's Whisper prompt was tried (the first dev set no longer told settings apart: 0 of 40
+# wrong offline). New voices and phrases in each.
+DEV_2_VOICES = ["espeak:en-us-nyc", "espeak:en-us+m3", "espeak:en-gb+f4"]
+DEV_2_BACKCHANNELS = ["mm-hm", "uh-huh, yeah", "okay, okay", "sure, sure", "I see, yeah", "mhm",
+                      "yeah, right", "oh, I see", "good", "right, okay"]
+DEV_2_INTERRUPTIONS = ["wait", "stop there", "no, wait", "what about Rome?", "hold on a second",
+                       "sorry, what?", "can you repeat that?", "tell me something else",
+                       "that's not right", "let me stop you there"]
+HELD_OUT_3_VOICES = ["espeak:en-us+f2", "espeak:en-029+m7", "espeak:en-gb-scotland+f3"]
+HELD_OUT_3_BACKCHANNELS = ["uh-huh, okay", "mm, yeah", "yes, yes", "oh, nice", "true", "great",
+                           "okay, I see", "yeah, sure", "exactly", "oh wow"]
+HELD_OUT_3_INTERRUPTIONS = ["wait, wait", "stop, please", "hang on a moment",
+                            "no, I meant Berlin", "what about the weather?", "could you go back?",
+                            "that's wrong", "I have another question", "pause for a second",
+                            "who built it?"]
 SPLITS = {"dev": (DEV_VOICES, BACKCHANNELS, INTERRUPTIONS),
           "held-out": (HELD_OUT_VOICES, BACKCHANNELS, INTERRUPTIONS),
-          "held-out-2": (HELD_OUT_2_VOICES, HELD_OUT_2_BACKCHANNELS, HELD_OUT_2_INTERRUPTIONS)}
+          "held-out-2": (HELD_OUT_2_VOICES, HELD_OUT_2_BACKCHANNELS, HELD_OUT_2_INTERRUPTIONS),
+          "dev-2": (DEV_2_VOICES, DEV_2_BACKCHANNELS, DEV_2_INTERRUPTIONS),
+          "held-out-3": (HELD_OUT_3_VOICES, HELD_OUT_3_BACKCHANNELS,
+                         HELD_OUT_3_INTERRUPTIONS)}
 INSTRUCTIONS = "Answer in at least eight full sentences, with many details."
 
 
