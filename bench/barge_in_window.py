@@ -7,6 +7,7 @@ per window: backchannels judged interruptions, interruptions not judged so, and 
 clip. No server, no timing of turns: this isolates what the window does to the words heard.
 
     .venv/bin/python bench/barge_in_window.py --split dev --windows 4,6,8,10
+    .venv/bin/python bench/barge_in_window.py --split dev-2 --windows 8 --prompt "Uh-huh. Yeah."
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import argparse
 import random
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +43,8 @@ def main() -> None:
     parser.add_argument("--split", default="dev", choices=list(SPLITS))
     parser.add_argument("--windows", default="4,8")
     parser.add_argument("--echo-db", type=float, default=-10.0)
+    parser.add_argument("--prompt", default=None,
+                        help="Whisper's initial prompt for the judge (its vocabulary)")
     args = parser.parse_args()
     asr = FasterWhisperASR()
     piper = PiperTTS(options=PiperOptions(noise_scale=0.0, noise_w_scale=0.0))
@@ -61,6 +65,7 @@ def main() -> None:
                               Audio((heard - echo).astype(np.float32), RATE)))
     for window in (float(w) for w in args.windows.split(",")):
         judge = BargeInJudge(asr, window_seconds=window)
+        judge.options = replace(judge.options, initial_prompt=args.prompt)
         wrong = []
         began = time.perf_counter()
         for kind, voice, text, heard, cleaned in clips:
