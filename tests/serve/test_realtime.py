@@ -274,6 +274,57 @@ def test_an_interruption_over_the_echo_stops_the_answer(server, voice):
     assert len(transcripts) == 2 and "stop" in transcripts[1].lower(), transcripts
 
 
+def test_a_follow_up_that_repeats_the_answers_first_words_stops_it(server, voice):
+    """Headphones (no echo): once the answer's first clause has played, the user asks a short
+    question made of its first three words and a new one ("The capital of Spain?" after "The
+    capital of France is Paris."). Three of its four words are the answer's, but not of what
+    was playing when it was said: an interruption, not the answer's echo."""
+    import re
+
+    async def run():
+        async with websockets.connect(server.ws_url, additional_headers=AUTH) as ws:
+            await ws.recv()
+            await ws.send(json.dumps(STORY))
+            seen: list[dict] = []
+            await send_realtime(ws, pcm16(0.5, 1.2), speed=2.0)
+            first = await until(ws, "response.audio.delta", seen)
+            began, opening, seconds = time.monotonic(), first["text"], 0.0
+            message = first
+            while message["type"] != "response.done" and message.get("text") in (None,
+                                                                                  opening):
+                if message["type"] == "response.audio.delta":
+                    seconds += len(base64.b64decode(message["delta"])) / 2 / \
+                        message["sample_rate"]
+                message = json.loads(await asyncio.wait_for(ws.recv(), 120))
+                seen.append(message)
+            words = re.findall(r"[A-Za-z']+", opening)
+            assert len(words) >= 3, opening
+            question = f"{' '.join(words[:3])} Spain?"
+            probe = say(voice, question, pad=0.0).resample(16000).samples
+            # silence until the first clause has played and its echo could be back
+            lead = max(0.0, began + seconds + 2.5 - time.monotonic())
+            mic = np.concatenate([np.zeros(int(16000 * lead), np.float32), probe,
+                                  np.zeros(24000, np.float32)])
+            await send_realtime(ws, (mic * 32767).astype("<i2").tobytes())
+            # to the end of what it says about it (or the idle close that follows nothing)
+            with contextlib.suppress(TimeoutError, websockets.ConnectionClosed):
+                while True:
+                    seen.append(json.loads(await asyncio.wait_for(ws.recv(), 3.0)))
+            return question, seen
+
+    question, seen = asyncio.run(run())
+    kinds = [m["type"] for m in seen]
+    ignored = [m for m in seen if m["type"] == "input_audio_buffer.speech_ignored"]
+    assert not [m for m in ignored if m["reason"] == "echo"], (question, ignored)
+    barge = [m for m in seen if m["type"] == "input_audio_buffer.speech_started"][1:]
+    assert barge, (question, _story(seen))
+    heard = set(re.findall(r"[a-z']+", barge[0]["barge_in"].lower()))
+    assert heard & set(re.findall(r"[a-z']+", question.lower())), (question, barge[0])
+    # the interruption is the user's next turn (the answer had been written, so only its
+    # playback stops: `speech_started` tells the client)
+    assert kinds.count("transcript") == 2, _story(seen)
+
+
 def test_push_to_talk_commit_and_protocol_errors_keep_the_session(server):
     async def run():
         async with websockets.connect(server.ws_url, additional_headers=AUTH) as ws:

@@ -87,6 +87,10 @@ JUDGE_PAUSE = 0.2
 # Seconds after the estimated end of the answer's playback during which speech is still
 # judged: the client's buffers and the room's echo lag the server's clock.
 ECHO_TAIL = 0.5
+# Seconds by which the echo of what the server reckons is playing may come back late (the
+# client's buffers, the room, the way back): the words of clauses played that long before a
+# clip still count as its possible echo.
+ECHO_LAG = 2.0
 MAX_ECHO_REFERENCE = 120.0  # seconds of an answer's audio kept to recognise its echo
 # Smart Turn's probability below which a paused turn waits `patient_silence`. Not its own
 # 0.5: on synthetic speech it swings across 0.5 with 0.1 s more or less trailing silence
@@ -281,10 +285,11 @@ class Outbox:
         self.released_at = time.perf_counter()  # when the client started getting events
         self.transcript: str | None = None  # what the reply heard, once it has
         self.heard = asyncio.Event()
-        self.said: list[str] = []  # the text of the audio sent or held, clause by clause
+        # (start, end, text) of each chunk on the client's playback timeline (perf_counter)
+        self.played: list[tuple[float, float, str]] = []
         self.spoken: list[np.ndarray] = []  # the client's playback, 16 kHz (echo reference)
         self._reference: np.ndarray | None = None
-        self.pending: list[np.ndarray] = []  # audio held, not yet sent
+        self.pending: list[tuple[np.ndarray, str]] = []  # audio held, not yet sent
         self.started_playing = 0.0  # when the client started playing the answer
         self.playing_until = 0.0  # when the client will have played what it was sent
         if not held:
@@ -302,16 +307,14 @@ class Outbox:
     async def send_audio(self, turn: int, audio: Audio, text: str) -> None:
         """Send (or hold) a chunk of the answer's speech, noting what it says and when the
         client will play it: speech heard meanwhile may be its echo."""
-        if not self.said or self.said[-1] != text:
-            self.said.append(text)
         samples = audio.resample(RATE).samples
         if self.held:
-            self.pending.append(samples)
+            self.pending.append((samples, text))
         else:
-            self._play(samples)
+            self._play(samples, text)
         await self.send("response.audio.delta", turn=turn, **_audio_delta(audio, text))
 
-    def _play(self, samples: np.ndarray) -> None:
+    def _play(self, samples: np.ndarray, text: str) -> None:
         """Place a chunk on the client's playback timeline: it starts when it arrives or when
         the one before ends, whichever is later, so a stalled answer leaves a silent gap in
         the reference just as in the loudspeaker, and one echo delay holds across it."""
@@ -320,6 +323,7 @@ class Outbox:
             self.started_playing = now
         start = max(now, self.playing_until)
         self.playing_until = start + len(samples) / RATE
+        self.played.append((start, self.playing_until, text))
         at = round((start - self.started_playing) * RATE)
         length = sum(map(len, self.spoken))
         if at + len(samples) > MAX_ECHO_REFERENCE * RATE:
@@ -328,6 +332,17 @@ class Outbox:
             self.spoken.append(np.zeros(at - length, np.float32))
         self.spoken.append(samples)
         self._reference = None
+
+    def said_between(self, first: float, last: float) -> str:
+        """The text of what the client was playing between two times (perf_counter), clause
+        by clause: the words an echo heard then can hold. An answer's earlier clauses are
+        left out, so a follow-up that repeats them ("the capital of Spain?" after "The
+        capital of France is Paris. ...") is not taken for its echo."""
+        texts: list[str] = []
+        for start, end, text in self.played:
+            if start < last and end > first and (not texts or texts[-1] != text):
+                texts.append(text)
+        return " ".join(texts)
 
     def reference(self) -> np.ndarray:
         """The answer's audio as the client plays it (16 kHz, stalls as silence), in one
@@ -338,8 +353,8 @@ class Outbox:
         return self._reference
 
     async def release(self) -> None:
-        for samples in self.pending:  # sent now, back to back
-            self._play(samples)
+        for samples, text in self.pending:  # sent now, back to back
+            self._play(samples, text)
         self.pending = []
         while self.buffer:  # events may arrive while earlier ones are sent
             event_type, data = self.buffer.pop(0)
@@ -569,7 +584,8 @@ async def run_session(ws: WebSocket, session: Session | None = None) -> None:
         assert s.judge is not None
         said, spoken, out = "", None, reply.out if reply is not None else None
         if out is not None:
-            said = " ".join(out.said)
+            now = time.perf_counter()  # the clip's last sample has just arrived
+            said = out.said_between(now - audio.duration - ECHO_LAG, now + ECHO_TAIL)
             if out.spoken:
                 spoken = Audio(out.reference(), RATE)
         try:
