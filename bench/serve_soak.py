@@ -181,8 +181,7 @@ def main() -> None:
             r = one_round(base, process.pid)
             rounds.append(r)
             print(f"round {n + 1:3}: RSS {r.rss_mb:7.1f} MB, {r.objects} Python objects, "
-                  f"{r.good}/6 good, {r.refused}/5 "
-                  f"refused, failures {r.failures}", flush=True)
+                  f"{r.good}/6 good, {r.refused}/5 refused, failures {r.failures}", flush=True)
     finally:
         process.terminate()
         process.wait(60)
