@@ -74,12 +74,22 @@ HELD_OUT_3_INTERRUPTIONS = ["wait, wait", "stop, please", "hang on a moment",
                             "no, I meant Berlin", "what about the weather?", "could you go back?",
                             "that's wrong", "I have another question", "pause for a second",
                             "who built it?"]
+# A fourth held-out set, fixed before any run, when the judge began scoring short clips
+# against the phrase lists (Whisper's forced decoding): new voices and new phrases.
+HELD_OUT_4_VOICES = ["espeak:en-gb-x-rp+m5", "espeak:en-us+f4", "espeak:en-029+f1"]
+HELD_OUT_4_BACKCHANNELS = ["right, yeah", "yep, okay", "oh, cool", "ah, okay", "good, good",
+                           "I see, okay", "nice", "alright, sure", "uh-huh, uh-huh", "oh, right"]
+HELD_OUT_4_INTERRUPTIONS = ["wait, no", "stop it", "hold on, please", "sorry, one question",
+                            "what about Madrid?", "go back a bit", "no, that's not it",
+                            "can you explain that?", "never mind that", "how old is it?"]
 SPLITS = {"dev": (DEV_VOICES, BACKCHANNELS, INTERRUPTIONS),
           "held-out": (HELD_OUT_VOICES, BACKCHANNELS, INTERRUPTIONS),
           "held-out-2": (HELD_OUT_2_VOICES, HELD_OUT_2_BACKCHANNELS, HELD_OUT_2_INTERRUPTIONS),
           "dev-2": (DEV_2_VOICES, DEV_2_BACKCHANNELS, DEV_2_INTERRUPTIONS),
           "held-out-3": (HELD_OUT_3_VOICES, HELD_OUT_3_BACKCHANNELS,
-                         HELD_OUT_3_INTERRUPTIONS)}
+                         HELD_OUT_3_INTERRUPTIONS),
+          "held-out-4": (HELD_OUT_4_VOICES, HELD_OUT_4_BACKCHANNELS,
+                         HELD_OUT_4_INTERRUPTIONS)}
 INSTRUCTIONS = "Answer in at least eight full sentences, with many details."
 
 
