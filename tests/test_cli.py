@@ -101,6 +101,24 @@ def test_unknown_model_and_bad_option():
     assert p.returncode == 2
     p = run("serve", "--barge-in-language", "xx")  # refused before any model loads
     assert p.returncode == 2 and "Whisper language code" in p.stderr
+    for command in (("serve",), ("chat", str(ROOT / "examples/question.wav"))):
+        p = run(*command, "--language", "xx")
+        assert p.returncode == 2 and "--language 'xx'" in p.stderr, p.stderr
+    p = run("serve", "--language", "en", "--config", str(ROOT / "examples/question.wav"))
+    assert p.returncode == 2 and "options" in p.stderr, p.stderr
+
+
+def test_chat_told_the_language_answers_a_short_question_it_would_mishear(tmp_path):
+    """A short robotic English question that Whisper base's language detection takes for Thai
+    (p = 0.84 on this machine): with `--language en` it is heard, and answered, in English."""
+    clip = tmp_path / "hours.wav"
+    clip.write_bytes(subprocess.run(["espeak-ng", "-v", "en-us", "-s", "160", "--stdout",
+                                     "How many hours are in a day?"], capture_output=True,
+                                    check=True).stdout)
+    p = run("chat", str(clip), "--language", "en", "--max-tokens", "24", "--json")
+    assert p.returncode == 0, p.stderr
+    turn = json.loads(p.stdout)
+    assert "hours" in turn["transcript"].lower() and turn["transcript"].isascii(), turn
 
 
 @pytest.mark.parametrize(("group", "expected"), [
@@ -132,3 +150,20 @@ def test_transcribe_with_context_hears_the_listed_name(tmp_path, voice):
     assert bare.returncode == 0 and told.returncode == 0, told.stderr
     assert "zbigniew" not in json.loads(bare.stdout)["text"].lower()
     assert "zbigniew" in json.loads(told.stdout)["text"].lower(), told.stdout
+
+
+def test_serve_language_reaches_the_cascades_recogniser():
+    """`serve --language en` builds the cascade with the recogniser told the language, and
+    keeps the default's short encoder window (a partial options dict would drop it)."""
+    from speechllm import approach
+    from speechllm.cascade.build import spec_from_dict
+    from speechllm.cascade.pipeline import CascadeConfig
+    from speechllm.cli.common import Post, approach_config
+
+    settings = approach_config(None, "whisper-base", "qwen2.5-0.5b-instruct", Post.none, True,
+                               "en")
+    approach.check(settings)
+    fields = {k: v for k, v in settings.items() if k != "approach"}
+    asr = spec_from_dict(fields).options.asr
+    assert asr.language == "en"
+    assert asr.window_seconds == CascadeConfig().asr.window_seconds

@@ -111,12 +111,36 @@ def embedded(*names: Any) -> list[str]:
     return [str(n) for n in names if str(n) in models.REGISTRY]
 
 
+def whisper_language(flag: str, given: str | None) -> str | None:
+    """A Whisper language code from `flag` (None or 'auto': detect it on every turn),
+    refused before any model loads if Whisper does not know it."""
+    if given is None or given == "auto":
+        return None
+    from speechllm._optional import require
+    # Whisper's codes (a private table, but the one faster-whisper checks against)
+    known = require("faster_whisper.tokenizer", "asr")._LANGUAGE_CODES
+    if given not in known:
+        raise typer.BadParameter(f"{flag} {given!r} is not a Whisper language code (en, de, "
+                                 "fr, ...) or 'auto'")
+    return given
+
+
 def approach_config(config_file: Path | None, asr: str, llm: str, post: Post,
-                    speak: bool) -> dict[str, object]:
-    """The approach settings of `--config FILE`, or the cascade the flags name."""
+                    speak: bool, language: str | None = None) -> dict[str, object]:
+    """The approach settings of `--config FILE`, or the cascade the flags name (`language`:
+    what the recogniser is told users speak; None detects it on every turn)."""
     if config_file is None:  # TTS only loads for tasks that keep spoken answers
-        return {"approach": "cascade", "asr": asr, "llm": llm, "postprocess": post.value,
-                "tts": "piper" if speak else None}
+        settings: dict[str, object] = {"approach": "cascade", "asr": asr, "llm": llm,
+                                       "postprocess": post.value,
+                                       "tts": "piper" if speak else None}
+        if language is not None:
+            from speechllm.cascade.pipeline import CascadeConfig
+            window = CascadeConfig().asr.window_seconds  # keep the default's other options
+            settings["options"] = {"asr": {"language": language, "window_seconds": window}}
+        return settings
+    if language is not None:
+        raise typer.BadParameter("--language goes with the flags' cascade; with --config, "
+                                 'set "options": {"asr": {"language": ...}} in the file')
     try:
         loaded = json.loads(config_file.read_text(encoding="utf-8"))
     except OSError as exc:

@@ -10,7 +10,15 @@ from typing import Annotated
 import typer
 
 from speechllm._optional import require
-from speechllm.cli.common import Post, approach_config, embedded, ensure_models, err, exits_on_error
+from speechllm.cli.common import (
+    Post,
+    approach_config,
+    embedded,
+    ensure_models,
+    err,
+    exits_on_error,
+    whisper_language,
+)
 
 
 def _backchannels(given: str | None) -> tuple[str, ...]:
@@ -23,16 +31,6 @@ def _backchannels(given: str | None) -> tuple[str, ...]:
     return phrases
 
 
-def _judge_language(given: str) -> str | None:
-    if given == "auto":
-        return None
-    # Whisper's codes (a private table, but the one faster-whisper checks against)
-    known = require("faster_whisper.tokenizer", "asr")._LANGUAGE_CODES
-    if given not in known:
-        raise typer.BadParameter(f"--barge-in-language {given!r} is not a Whisper language "
-                                 "code (en, de, fr, ...) or 'auto'")
-    return given
-
 
 def serve(
     config: Annotated[Path | None, typer.Option("--config", help="JSON approach config "
@@ -41,6 +39,9 @@ def serve(
     port: Annotated[int, typer.Option(help="Port.")] = 8000,
     asr: Annotated[str, typer.Option(help="ASR model name or path.")] = "whisper-base",
     llm: Annotated[str, typer.Option(help="Chat GGUF name or path.")] = "qwen2.5-0.5b-instruct",
+    language: Annotated[str, typer.Option(help="Language users speak (a Whisper code such as "
+                        "'en'), or 'auto' to detect it on every turn, which short questions "
+                        "can get wrong.")] = "auto",
     api_key: Annotated[str | None, typer.Option(envvar="SPEECHLLM_API_KEY", help="Require "
                        "this bearer key on every route and the WebSocket.")] = None,
     workers: Annotated[int, typer.Option(help="Turns that run at once; more queue in "
@@ -88,7 +89,8 @@ def serve(
     from speechllm.serve.ws_protocol import AnsweringWebSocketProtocol
 
     with exits_on_error():
-        approach_settings = approach_config(config, asr, llm, Post.none, True)
+        approach_settings = approach_config(config, asr, llm, Post.none, True,
+                                            whisper_language("--language", language))
         approach.check(approach_settings)
         if config is None:
             ensure_models(embedded(asr, llm, "piper-joe", "silero-vad", turn_model))
@@ -105,7 +107,8 @@ def serve(
                                  speculate_after=speculate_after,
                                  patient_silence=patient_silence, turn_model=turn_model,
                                  barge_in=barge_in, backchannels=_backchannels(backchannels),
-                                 barge_in_language=_judge_language(barge_in_language))
+                                 barge_in_language=whisper_language("--barge-in-language",
+                                                                    barge_in_language))
     scheme = "https" if ssl_certfile else "http"
     err.print(f"speechllm serve: {scheme}://{host}:{port}/ (API under /v1, voice at "
               "/v1/realtime)"

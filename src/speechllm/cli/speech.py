@@ -26,6 +26,7 @@ from speechllm.cli.common import (
     out,
     progress,
     tts_name,
+    whisper_language,
 )
 from speechllm.errors import SpeechLLMError
 from speechllm.speechlm import Context, Request, Response, SpeechLM
@@ -165,6 +166,8 @@ def chat(
     voice: Annotated[str | None, typer.Option(help="TTS voice.")] = None,
     system: Annotated[str | None, typer.Option(help="System prompt.")] = None,
     post: Annotated[Post, typer.Option(help="ASR post-processing.")] = Post.none,
+    language: Annotated[str, typer.Option(help="Language spoken (a Whisper code such as "
+                        "'en'), or 'auto' to detect it on every turn.")] = "auto",
     stream: Annotated[bool, typer.Option(help="Speak each clause as soon as it is "
                                               "written.")] = True,
     max_tokens: Annotated[int, typer.Option(help="Longest answer in tokens.")] = 256,
@@ -184,6 +187,7 @@ def chat(
 
     with exits_on_error():
         turns = [audio_io.load(f) for f in files]  # fail on bad input before loading models
+        spoken = whisper_language("--language", language)
         bias = Context.read(context) if context else None
         box = Toolbox.from_module(tools, tool_timeout) if tools else None
         spec = CascadeSpec(asr=asr, llm=llm, llm_url=llm_url,
@@ -194,7 +198,9 @@ def chat(
             wanted.append(spec.scorer)
         ensure_models(wanted)
         with err.status("loading models"):
-            lm = build_cascade(spec, CascadeConfig(stream_tts=stream))
+            defaults = CascadeConfig()
+            lm = build_cascade(spec, CascadeConfig(
+                stream_tts=stream, asr=dataclasses.replace(defaults.asr, language=spoken)))
     history: tuple[Message, ...] = ()
     for i, (path, speech) in enumerate(zip(files, turns, strict=True), 1):
         request = Request(audio=speech, system=system, history=history,
