@@ -71,6 +71,17 @@ def test_the_judge_tells_backchannels_echo_and_unclear_words_from_interruptions(
         "Houdan.": "interruption", "Whole don.": "interruption",
         "Eiffel Tower. Got it.": "backchannel",
         "Tell me about Germany instead.": "interruption", "Stop talking.": "interruption"}
+    # a hum Whisper cannot word comes out spelled ("mm-hm" as "M.M.A.C.M"): unclear, like a
+    # lone word, so the answer goes on; laughing along is a backchannel; a call to stop in
+    # capitals is still a call to stop
+    spelled = {text: judge.classify(text, ANSWER).kind for text in (
+        "M.M.A.C.M", "M-N-D-A", "MMACM", "D.S.", "Haha, ok.", "Ha ha, okay.", "STOP!", "NO!",
+        "WAIT, WAIT!", "What about the USA?")}
+    assert spelled == {
+        "M.M.A.C.M": "unclear", "M-N-D-A": "unclear", "MMACM": "unclear", "D.S.": "unclear",
+        "Haha, ok.": "backchannel", "Ha ha, okay.": "backchannel", "STOP!": "interruption",
+        "NO!": "interruption", "WAIT, WAIT!": "interruption",
+        "What about the USA?": "interruption"}
     own = BargeInJudge(asr=None, backchannels=["roger"])  # type: ignore[arg-type]
     assert own.classify("Roger.", ANSWER).kind == "backchannel"
     assert own.classify("Yeah, okay.", ANSWER).kind == "interruption"

@@ -9,8 +9,9 @@ fraction of a full Whisper pass) and decides:
 - "echo": the sound is a scaled copy of the answer's own audio (speechllm.turn.echo; no
   transcription needed), or the words are a run of what the assistant just said (its voice
   coming back through the microphone);
-- "unclear": nothing, or a single word that is not a call to stop ("them", "damn": what
-  Whisper makes of a hum or a cough as often as of a word);
+- "unclear": nothing, a single word that is not a call to stop ("them", "damn": what
+  Whisper makes of a hum or a cough as often as of a word), or letters spelled out
+  ("M-N-D-A", "MMACM": what it makes of a hum such as "mm-hm" when it finds no word);
 - "interruption": anything else ("wait, stop", "no", a new question).
 
 On short clips, and with robotic voices, Whisper often writes a word as something that sounds
@@ -47,6 +48,7 @@ BACKCHANNELS = (
     "oh", "yeah", "yes", "yep", "yup", "okay", "ok", "right", "alright", "all right", "sure",
     "i see", "got it", "cool", "nice", "great", "good", "wow", "exactly", "indeed", "true",
     "fine", "gotcha", "makes sense", "go on", "go ahead",
+    "ha", "ha ha", "haha", "hahaha", "heh", "hehe",  # laughing along is no request either
 )
 # Of the words heard, the share that must follow what the assistant said, in its order, for
 # them to be its own voice. A new question often repeats some of the answer's words ("what is
@@ -82,6 +84,11 @@ ECHO_PRESENT = 0.1
 # fitted earlier (a client's playback that stalled shifts the delay).
 ECHO_PATH = 0.5
 _WORD = re.compile(r"[a-z0-9']+")
+# A spelled-out run as Whisper writes one: single capitals joined by dots or hyphens
+# ("M.M.A.C.M", "D-S-D-A", "D.S."), or a capitals-only token with at most one vowel ("MMACM",
+# "DS"); the vowel cap keeps shouted words ("WAIT", "STOP" is a stop word anyway) out.
+_LETTERS = re.compile(r"^(?:[A-Z](?:[.\-][A-Z])+\.?|[A-Z]\.?)$")
+_CAPITALS = re.compile(r"^[A-Z]{2,}$")
 
 
 def words(text: str) -> list[str]:
@@ -96,6 +103,16 @@ def unrepeated(heard: list[str]) -> list[str]:
         if all(heard[i] == heard[i - period] for i in range(period, len(heard))):
             return heard[:period]
     return heard
+
+
+def spelled_out(transcript: str) -> bool:
+    """Whether `transcript` is only letters spelled out, no word: Whisper's way of writing
+    a hum ("mm-hm" as "M-M-A-C-M") it cannot word. Stop words in capitals are words."""
+    tokens = [t for t in re.split(r"[\s,!?;:]+", transcript.strip()) if t]
+    if not tokens or any(t.lower().strip(".") in STOP_WORDS for t in tokens):
+        return False
+    return all(_LETTERS.match(t) or (_CAPITALS.match(t.rstrip(".")) and
+                                     sum(c in "AEIOU" for c in t) <= 1) for t in tokens)
 
 
 @dataclass(frozen=True)
@@ -191,7 +208,7 @@ class BargeInJudge:
         own = self.without_echo_run(heard, said)
         if self.is_backchannel(own, by_sound=True):  # exact phrases match by sound too
             return Verdict("backchannel", transcript)
-        if len(set(heard)) < 2 and not STOP_WORDS & set(heard):
+        if (len(set(heard)) < 2 and not STOP_WORDS & set(heard)) or spelled_out(transcript):
             return Verdict("unclear", transcript)
         return Verdict("interruption", transcript)
 
