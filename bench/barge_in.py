@@ -82,6 +82,16 @@ HELD_OUT_4_BACKCHANNELS = ["right, yeah", "yep, okay", "oh, cool", "ah, okay", "
 HELD_OUT_4_INTERRUPTIONS = ["wait, no", "stop it", "hold on, please", "sorry, one question",
                             "what about Madrid?", "go back a bit", "no, that's not it",
                             "can you explain that?", "never mind that", "how old is it?"]
+# A fifth, fixed before any run, when a judged backchannel stopped being judged again (the
+# fourth's failures showed the re-judging): new voices and new phrases.
+HELD_OUT_5_VOICES = ["espeak:en-gb-x-gbcwmd+f2", "espeak:en-us-nyc+f5", "espeak:en-gb+m2"]
+HELD_OUT_5_BACKCHANNELS = ["yeah, cool", "okay, right", "sure, okay", "got it, yeah",
+                           "right, sure", "wow", "yes, okay", "alright, alright",
+                           "uh-huh, right", "oh, great"]
+HELD_OUT_5_INTERRUPTIONS = ["wait, what?", "stop talking", "hold on, hold on",
+                            "no, I said Paris", "what about London?", "can you slow down?",
+                            "sorry, I missed that", "skip that part", "tell me a joke instead",
+                            "is that true?"]
 SPLITS = {"dev": (DEV_VOICES, BACKCHANNELS, INTERRUPTIONS),
           "held-out": (HELD_OUT_VOICES, BACKCHANNELS, INTERRUPTIONS),
           "held-out-2": (HELD_OUT_2_VOICES, HELD_OUT_2_BACKCHANNELS, HELD_OUT_2_INTERRUPTIONS),
@@ -89,7 +99,9 @@ SPLITS = {"dev": (DEV_VOICES, BACKCHANNELS, INTERRUPTIONS),
           "held-out-3": (HELD_OUT_3_VOICES, HELD_OUT_3_BACKCHANNELS,
                          HELD_OUT_3_INTERRUPTIONS),
           "held-out-4": (HELD_OUT_4_VOICES, HELD_OUT_4_BACKCHANNELS,
-                         HELD_OUT_4_INTERRUPTIONS)}
+                         HELD_OUT_4_INTERRUPTIONS),
+          "held-out-5": (HELD_OUT_5_VOICES, HELD_OUT_5_BACKCHANNELS,
+                         HELD_OUT_5_INTERRUPTIONS)}
 INSTRUCTIONS = "Answer in at least eight full sentences, with many details."
 
 
