@@ -6,6 +6,7 @@ the `Event`s of a stream, so they never branch on the approach.
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
@@ -14,6 +15,8 @@ from speechllm.asr.base import Segment
 from speechllm.audio import Audio
 from speechllm.timing import Span, Timings
 from speechllm.tools import Tool, ToolCall, ToolCallDelta, ToolChoice, check_choice
+
+LANGUAGE = re.compile(r"[a-z]{2,3}")  # a language code as Whisper knows them ("en", "haw")
 
 Role = Literal["system", "user", "assistant", "tool"]
 Intent = Literal["respond", "transcribe", "translate"]
@@ -118,6 +121,10 @@ class Request:
     # carries `tool_calls`, and the next Request brings their results as "tool" messages
     tools: tuple[Tool, ...] = ()
     tool_choice: ToolChoice = "auto"
+    # the language spoken (a code such as "en"): the recogniser is told it instead of guessing
+    # from the audio, which a short clip can mislead; None: detected. Approaches without a
+    # recogniser of their own ignore it.
+    language: str | None = None
 
     def __post_init__(self) -> None:
         if self.audio is None and not (self.text and self.text.strip()) and \
@@ -132,6 +139,8 @@ class Request:
         if self.max_tokens is not None and self.max_tokens < 1:
             raise ValueError(f"max_tokens must be >= 1, got {self.max_tokens}")
         check_choice(self.tool_choice, self.tools)
+        if self.language is not None and not LANGUAGE.fullmatch(self.language):
+            raise ValueError(f"language must be a code such as 'en', got {self.language!r}")
 
     @property
     def continues_tools(self) -> bool:

@@ -9,6 +9,7 @@ import base64
 import contextlib
 import json
 import signal
+import subprocess
 import threading
 import time
 import urllib.request
@@ -250,6 +251,27 @@ def test_a_backchannel_over_the_answer_does_not_stop_it(server, voice):
     assert kinds.count("input_audio_buffer.speech_started") == 1  # the question's, only
 
 
+def test_backchannels_in_two_breaths_are_each_judged_once(server, voice):
+    """"Uh-huh. ... Okay, sure." over the answer: the first is judged at its pause, and the
+    second on its own words, not on the first's again (every new look at words already
+    judged is another chance for Whisper to mishear them); the answer goes on."""
+    from speechllm.turn.barge_in import words
+
+    first = say(voice, "Uh-huh.", pad=0.0).resample(16000).samples
+    second = say(voice, "Okay, sure.", pad=0.0).resample(16000).samples
+    probe = np.concatenate([first, np.zeros(8000, np.float32), second])
+
+    seen = over_the_answer(server, probe, echo=0.0)
+    kinds = [m["type"] for m in seen]
+    ignored = [m for m in seen if m["type"] == "input_audio_buffer.speech_ignored"]
+    reasons = [m["reason"] for m in ignored]
+    assert len(reasons) >= 2 and set(reasons) <= {"backchannel", "unclear"}, ignored
+    last = ignored[-1]  # "Okay, sure." on its own words, without "Uh-huh" again
+    assert last["reason"] == "backchannel", ignored
+    assert set(words(last["transcript"])) <= {"okay", "ok", "sure"}, ignored
+    assert "response.cancelled" not in kinds and kinds.count("transcript") == 1, kinds
+
+
 def test_the_answers_own_voice_in_the_microphone_does_not_stop_it(server):
     """No headphones: the answer comes back into the microphone 10 dB down. It is found in
     the answer's own audio, taken out of the stream, and never taken for the user."""
@@ -351,6 +373,36 @@ def test_push_to_talk_commit_and_protocol_errors_keep_the_session(server):
     assert "capital of france" in done["transcript"].lower()  # 24 kHz input resampled
     assert not any(m["type"] == "response.audio.delta" for m in seen)  # want_audio false
     assert not any(m["type"].startswith("input_audio_buffer.speech") for m in seen)
+
+
+def test_a_session_told_the_language_hears_a_question_whisper_would_mistake(server):
+    """`session.update` with `language`: a one-second robotic English question that Whisper
+    base's detection takes for Thai (p = 0.84 here) is heard in English; a malformed code is
+    refused and the session goes on."""
+    wav = subprocess.run(["espeak-ng", "-v", "en-us", "-s", "160", "--stdout",
+                          "How many hours are in a day?"], capture_output=True, check=True).stdout
+    q = load(wav, 16000).samples
+    x = np.concatenate([np.zeros(8000, np.float32), q, np.zeros(32000, np.float32)])
+
+    async def run():
+        async with websockets.connect(server.ws_url, additional_headers=AUTH) as ws:
+            await ws.recv()
+            await ws.send(json.dumps({"type": "session.update", "session": {
+                "language": "English"}}))
+            refused = json.loads(await ws.recv())
+            await ws.send(json.dumps({"type": "session.update", "session": {
+                "turn_detection": "none", "want_audio": False, "language": "en",
+                "max_tokens": 16}}))
+            updated = json.loads(await ws.recv())
+            await ws.send((x * 32767).astype("<i2").tobytes())
+            await ws.send(json.dumps({"type": "input_audio_buffer.commit"}))
+            done = await until(ws, "response.done", [])
+            return refused, updated, done
+
+    refused, updated, done = asyncio.run(run())
+    assert refused["type"] == "error" and "language" in refused["message"]
+    assert updated["session"]["language"] == "en"
+    assert "hours" in done["transcript"].lower() and done["transcript"].isascii(), done
 
 
 def test_idle_sessions_close_and_wrong_keys_are_refused(server):

@@ -132,6 +132,8 @@ class CascadeSpeechLM:
                 offset, end = speech_span(audio, self.vad, self.config.vad_pad)
                 audio = audio.slice(offset, end)
         options = self.config.asr
+        if request.language is not None:
+            options = replace(options, language=request.language)
         if request.intent == "translate":
             options = replace(options, task="translate")
         context = request.context

@@ -126,6 +126,8 @@ class OpenAIRealtimeBridge:
                 if holder[key] is not None and not isinstance(holder[key], dict):
                     return f"{key}: an object ({{'model': ...}}) or null"
                 self.transcribe = holder[key] is not None
+                if holder[key] is not None and "language" in holder[key]:
+                    own["language"] = holder[key]["language"] or None  # the recogniser's
         if "instructions" in session:
             self.instructions = session["instructions"] or ""
             own["instructions"] = self.instructions

@@ -33,6 +33,7 @@ from speechllm.serve import codecs
 from speechllm.serve.bodies import CHAT_AUDIO_FORMATS, ChatAudio, ChatBody, SpeechBody, parse
 from speechllm.serve.shared import APIError, Services, error_body, services_of, timings_json
 from speechllm.speechlm import (
+    LANGUAGE,
     AudioChunk,
     Context,
     Done,
@@ -63,8 +64,12 @@ async def decoded(s: Services, data: bytes) -> Audio:
 # -- transcription and translation ---------------------------------------------------------
 
 async def _speech_to_text(request: Request, file: UploadFile, response_format: str,
-                          intent: str, prompt: str | None) -> Response:
+                          intent: str, prompt: str | None, spoken: str | None = None
+                          ) -> Response:
     s = services_of(request)
+    if spoken is not None and not LANGUAGE.fullmatch(spoken):
+        raise APIError(400, f"language must be an ISO-639-1 code such as 'en', got {spoken!r}",
+                       "invalid_value", "language")
     if response_format not in SUBTITLE_FORMATS:
         raise APIError(400, f"response_format must be one of {sorted(SUBTITLE_FORMATS)}, got "
                             f"{response_format!r}", "invalid_value", "response_format")
@@ -78,7 +83,7 @@ async def _speech_to_text(request: Request, file: UploadFile, response_format: s
         audio = await decoded(s, data)
         del data
         turn = Turn(audio=audio, intent=intent, system=system,  # type: ignore[arg-type]
-                    want_audio=False, context=context)
+                    want_audio=False, context=context, language=spoken)
         try:
             answer = await s.gate.held(s.model.respond, turn)
             text, segments = answer.text, answer.segments
@@ -86,7 +91,7 @@ async def _speech_to_text(request: Request, file: UploadFile, response_format: s
             text, segments = "", ()
     if text and not segments:  # approaches that do not time their words: one segment
         segments = (Segment(0.0, audio.duration, text, 0.0, 0.0),)
-    language = "english" if intent == "translate" else "en"
+    language = "english" if intent == "translate" else (spoken or "en")
     if response_format == "text":
         return PlainTextResponse(text + "\n")
     if response_format == "srt":
@@ -105,7 +110,8 @@ async def transcriptions(request: Request, file: UploadFile = File(...),  # noqa
                          model: str = Form("whisper-1"), response_format: str = Form("json"),
                          prompt: str | None = Form(None), language: str | None = Form(None),
                          temperature: float = Form(0.0)) -> Response:
-    return await _speech_to_text(request, file, response_format, "transcribe", prompt)
+    return await _speech_to_text(request, file, response_format, "transcribe", prompt,
+                                 language or None)
 
 
 @router.post("/v1/audio/translations")

@@ -46,6 +46,7 @@ from speechllm.audio import Audio
 from speechllm.serve.settings import TurnTiming
 from speechllm.serve.shared import Services, key_ok, timings_json
 from speechllm.speechlm import (
+    LANGUAGE,
     AudioChunk,
     Done,
     ErrorEvent,
@@ -116,6 +117,7 @@ class Session:
     history: tuple[Message, ...] = ()
     tools: tuple[Tool, ...] = ()  # functions the assistant may call (the client runs them)
     tool_choice: ToolChoice = "auto"
+    language: str | None = None  # what the user speaks, told to the recogniser (None: detect)
     typed: str | None = None  # a typed user message waiting for response.create
     turns: int = 0
     speculations_dropped: int = 0  # held answers thrown away because the user went on
@@ -397,7 +399,8 @@ async def _answer(ws: WebSocket, s: Services, session: Session, audio: Audio | N
     history = close_pending(session.history) if fresh else session.history
     request = Request(audio=audio, text=text, system=session.instructions, history=history,
                       want_audio=session.want_audio, max_tokens=session.max_tokens,
-                      tools=session.tools, tool_choice=session.tool_choice)
+                      tools=session.tools, tool_choice=session.tool_choice,
+                      language=session.language)
     spoke = False
     done: Done | None = None
     started = queued_at = time.perf_counter()
@@ -568,10 +571,13 @@ async def run_session(ws: WebSocket, session: Session | None = None) -> None:
             overlap = None
             return
         if unjudged >= JUDGE_AFTER or ((at_pause or ov.ended) and unjudged >= MIN_SPEECH):
-            # after words taken for an echo, the words since; else the whole utterance so
-            # far ("tell me" may read as nothing, "tell me about Germany" does not)
-            ov.clip_start = max(ov.start, ov.judged_at - PREROLL) if ov.last == "echo" \
-                else ov.start
+            # after words taken for an echo or a backchannel, the words since: what was
+            # judged stays judged (each new look at it is another chance for Whisper to
+            # mishear it: "I see, okay" heard right twice, then as "IC, okay."). After
+            # "unclear", the whole utterance so far ("tell me" may read as nothing, "tell me
+            # about Germany" does not)
+            ov.clip_start = max(ov.start, ov.judged_at - PREROLL) \
+                if ov.last in ("echo", "backchannel") else ov.start
             ov.clip_first = turns.received - turns.kept + int(ov.clip_start * RATE)
             audio = turns.since(ov.clip_start, as_heard=True)
             cleaned = turns.since(ov.clip_start) if turns.echo is not None else None
@@ -782,7 +788,7 @@ async def run_session(ws: WebSocket, session: Session | None = None) -> None:
                         "id": session.id, "input_sample_rate": session.input_rate,
                         "turn_detection": "server_vad" if session.server_vad else "none",
                         "vad": _timing_json(session.timing),
-                        "want_audio": session.want_audio,
+                        "want_audio": session.want_audio, "language": session.language,
                         "tools": [t.name for t in session.tools]})
             elif kind == "input_audio_buffer.commit":
                 await cancel_reply("new turn")
@@ -895,6 +901,9 @@ def _update(session: Session, data: Any) -> str | None:
     want_audio = data.get("want_audio", session.want_audio)
     if not isinstance(want_audio, bool):
         return "want_audio must be true or false"
+    language = data.get("language", session.language)
+    if language is not None and not (isinstance(language, str) and LANGUAGE.fullmatch(language)):
+        return "language must be a code such as 'en', or null to detect it"
     try:
         tools = tools_of(data["tools"]) if "tools" in data else session.tools
         choice = tool_choice_of(data["tool_choice"], tools) if "tool_choice" in data \
@@ -909,6 +918,7 @@ def _update(session: Session, data: Any) -> str | None:
     session.timing = timing
     session.instructions = instructions or None
     session.want_audio = want_audio
+    session.language = language
     return None
 
 
