@@ -422,3 +422,29 @@ def test_transcription_null_sends_no_transcription_events(server):
     assert "response.output_text.done" in kinds, kinds  # heard and answered
     assert not any("input_audio_transcription" in k for k in kinds), kinds
     assert "paris" in _first(seen, "response.output_text.done")["text"].lower()
+
+
+def test_transcription_language_reaches_the_recogniser(server):
+    """`audio.input.transcription.language` is what the recogniser is told: told French,
+    Whisper writes the recorded English question in French (detecting, it writes English)."""
+    url = server.url.replace("http://", "ws://") + "/v1/realtime?model=speechllm"
+
+    async def run():
+        async with websockets.connect(url, additional_headers={
+                "Authorization": f"Bearer {KEY}"}) as ws:
+            await ws.recv()
+            await ws.send(json.dumps({"type": "session.update", "session": {
+                "type": "realtime", "output_modalities": ["text"], "max_output_tokens": 16,
+                "audio": {"input": {"transcription": {"model": "whisper-1", "language": "fr"},
+                                    "turn_detection": None}}}}))
+            await ws.recv()
+            await ws.send(json.dumps({"type": "input_audio_buffer.append",
+                                      "audio": base64.b64encode(pcm16(question(24000)))
+                                      .decode()}))
+            await ws.send(json.dumps({"type": "input_audio_buffer.commit"}))
+            await ws.send(json.dumps({"type": "response.create"}))
+            return await _collect(ws, "response.done")
+
+    seen = asyncio.run(run())
+    heard = _first(seen, "conversation.item.input_audio_transcription.completed")["transcript"]
+    assert "capitale" in heard.lower() and "what is" not in heard.lower(), heard
