@@ -92,6 +92,16 @@ HELD_OUT_5_INTERRUPTIONS = ["wait, what?", "stop talking", "hold on, hold on",
                             "no, I said Paris", "what about London?", "can you slow down?",
                             "sorry, I missed that", "skip that part", "tell me a joke instead",
                             "is that true?"]
+# A sixth, fixed before any run, when words judged a backchannel stayed judged across a
+# later "unclear" (a failure seen on the fifth): new voices and new phrases.
+HELD_OUT_6_VOICES = ["espeak:en-us+m1", "espeak:en-gb-x-gbclan+f4", "espeak:en-029+m2"]
+HELD_OUT_6_BACKCHANNELS = ["mm-hm, okay", "yeah, yeah, yeah", "oh, okay, cool", "right, got it",
+                           "sure, yeah", "I see, right", "okay, great", "uh-huh, sure", "yep",
+                           "good, okay"]
+HELD_OUT_6_INTERRUPTIONS = ["wait a minute", "stop, stop", "no no, wait", "what about Tokyo?",
+                            "hang on, please", "can I ask something?",
+                            "that's not what I asked", "please be quiet", "how big is it?",
+                            "actually, tell me about Rome"]
 SPLITS = {"dev": (DEV_VOICES, BACKCHANNELS, INTERRUPTIONS),
           "held-out": (HELD_OUT_VOICES, BACKCHANNELS, INTERRUPTIONS),
           "held-out-2": (HELD_OUT_2_VOICES, HELD_OUT_2_BACKCHANNELS, HELD_OUT_2_INTERRUPTIONS),
@@ -101,7 +111,9 @@ SPLITS = {"dev": (DEV_VOICES, BACKCHANNELS, INTERRUPTIONS),
           "held-out-4": (HELD_OUT_4_VOICES, HELD_OUT_4_BACKCHANNELS,
                          HELD_OUT_4_INTERRUPTIONS),
           "held-out-5": (HELD_OUT_5_VOICES, HELD_OUT_5_BACKCHANNELS,
-                         HELD_OUT_5_INTERRUPTIONS)}
+                         HELD_OUT_5_INTERRUPTIONS),
+          "held-out-6": (HELD_OUT_6_VOICES, HELD_OUT_6_BACKCHANNELS,
+                         HELD_OUT_6_INTERRUPTIONS)}
 INSTRUCTIONS = "Answer in at least eight full sentences, with many details."
 
 
