@@ -252,23 +252,21 @@ def test_a_backchannel_over_the_answer_does_not_stop_it(server, voice):
 
 
 def test_backchannels_in_two_breaths_are_each_judged_once(server, voice):
-    """"Uh-huh. ... Okay, sure." over the answer: the first is judged at its pause, and the
+    """"Okay. ... Yeah, sure." over the answer: the first is judged at its pause, and the
     second on its own words, not on the first's again (every new look at words already
     judged is another chance for Whisper to mishear them); the answer goes on."""
     from speechllm.turn.barge_in import words
 
-    first = say(voice, "Uh-huh.", pad=0.0).resample(16000).samples
-    second = say(voice, "Okay, sure.", pad=0.0).resample(16000).samples
+    first = say(voice, "Okay.", pad=0.0).resample(16000).samples
+    second = say(voice, "Yeah, sure.", pad=0.0).resample(16000).samples
     probe = np.concatenate([first, np.zeros(8000, np.float32), second])
 
     seen = over_the_answer(server, probe, echo=0.0)
     kinds = [m["type"] for m in seen]
     ignored = [m for m in seen if m["type"] == "input_audio_buffer.speech_ignored"]
-    reasons = [m["reason"] for m in ignored]
-    assert len(reasons) >= 2 and set(reasons) <= {"backchannel", "unclear"}, ignored
-    last = ignored[-1]  # "Okay, sure." on its own words, without "Uh-huh" again
-    assert last["reason"] == "backchannel", ignored
-    assert set(words(last["transcript"])) <= {"okay", "ok", "sure"}, ignored
+    assert [m["reason"] for m in ignored] == ["backchannel", "backchannel"], ignored
+    assert "okay" in words(ignored[0]["transcript"]), ignored
+    assert set(words(ignored[1]["transcript"])) <= {"yeah", "sure", "yes"}, ignored
     assert "response.cancelled" not in kinds and kinds.count("transcript") == 1, kinds
 
 

@@ -385,7 +385,7 @@ class Overlap:
     judged_speech: float = 0.0  # the turn's speech seconds when last judged
     clip_start: float = 0.0  # where the clip being judged starts in the buffer
     clip_first: int = 0  # the stream's sample number of the clip's first sample
-    last: str = ""  # the last verdict on it
+    settled: float | None = None  # up to here (buffer seconds) it was backchannel or echo
     judging: asyncio.Task[None] | None = None
     ended: bool = False  # the VAD heard it stop
 
@@ -571,13 +571,13 @@ async def run_session(ws: WebSocket, session: Session | None = None) -> None:
             overlap = None
             return
         if unjudged >= JUDGE_AFTER or ((at_pause or ov.ended) and unjudged >= MIN_SPEECH):
-            # after words taken for an echo or a backchannel, the words since: what was
-            # judged stays judged (each new look at it is another chance for Whisper to
-            # mishear it: "I see, okay" heard right twice, then as "IC, okay."). After
-            # "unclear", the whole utterance so far ("tell me" may read as nothing, "tell me
-            # about Germany" does not)
-            ov.clip_start = max(ov.start, ov.judged_at - PREROLL) \
-                if ov.last in ("echo", "backchannel") else ov.start
+            # the words since the last taken for an echo or a backchannel: what was judged
+            # so stays judged (each new look at it is another chance for Whisper to mishear
+            # it: "I see, okay" heard right twice, then as "IC, okay."). Words since then
+            # judged "unclear" are judged again with what follows ("tell me" may read as
+            # nothing, "tell me about Germany" does not)
+            ov.clip_start = ov.start if ov.settled is None \
+                else max(ov.start, ov.settled - PREROLL)
             ov.clip_first = turns.received - turns.kept + int(ov.clip_start * RATE)
             audio = turns.since(ov.clip_start, as_heard=True)
             cleaned = turns.since(ov.clip_start) if turns.echo is not None else None
@@ -632,7 +632,8 @@ async def run_session(ws: WebSocket, session: Session | None = None) -> None:
             overlap = None
             turns.clear()
             return
-        ov.last = verdict.kind
+        if verdict.kind in ("echo", "backchannel"):
+            ov.settled = ov.judged_at  # the end of the clip just judged
         judge_if_due(at_pause=paused_to_judge())
 
     def start_reply(audio: Audio | None, ended_at: float, held: bool,
