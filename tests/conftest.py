@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -90,3 +91,9 @@ def say(piper, text: str, pad: float = 0.3) -> Audio:
     speech = synthesize(piper, text)
     gap = Audio.silence(pad, speech.sample_rate)
     return Audio.concat([gap, speech, gap])
+
+
+def espeak(text: str, voice: str = "en-us") -> bytes:
+    """`text` read by espeak-ng (a robotic voice Whisper base finds hard), as WAV bytes."""
+    return subprocess.run(["espeak-ng", "-v", voice, "-s", "160", "--stdout", text],
+                          capture_output=True, check=True).stdout

@@ -13,7 +13,7 @@ import pytest
 from speechllm.asr.base import ASROptions
 from speechllm.audio import load
 
-from .conftest import FSDD, ROOT, heard_digit
+from .conftest import FSDD, ROOT, espeak, heard_digit
 
 EXE = Path(sys.executable).parent / "speechllm"
 
@@ -112,9 +112,7 @@ def test_chat_told_the_language_answers_a_short_question_it_would_mishear(tmp_pa
     """A short robotic English question that Whisper base's language detection takes for Thai
     (p = 0.84 on this machine): with `--language en` it is heard, and answered, in English."""
     clip = tmp_path / "hours.wav"
-    clip.write_bytes(subprocess.run(["espeak-ng", "-v", "en-us", "-s", "160", "--stdout",
-                                     "How many hours are in a day?"], capture_output=True,
-                                    check=True).stdout)
+    clip.write_bytes(espeak("How many hours are in a day?"))
     p = run("chat", str(clip), "--language", "en", "--max-tokens", "24", "--json")
     assert p.returncode == 0, p.stderr
     turn = json.loads(p.stdout)

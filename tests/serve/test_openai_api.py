@@ -7,7 +7,6 @@ import base64
 import io
 import json
 import re
-import subprocess
 import threading
 import urllib.error
 import urllib.request
@@ -19,6 +18,7 @@ import soundfile as sf
 
 from speechllm.audio import Audio, load
 
+from ..conftest import espeak
 from .conftest import KEY, QUESTION
 
 
@@ -67,8 +67,7 @@ def test_a_transcription_told_the_language_is_heard_in_it(client):
     """`language` reaches the recogniser: a short robotic English question that Whisper base
     detects as Thai (p = 0.84 here) comes back in English when told; a code that is no
     language code, or one Whisper does not know, is a 400 naming `language`."""
-    wav = subprocess.run(["espeak-ng", "-v", "en-us", "-s", "160", "--stdout",
-                          "How many hours are in a day?"], capture_output=True, check=True).stdout
+    wav = espeak("How many hours are in a day?")
     told = client.audio.transcriptions.create(model="whisper-1", language="en",
                                               file=("hours.wav", wav, "audio/wav"))
     assert "hours" in told.text.lower() and told.text.isascii(), told.text

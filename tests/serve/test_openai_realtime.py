@@ -396,9 +396,9 @@ def test_over_tls_for_clients_that_require_wss(tmp_path):
         stop_server(s)
 
 
-def test_transcription_null_sends_no_transcription_events(server):
-    """`audio.input.transcription: null` turns the user's transcript events off (the
-    question is still heard and answered), and the session reports it off."""
+def _push_to_talk_question(server, transcription: dict | None) -> tuple[dict, list[dict]]:
+    """A text-only push-to-talk session with `audio.input.transcription` set as given, asked
+    the recorded question: its session.updated and the events up to response.done."""
     url = server.url.replace("http://", "ws://") + "/v1/realtime?model=speechllm"
 
     async def run():
@@ -407,7 +407,7 @@ def test_transcription_null_sends_no_transcription_events(server):
             await ws.recv()
             await ws.send(json.dumps({"type": "session.update", "session": {
                 "type": "realtime", "output_modalities": ["text"], "max_output_tokens": 16,
-                "audio": {"input": {"transcription": None, "turn_detection": None}}}}))
+                "audio": {"input": {"transcription": transcription, "turn_detection": None}}}}))
             updated = json.loads(await ws.recv())
             await ws.send(json.dumps({"type": "input_audio_buffer.append",
                                       "audio": base64.b64encode(pcm16(question(24000)))
@@ -416,7 +416,13 @@ def test_transcription_null_sends_no_transcription_events(server):
             await ws.send(json.dumps({"type": "response.create"}))
             return updated, await _collect(ws, "response.done")
 
-    updated, seen = asyncio.run(run())
+    return asyncio.run(run())
+
+
+def test_transcription_null_sends_no_transcription_events(server):
+    """`audio.input.transcription: null` turns the user's transcript events off (the
+    question is still heard and answered), and the session reports it off."""
+    updated, seen = _push_to_talk_question(server, None)
     assert updated["session"]["audio"]["input"]["transcription"] is None
     kinds = [e["type"] for e in seen]
     assert "response.output_text.done" in kinds, kinds  # heard and answered
@@ -427,24 +433,6 @@ def test_transcription_null_sends_no_transcription_events(server):
 def test_transcription_language_reaches_the_recogniser(server):
     """`audio.input.transcription.language` is what the recogniser is told: told French,
     Whisper writes the recorded English question in French (detecting, it writes English)."""
-    url = server.url.replace("http://", "ws://") + "/v1/realtime?model=speechllm"
-
-    async def run():
-        async with websockets.connect(url, additional_headers={
-                "Authorization": f"Bearer {KEY}"}) as ws:
-            await ws.recv()
-            await ws.send(json.dumps({"type": "session.update", "session": {
-                "type": "realtime", "output_modalities": ["text"], "max_output_tokens": 16,
-                "audio": {"input": {"transcription": {"model": "whisper-1", "language": "fr"},
-                                    "turn_detection": None}}}}))
-            await ws.recv()
-            await ws.send(json.dumps({"type": "input_audio_buffer.append",
-                                      "audio": base64.b64encode(pcm16(question(24000)))
-                                      .decode()}))
-            await ws.send(json.dumps({"type": "input_audio_buffer.commit"}))
-            await ws.send(json.dumps({"type": "response.create"}))
-            return await _collect(ws, "response.done")
-
-    seen = asyncio.run(run())
+    _, seen = _push_to_talk_question(server, {"model": "whisper-1", "language": "fr"})
     heard = _first(seen, "conversation.item.input_audio_transcription.completed")["transcript"]
     assert "capitale" in heard.lower() and "what is" not in heard.lower(), heard

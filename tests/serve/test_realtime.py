@@ -9,7 +9,6 @@ import base64
 import contextlib
 import json
 import signal
-import subprocess
 import threading
 import time
 import urllib.request
@@ -20,7 +19,7 @@ import websockets
 
 from speechllm.audio import Audio, load
 
-from ..conftest import say
+from ..conftest import espeak, say
 from .conftest import KEY, QUESTION, start_server, stop_server
 
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -377,9 +376,7 @@ def test_a_session_told_the_language_hears_a_question_whisper_would_mistake(serv
     """`session.update` with `language`: a one-second robotic English question that Whisper
     base's detection takes for Thai (p = 0.84 here) is heard in English; a malformed code is
     refused and the session goes on."""
-    wav = subprocess.run(["espeak-ng", "-v", "en-us", "-s", "160", "--stdout",
-                          "How many hours are in a day?"], capture_output=True, check=True).stdout
-    q = load(wav, 16000).samples
+    q = load(espeak("How many hours are in a day?"), 16000).samples
     x = np.concatenate([np.zeros(8000, np.float32), q, np.zeros(32000, np.float32)])
 
     async def run():
