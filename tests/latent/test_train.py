@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -191,34 +192,97 @@ def test_llama_cpp_engine_scores_and_answers_as_pytorch_does(data, trained):
 # (rows packed into other batch shapes, the all-reduce's sum): relative error ~1e-6 per
 # matrix product, grown through 18 layers and 3 Adam steps to well under 1e-3.
 DDP_RTOL = 1e-3
+LR = 0.003  # config()'s learning rate
 
 
-def test_two_cpu_processes_train_together_with_the_one_process_loss_curve(data):
+@pytest.fixture(scope="module")
+def one_process(data):
+    """3 steps of 8 rows in one process, through the old `train latent CONFIG` form (kept as
+    an alias for one release): the curve the multi-process runs must follow."""
+    one = config(data, 3, output="single", batch_size=8)
+    alone = subprocess.run([str(EXE), "train", "latent", str(one)], capture_output=True,
+                           text=True, timeout=600)
+    assert alone.returncode == 0, alone.stderr[-3000:]
+    assert "is now `speechllm train CONFIG`" in alone.stderr
+    return data / "single"
+
+
+def curve(folder: Path) -> list[float]:
+    return json.loads((folder / "losses.json").read_text())["losses"]
+
+
+def test_two_cpu_processes_train_together_with_the_one_process_loss_curve(data, one_process):
     """DDP through accelerate's prepare on two CPU processes (gloo), launched by torchrun:
-    the same losses as one process on the same global batches. The one-process run uses the
-    old `train latent CONFIG` form, kept as an alias for one release."""
+    the same losses as one process on the same global batches."""
     torchrun = Path(sys.executable).parent / "torchrun"
     two = config(data, 3, output="ddp", batch_size=4)
     done = subprocess.run([str(torchrun), "--nproc_per_node", "2", "-m", "speechllm.cli",
                            "train", str(two)],
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.count("on 2 process(es)") == 1  # two ranks, one report (rank 0)
+    assert done.stdout.count("on 2 process(es) (DDP)") == 1  # two ranks, one report (rank 0)
     # not a terminal, so no live bar: rank 0 logs plain lines instead (the last step at least)
     logged = [line for line in done.stderr.splitlines() if line.startswith("step 3/3 loss")]
     assert len(logged) == 1, done.stderr[-2000:]
     assert (data / "ddp" / "final" / "adapter.safetensors").is_file()
 
-    one = config(data, 3, output="single", batch_size=8)
-    alone = subprocess.run([str(EXE), "train", "latent", str(one)], capture_output=True,
-                           text=True, timeout=600)
-    assert alone.returncode == 0, alone.stderr[-3000:]
-    assert "is now `speechllm train CONFIG`" in alone.stderr
-    curve = [json.loads((data / name / "losses.json").read_text())["losses"]
-             for name in ("ddp", "single")]
-    assert len(curve[0]) == len(curve[1]) == 3
-    assert np.allclose(curve[0], curve[1], rtol=DDP_RTOL, atol=0), curve
-    assert curve[0][0] != curve[0][-1]  # it trained: the curve moved
+    ddp, single = curve(data / "ddp"), curve(one_process)
+    assert len(ddp) == len(single) == 3
+    assert np.allclose(ddp, single, rtol=DDP_RTOL, atol=0), (ddp, single)
+    assert single[0] != single[-1]  # it trained: the curve moved
+
+
+FSDP_CONFIG = """\
+compute_environment: LOCAL_MACHINE
+distributed_type: FSDP
+num_machines: 1
+num_processes: 2
+use_cpu: true
+mixed_precision: 'no'
+fsdp_config:
+  fsdp_version: 2
+  fsdp_auto_wrap_policy: NO_WRAP
+"""
+
+
+def test_fsdp_config_shards_on_two_cpu_processes_and_its_checkpoint_resumes_in_one(
+        data, one_process, tmp_path):
+    """A user's own accelerate FSDP config (FSDP2, two CPU processes over gloo) applies
+    unchanged through `accelerate launch`: the weights are sharded (FSDP2), the loss
+    curve is one process's, the saved model and checkpoint hold whole weights (gathered from
+    the shards), and the checkpoint resumes in a single process."""
+    from safetensors.torch import load_file
+
+    yaml = tmp_path / "fsdp.yaml"
+    yaml.write_text(FSDP_CONFIG)
+    launch = Path(sys.executable).parent / "accelerate"
+    cfg = config(data, 3, output="fsdp", batch_size=4)
+    done = subprocess.run([str(launch), "launch", "--config_file", str(yaml), "-m",
+                           "speechllm.cli", "train", str(cfg)],
+                          capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})  # 2 processes, 2 cores
+    assert done.returncode == 0, done.stderr[-3000:]
+    # without speechllm's switch, accelerate would quietly run DDP on CPUs
+    assert done.stdout.count("on 2 process(es) (FSDP)") == 1, done.stdout[-2000:]
+
+    fsdp, single = curve(data / "fsdp"), curve(one_process)
+    assert np.allclose(fsdp, single, rtol=DDP_RTOL, atol=0), (fsdp, single)
+    # Adam moves a weight by at most about LR a step; summation-order noise changes only the
+    # steps of weights whose gradients are near zero, so the adapters agree within one step.
+    # Saving one process's shard, or the weights before training, would not.
+    sharded = load_file(str(data / "fsdp" / "final" / "adapter.safetensors"))
+    alone = load_file(str(one_process / "final" / "adapter.safetensors"))
+    assert sharded.keys() == alone.keys()
+    for name, weight in alone.items():
+        assert sharded[name].shape == weight.shape, name
+        assert (sharded[name] - weight).abs().max() < LR, name
+    saved = torch.load(data / "fsdp" / "checkpoint-3" / "trainer_state.pt", weights_only=False)
+    assert all(torch.equal(saved["adapter"][k], v) for k, v in sharded.items())
+
+    resumed = train(load_config(config(data, 4, output="fsdp", batch_size=8)))
+    assert resumed.steps == 4 and resumed.processes == 1
+    assert list(resumed.losses[:3]) == fsdp  # continued, not redone
+    assert resumed.losses[3] < resumed.losses[0]
 
 
 def test_unfreezing_a_transformers_encoder_trains_saves_and_reloads_it(data, tmp_path):

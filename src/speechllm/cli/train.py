@@ -48,8 +48,9 @@ def train(
                                                main_process))
     if not main_process:
         return
+    how = f" ({result.sharding})" if result.sharding else ""
     out.print(f"saved {result.output} after {result.steps} steps on {result.processes} "
-              f"process(es) (final loss "
+              f"process(es){how} (final loss "
               f"{result.final_loss:.4f}; {result.seconds_per_step:.2f} s/step"
               f"{'; bf16 products' if result.precision == 'bf16' else ''}; peak RSS "
               f"{result.peak_rss_mb:.0f} MB); loss curve {result.loss_curve}", highlight=False,

@@ -171,3 +171,4 @@ class TrainResult:
     processes: int = 1
     losses: tuple[float, ...] = ()
     precision: str = "off"  # what train.autocast resolved to on this device: "bf16" or "off"
+    sharding: str = ""  # several processes: "DDP" (whole copies), "FSDP" or "DeepSpeed"

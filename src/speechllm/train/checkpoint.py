@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from speechllm._optional import require
+from speechllm.train.sharding import load_weights
 
 if TYPE_CHECKING:
     from torch import Tensor, nn
-    from torch.optim import Optimizer
     from torch.optim.lr_scheduler import LRScheduler
 
     from speechllm.train.base import Trainable
@@ -31,25 +31,19 @@ def restore(folder: Path, model: Trainable, encoder: nn.Module | None,
     torch = require("torch", "latent")
     state: dict[str, Any] = torch.load(folder / "trainer_state.pt", weights_only=False,
                                        map_location="cpu")
-    model.adapter.load_state_dict(state["adapter"])
-    if encoder is not None and "encoder" in state:
-        encoder.load_state_dict(state["encoder"])
-    for p, saved in zip(lora_params, state.get("lora", []), strict=False):
-        p.data.copy_(saved)
+    load_weights(state, model, encoder, lora_params)
     return state
 
 
-def save(out: Path, step: int, model: Trainable, lora_params: Sequence[Tensor], optim: Optimizer,
+def save(out: Path, step: int, weights: dict[str, Any], optimizer: dict[str, Any],
          schedule: LRScheduler, losses: list[float], config: dict[str, Any]) -> None:
+    """`weights` as `sharding.trained_weights` gives them, `optimizer` as
+    `sharding.optimizer_state` does."""
     torch = require("torch", "latent")
     folder = out / f"checkpoint-{step}"
     tmp = out / f".checkpoint-{step}.partial"
     tmp.mkdir(parents=True, exist_ok=True)
-    module = model.trainable_encoder() if model.tuned_encoder else None
-    torch.save({"step": step, "adapter": model.adapter.state_dict(),
-                **({"encoder": module.state_dict()} if module is not None else {}),
-                "lora": [p.detach().clone() for p in lora_params],
-                "optimizer": optim.state_dict(), "schedule": schedule.state_dict(),
+    torch.save({"step": step, **weights, **optimizer, "schedule": schedule.state_dict(),
                 "losses": losses, "config": config}, tmp / "trainer_state.pt")
     tmp.rename(folder)  # a checkpoint exists whole or not at all
     for old in out.glob("checkpoint-*"):

@@ -12,9 +12,10 @@ encoder too with `train.unfreeze_encoder` when the model has a trainable one (at
 
 Scale-out: the trainable parts and the optimiser go through `Accelerator.prepare`, so whatever
 `accelerate config` / `accelerate launch` (or torchrun) sets up applies: one process, DDP on
-CPUs (gloo) or GPUs (NCCL). Each process takes its share of every global batch (a seeded draw
-of `batch_size` x processes pairs). Checkpoints hold the trainable weights, the optimiser and
-the step; a rerun with the same output folder resumes from the latest one.
+CPUs (gloo) or GPUs (NCCL), FSDP (on CPUs too: see `sharding`). Each process takes its share
+of every global batch (a seeded draw of `batch_size` x processes pairs). Checkpoints hold the
+trainable weights, the optimiser and the step (gathered whole under FSDP); a rerun with the
+same output folder resumes from the latest one.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from speechllm.data import Item, read_manifest
 from speechllm.errors import AudioError
 from speechllm.lm import precision
 from speechllm.lm.lora import add_lora
-from speechllm.train import checkpoint
+from speechllm.train import checkpoint, sharding
 from speechllm.train.base import ConfigError, Trainable, TrainResult
 from speechllm.train.config import TrainConfig, examples
 
@@ -43,7 +44,8 @@ if TYPE_CHECKING:
 
 def _step_module(model: Trainable, encoder: nn.Module | None) -> nn.Module:
     """The trainable parts as one torch module whose forward is the model's loss: what
-    accelerate wraps (DDP arms its gradient averaging in the wrapper's forward)."""
+    accelerate wraps (DDP arms its gradient averaging in the wrapper's forward; FSDP gathers
+    the sharded weights in it, so a trainable encoder runs inside it too)."""
     torch = require("torch", "latent")
 
     class Step(torch.nn.Module):  # type: ignore[name-defined]
@@ -53,8 +55,12 @@ def _step_module(model: Trainable, encoder: nn.Module | None) -> nn.Module:
             if encoder is not None:
                 self.encoder = encoder
 
-        def forward(self, states: Tensor, lengths: Tensor, instructions: list[str],
-                    answers: list[Any]) -> Tensor:
+        def forward(self, states: Tensor | None, lengths: Tensor | None,
+                    instructions: list[str], answers: list[Any],
+                    audios: list[Any] | None = None) -> Tensor:
+            if audios is not None:
+                states, lengths = model.encode_audio(audios)
+            assert states is not None and lengths is not None
             return model.loss(states, lengths, instructions, answers)
 
     return Step()
@@ -64,10 +70,10 @@ def train(config: TrainConfig, progress: Callable[[int, int, float], None] | Non
           ) -> TrainResult:
     """Train (or resume) and save the model to `<output>/final`."""
     torch = require("torch", "latent")
-    accelerate = require("accelerate", "latent")
     from speechllm.audio import load
 
-    acc = accelerate.Accelerator(cpu=not torch.cuda.is_available())
+    acc = sharding.accelerator()
+    shard = sharding.sharded(acc)
     s = config.train
     out = Path(s.output)
     torch.manual_seed(s.seed)
@@ -94,7 +100,9 @@ def train(config: TrainConfig, progress: Callable[[int, int, float], None] | Non
     model.adapter.to(device)
     model.adapter.train()
     mixed = precision.resolve(s.autocast, device.type)
-    if mixed == "bf16":  # every step runs under autocast; the LLM's body is frozen
+    # every step runs under autocast; the LLM's body is frozen. Not under FSDP: one sharded
+    # group holds one dtype, and the frozen body is sharded anyway.
+    if mixed == "bf16" and not shard:
         precision.store_frozen_bf16(model.lm)
     groups: list[dict[str, Any]] = [{"params": list(model.adapter.parameters()), "lr": s.lr}]
     lora_params = [p for p in model.lm.parameters() if p.requires_grad]
@@ -122,8 +130,10 @@ def train(config: TrainConfig, progress: Callable[[int, int, float], None] | Non
     schedule = torch.optim.lr_scheduler.LambdaLR(optim, lambda k: min(1.0, (k + 1) / max(
         1, s.warmup)) * 0.5 * (1 + math.cos(math.pi * min(1.0, k / s.steps))))
     wrapped, optim = acc.prepare(_step_module(model, encoder), optim)
+    # FSDP puts new (sharded) parameters in the modules: look the LoRA ones up again
+    lora_params = [p for p in model.lm.parameters() if p.requires_grad]
     if resumed:
-        optim.load_state_dict(resumed["optimizer"])
+        sharding.load_optimizer_state(acc, wrapped, optim, resumed)
         schedule.load_state_dict(resumed["schedule"])
 
     audios: list[Any] = []
@@ -142,15 +152,17 @@ def train(config: TrainConfig, progress: Callable[[int, int, float], None] | Non
                         rng.choice(rng.choices(groups_of_pairs, weights)[0])
                         for _ in range(s.batch_size * world)]
         mine = global_batch[rank::world]
+        states = lengths = clips = None
         if encoder is not None:
-            states, lengths = model.encode_audio([audios[i] for i, _, _ in mine])
+            clips = [audios[i] for i, _, _ in mine]
         else:
             # (B, T, D) states for an encoder, (B, T) unit ids for a token model
             states = torch.nn.utils.rnn.pad_sequence([cache[i] for i, _, _ in mine],
                                                      batch_first=True)
             lengths = torch.tensor([cache[i].shape[0] for i, _, _ in mine])
         with precision.autocast(mixed, device.type):
-            loss = wrapped(states, lengths, [q for _, q, _ in mine], [a for _, _, a in mine])
+            loss = wrapped(states, lengths, [q for _, q, _ in mine], [a for _, _, a in mine],
+                           clips)
         optim.zero_grad()
         acc.backward(loss)
         acc.clip_grad_norm_(wrapped.parameters(), 1.0)
@@ -161,12 +173,22 @@ def train(config: TrainConfig, progress: Callable[[int, int, float], None] | Non
         losses.append(value)
         if progress and acc.is_main_process:
             progress(step, s.steps, value)
-        if acc.is_main_process and (step % s.checkpoint_every == 0 or step == s.steps):
-            checkpoint.save(out, step, model, lora_params, optim, schedule, losses,
-                            config.to_dict())
+        if step % s.checkpoint_every == 0 or step == s.steps:
+            # every process: gathering a sharded state takes them all
+            trained = sharding.trained_weights(model, encoder, lora_params)
+            optimizer = sharding.optimizer_state(acc, wrapped, optim)
+            if acc.is_main_process:
+                checkpoint.save(out, step, trained, optimizer, schedule, losses,
+                                config.to_dict())
         acc.wait_for_everyone()
     elapsed = time.perf_counter() - began
     curve = out / "loss.png"
+    if shard:
+        # the modules hold shards: gather the trained weights into a fresh copy and save that
+        trained = sharding.trained_weights(model, encoder, lora_params)
+        if acc.is_main_process:
+            model = _unsharded(config, trained, encoder is not None)
+            encoder = model.trainable_encoder() if encoder is not None else None
     if acc.is_main_process:
         model.adapter.eval()
         if encoder is not None:
@@ -190,7 +212,18 @@ def train(config: TrainConfig, progress: Callable[[int, int, float], None] | Non
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     per_step = elapsed / max(1, step - first_step)
     return TrainResult(final, step, losses[-1] if losses else float("nan"), per_step, peak,
-                       curve, world, tuple(losses), mixed)
+                       curve, world, tuple(losses), mixed, sharding.label(acc))
+
+
+def _unsharded(config: TrainConfig, weights: dict[str, Any], tuned_encoder: bool) -> Trainable:
+    """A plain (CPU) copy of the model holding the gathered trained weights."""
+    model = config.build()
+    add_lora(model, config.model)
+    encoder = model.trainable_encoder() if tuned_encoder else None
+    sharding.load_weights(weights, model, encoder,
+                          [p for p in model.lm.parameters() if p.requires_grad])
+    model.tuned_encoder = tuned_encoder
+    return model
 
 
 def _encode_all(model: Trainable, items: list[Item], out: Path) -> list[Tensor]:
