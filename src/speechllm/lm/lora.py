@@ -4,9 +4,12 @@ them, so loading needs nothing from here)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from speechllm._optional import require
+
+if TYPE_CHECKING:
+    from torch import nn
 
 # LoRA's usual place (the LoRA paper's choice); a list such as all seven of a Llama-style
 # block's projections gives the LLM more to learn with
@@ -22,7 +25,19 @@ def lora_modules(value: Any, where: str = "model") -> tuple[str, ...]:
     return tuple(value)
 
 
-def add_lora(model: Any, settings: Any) -> None:
+class LoraSettings(Protocol):
+    @property
+    def lora_rank(self) -> int: ...
+
+    @property
+    def lora_modules(self) -> tuple[str, ...]: ...
+
+
+class HasLM(Protocol):
+    lm: nn.Module
+
+
+def add_lora(model: HasLM, settings: LoraSettings) -> None:
     """Wrap `model.lm` in LoRA as `settings` (a model config with `lora_rank` and
     `lora_modules`) asks; nothing at rank 0. ValueError names layers the LLM lacks."""
     if not settings.lora_rank:

@@ -14,8 +14,11 @@ linear layers once: the same products, without the copies.
 
 from __future__ import annotations
 
-from contextlib import nullcontext
-from typing import Any
+from contextlib import AbstractContextManager, nullcontext
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from torch import nn
 
 CHOICES = ("auto", "bf16", "off")
 
@@ -42,7 +45,7 @@ def resolve(setting: str, device_type: str) -> str:
     return setting
 
 
-def autocast(precision: str, device_type: str) -> Any:
+def autocast(precision: str, device_type: str) -> AbstractContextManager[Any]:
     """The context a training step's forward pass runs in (backward follows its dtypes)."""
     import torch
 
@@ -51,7 +54,7 @@ def autocast(precision: str, device_type: str) -> Any:
     return nullcontext()
 
 
-def store_frozen_bf16(module: Any) -> int:
+def store_frozen_bf16(module: nn.Module) -> int:
     """Keep `module`'s frozen linear weights in bfloat16; returns how many values were
     converted. Under bfloat16 autocast the step's products are then the very same (autocast
     rounds those weights to bfloat16 anyway) without rounding a copy of each at every

@@ -63,10 +63,7 @@ class Trainable(Protocol):
     config: Any  # the approach's own config type, a ModelConfig
     tuned_encoder: bool  # set by the trainer when the encoder's weights train
 
-    @property
-    def lm(self) -> nn.Module:
-        """The causal LM; LoRA wraps it (`speechllm.lm.lora.add_lora` replaces it)."""
-        ...
+    lm: nn.Module  # the causal LM; LoRA wraps it (`speechllm.lm.lora.add_lora` replaces it)
 
     @property
     def adapter(self) -> nn.Module:

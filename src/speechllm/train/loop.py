@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from speechllm._optional import require
+from speechllm.audio import Audio
 from speechllm.data import Item, read_manifest
 from speechllm.errors import AudioError
 from speechllm.lm import precision
@@ -57,7 +58,7 @@ def _step_module(model: Trainable, encoder: nn.Module | None) -> nn.Module:
 
         def forward(self, states: Tensor | None, lengths: Tensor | None,
                     instructions: list[str], answers: list[Any],
-                    audios: list[Any] | None = None) -> Tensor:
+                    audios: list[Audio] | None = None) -> Tensor:
             if audios is not None:
                 states, lengths = model.encode_audio(audios)
             assert states is not None and lengths is not None
@@ -136,8 +137,8 @@ def train(config: TrainConfig, progress: Callable[[int, int, float], None] | Non
         sharding.load_optimizer_state(acc, wrapped, optim, resumed)
         schedule.load_state_dict(resumed["schedule"])
 
-    audios: list[Any] = []
-    cache: list[Any] = []
+    audios: list[Audio] = []
+    cache: list[Tensor] = []
     if encoder is None:  # a frozen encoder's states are computed once for the whole set
         cache = _encode_all(model, items, out)
     else:
