@@ -29,6 +29,15 @@ def sound_key(text: str) -> str:
     return re.sub(r"(.)\1+", r"\1", skeleton.translate(_SOUNDS))
 
 
+@lru_cache(maxsize=8192)
+def vowelled_key(text: str) -> str:
+    """Like `sound_key`, but words run together and each run of vowels kept as one "a": the
+    beat of a name as well as its consonants. Where the consonant key of a short name matches
+    many runs of words by chance, this one tells them apart ("Wagadudu" for Ouagadougou)."""
+    letters = re.sub(r"[^a-z]", "", re.sub(r"'s\b", "", text.lower()).replace("ph", "f"))
+    return re.sub(r"(.)\1+", r"\1", re.sub(r"[aeiouy]+", "a", letters).translate(_SOUNDS))
+
+
 def sounds_alike(one: str, other: str, floor: float) -> bool:
     """Whether two short phrases have the same key, or keys of 3 letters or more at least
     `floor` (0-1) similar. Keys of one or two letters are too coarse to compare loosely

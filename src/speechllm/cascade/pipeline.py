@@ -72,6 +72,9 @@ class CascadeConfig:
     context_hotwords: str = "shortlist"
     shortlist_size: int = Shortlist.size  # at most this many phrases in the second pass
     shortlist_floor: float = Shortlist.floor  # how alike (0-1) a run must sound to a phrase
+    # no second pass where the first is at least this sure of every segment (mean token
+    # log-probability)
+    shortlist_sure: float = Shortlist.sure
     # tool calls decoded under a grammar from the tools' schemas (local LLMs; a server's
     # calls are checked either way); False: the model writes them freely (docs/tools.md)
     constrained_tools: bool = True
@@ -160,8 +163,10 @@ class CascadeSpeechLM:
                              for p, c in zip(parts, chosen, strict=True))
         if context and context.phrases and self.config.context_hotwords == "shortlist":
             with clock.span("asr_listed"):  # a second pass, where a phrase sounds likely
+                sure = min((s.avg_logprob for s in segments), default=float("-inf"))
                 text = hear_listed(self.asr, audio, options, text, context.phrases, Shortlist(
-                    self.config.shortlist_size, self.config.shortlist_floor))
+                    self.config.shortlist_size, self.config.shortlist_floor,
+                    self.config.shortlist_sure), sure)
         if context and context.phrases and self.config.phrase_match < 1.0:
             text = PhraseSpotter(self.config.phrase_match).apply(text, context.phrases)
         for s in clock.freeze().spans:

@@ -103,7 +103,8 @@ def transcribe(
                 if bias.phrases:  # as the cascade does by default: a second pass with the
                     # phrases that sound likely as hotwords, then (if on) the phrase spotter
                     text = hear_listed(asr, audio, options, result.text, bias.phrases,
-                                       Shortlist())
+                                       Shortlist(), min((s.avg_logprob for s in result.segments),
+                                                        default=float("-inf")))
                     if spot < 1.0:
                         text = PhraseSpotter(spot).apply(text, bias.phrases)
                     result = dataclasses.replace(result, text=text)
