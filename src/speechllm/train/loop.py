@@ -10,10 +10,11 @@ What trains: the model's adapter; LoRA on the LLM when `model.lora_rank` > 0 (pe
 encoder too with `train.unfreeze_encoder` when the model has a trainable one (at
 `train.encoder_lr`). A frozen encoder's states are computed once, before the first step.
 
-Scale-out: the trainable parts and the optimiser go through `Accelerator.prepare`, so whatever
-`accelerate config` / `accelerate launch` (or torchrun) sets up applies: one process, DDP on
-CPUs (gloo) or GPUs (NCCL), FSDP (on CPUs too: see `sharding`). Each process takes its share
-of every global batch (a seeded draw of `batch_size` x processes pairs). Checkpoints hold the
+Scale-out: the trainable parts, the optimiser and the batches go through
+`Accelerator.prepare`, so whatever `accelerate config` / `accelerate launch` (or torchrun) sets
+up applies: one process, DDP on CPUs (gloo) or GPUs (NCCL), FSDP (on CPUs too: see
+`sharding`). Each process takes its share of every global batch (a seeded draw of
+`batch_size` x processes pairs, sharded by accelerate). Checkpoints hold the
 trainable weights, the optimiser and the step (gathered whole under FSDP); a rerun with the
 same output folder resumes from the latest one.
 """
@@ -25,7 +26,7 @@ import math
 import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +41,7 @@ from speechllm.train.base import ConfigError, Trainable, TrainResult
 from speechllm.train.config import TrainConfig, examples
 
 if TYPE_CHECKING:
+    from accelerate import Accelerator
     from torch import Tensor, nn
 
 
@@ -144,15 +146,13 @@ def train(config: TrainConfig, progress: Callable[[int, int, float], None] | Non
     else:
         audios = [load(it.audio) for it in items]
 
-    rng = random.Random(s.seed * 1000 + step)  # resumed runs draw fresh, reproducible batches
-    world, rank = acc.num_processes, acc.process_index
+    # resumed runs draw fresh, reproducible batches
+    batches = _batches(acc, pairs, groups_of_pairs, weights, s.seed * 1000 + step, s.batch_size)
+    world = acc.num_processes
     began = time.perf_counter()
     first_step = step
     while step < s.steps:
-        global_batch = [rng.choice(pairs) if len(groups_of_pairs) == 1 else
-                        rng.choice(rng.choices(groups_of_pairs, weights)[0])
-                        for _ in range(s.batch_size * world)]
-        mine = global_batch[rank::world]
+        mine = next(batches)
         states = lengths = clips = None
         if encoder is not None:
             clips = [audios[i] for i, _, _ in mine]
@@ -214,6 +214,25 @@ def train(config: TrainConfig, progress: Callable[[int, int, float], None] | Non
     per_step = elapsed / max(1, step - first_step)
     return TrainResult(final, step, losses[-1] if losses else float("nan"), per_step, peak,
                        curve, world, tuple(losses), mixed, sharding.label(acc))
+
+
+def _batches(acc: Accelerator, pairs: list[Any], groups: list[list[Any]], weights: list[float],
+             seed: int, batch_size: int) -> Iterator[list[Any]]:
+    """This process's (item, instruction, answer) rows of each step: one seeded stream of
+    draws (with replacement; across manifests by their weights) through a DataLoader that
+    accelerate's `prepare` shards, so the processes of a step share one global batch of
+    `batch_size` x processes rows and any number of processes trains on the same rows."""
+    torch = require("torch", "latent")
+
+    class Draws(torch.utils.data.IterableDataset):  # type: ignore[name-defined]
+        def __iter__(self) -> Iterator[Any]:
+            rng = random.Random(seed)
+            while True:
+                yield (rng.choice(pairs) if len(groups) == 1 else
+                       rng.choice(rng.choices(groups, weights)[0]))
+
+    loader = torch.utils.data.DataLoader(Draws(), batch_size=batch_size, collate_fn=list)
+    return iter(acc.prepare(loader))
 
 
 def _unsharded(config: TrainConfig, weights: dict[str, Any], tuned_encoder: bool) -> Trainable:

@@ -37,9 +37,16 @@ def accelerator() -> Accelerator:
     torch = require("torch", "latent")
     accelerate = require("accelerate", "latent")
     from accelerate.state import PartialState
-    from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
+    from accelerate.utils import (
+        DataLoaderConfiguration,
+        DistributedType,
+        FullyShardedDataParallelPlugin,
+    )
 
-    acc = accelerate.Accelerator(cpu=not torch.cuda.is_available())
+    # each process draws the batch stream itself and keeps its share (a stream of Python
+    # rows cannot be sent from one process to the others, as dispatching would)
+    acc = accelerate.Accelerator(cpu=not torch.cuda.is_available(),
+                                 dataloader_config=DataLoaderConfiguration(dispatch_batches=False))
     if not (fsdp_requested() and acc.distributed_type == DistributedType.MULTI_CPU):
         return acc
     if os.environ.get("FSDP_VERSION", "2") != "2":
