@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from postprocess_tune import errors, paired, split  # bench/ is on sys.path when run
+from postprocess_tune import errors, print_tables, split  # bench/ is on sys.path when run
 
 from speechllm.cascade.postprocess import GatedRescoring, Rescored, choose
 from speechllm.text_norm import word_errors
@@ -71,24 +71,7 @@ def main() -> None:
     if best is None:
         return
     rules = {"rescore, gated (shipped)": gated, f"MBR {best}": mbr(*best)}
-    for part_name in ("test", "dev"):
-        print(f"## {part_name}\n")
-        print("| set | utterances | 1-best | " + " | ".join(rules) + " |")
-        print("|---" * (len(rules) + 3) + "|")
-        for s in sets:
-            data = by[s, part_name]
-            if not data:
-                continue
-            base, words = errors(data, one_best)
-            cells = []
-            for f in rules.values():
-                new, _ = errors(data, f)
-                w, rel, low, high = paired(base, new, words)
-                cells.append(f"{w:.4f} ({rel:+.1%}; {low:+.4f}, {high:+.4f})")
-            print(f"| {s} | {len(data)} | {base.sum() / words.sum():.4f} | "
-                  + " | ".join(cells) + " |")
-        print()
-
+    print_tables(by, sets, one_best, "1-best", rules)
 
 if __name__ == "__main__":
     main()

@@ -68,6 +68,30 @@ def rule(g: GatedRescoring) -> Callable[[dict], str]:
                                 for h in part["hyps"]], g)
 
 
+def print_tables(by: dict[tuple[str, str], list[Row]], sets: list[str],
+                 base_rule: Callable[[dict], str], base_name: str,
+                 rules: dict[str, Callable[[dict], str]]) -> None:
+    """Held-out ("test") then dev: each set's WER under `base_rule` and under each rule, with
+    the relative change and the paired 95% interval of the difference."""
+    for part_name in ("test", "dev"):
+        print(f"## {part_name}\n")
+        print(f"| set | utterances | {base_name} | " + " | ".join(rules) + " |")
+        print("|---" * (len(rules) + 3) + "|")
+        for s in sets:
+            data = by[s, part_name]
+            if not data:
+                continue
+            base, words = errors(data, base_rule)
+            cells = []
+            for f in rules.values():
+                new, _ = errors(data, f)
+                w, rel, low, high = paired(base, new, words)
+                cells.append(f"{w:.4f} ({rel:+.1%}; {low:+.4f}, {high:+.4f})")
+            print(f"| {s} | {len(data)} | {base.sum() / words.sum():.4f} | "
+                  + " | ".join(cells) + " |")
+        print()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("cache", type=Path)
@@ -123,24 +147,7 @@ def main() -> None:
             return memo[key]
 
         rules["correct, gated (same gate)"] = corrected
-    for part_name in ("test", "dev"):
-        print(f"## {part_name}\n")
-        print("| set | utterances | none | " + " | ".join(rules) + " |")
-        print("|---" * (len(rules) + 3) + "|")
-        for s in sets:
-            data = by[s, part_name]
-            if not data:
-                continue
-            base, words = errors(data, none)
-            cells = []
-            for f in rules.values():
-                new, _ = errors(data, f)
-                w, rel, low, high = paired(base, new, words)
-                cells.append(f"{w:.4f} ({rel:+.1%}; {low:+.4f}, {high:+.4f})")
-            print(f"| {s} | {len(data)} | {base.sum() / words.sum():.4f} | "
-                  + " | ".join(cells) + " |")
-        print()
-
+    print_tables(by, sets, none, "none", rules)
 
 if __name__ == "__main__":
     main()
