@@ -182,6 +182,9 @@ class Response:
     segments: tuple[Segment, ...] = ()
     tool_calls: tuple[ToolCall, ...] = ()  # calls the model made instead of (or after) text
     usage: Usage | None = None  # the LLM's token counts, where the approach knows them
+    # the language the user's speech was heard as (ISO code), where the approach knows it: the
+    # one asked for, else the one the recogniser detected
+    language: str | None = None
 
 
 # --- stream events -------------------------------------------------------------------------

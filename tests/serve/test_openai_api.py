@@ -77,6 +77,23 @@ def test_a_transcription_told_the_language_is_heard_in_it(client):
                                                file=("hours.wav", wav, "audio/wav"))
 
 
+def test_verbose_json_reports_the_language_the_speech_was_heard_in(client):
+    """Untold, verbose_json names the language the recogniser detected (it used to say "en"
+    whatever was spoken); told, the one it was told."""
+    spanish = espeak("Buenos días. ¿Dónde está la estación de tren?", "es")
+    heard = client.audio.transcriptions.create(model="whisper-1", response_format="verbose_json",
+                                               file=("tren.wav", spanish, "audio/wav"))
+    assert heard.language == "es" and "estación" in heard.text.lower(), heard
+    with QUESTION.open("rb") as f:
+        english = client.audio.transcriptions.create(model="whisper-1", file=f,
+                                                     response_format="verbose_json")
+    assert english.language == "en"
+    told = client.audio.transcriptions.create(model="whisper-1", response_format="verbose_json",
+                                              language="en",
+                                              file=("tren.wav", spanish, "audio/wav"))
+    assert told.language == "en"
+
+
 def test_speech_round_trips_through_whisper(client):
     said = "The train leaves at nine in the morning."
     wav = client.audio.speech.create(model="tts-1", voice="alloy", input=said,

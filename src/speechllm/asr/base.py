@@ -79,6 +79,7 @@ class SegmentHypotheses:
     start: float  # seconds in the audio given
     end: float
     hypotheses: tuple[Hypothesis, ...]  # best first: the plain transcript's text leads
+    language: str | None = None  # what it was decoded as (ISO code), where the ASR knows
 
 
 class ASR(Protocol):

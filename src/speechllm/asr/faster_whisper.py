@@ -156,9 +156,9 @@ class FasterWhisperASR:
         samples = self._samples(audio)
         duration = len(samples) / RATE
         if len(samples) <= (o.window_seconds or WINDOW_SECONDS) * RATE:
-            _, hyps = self._beam(samples, n, o)
+            language, hyps = self._beam(samples, n, o)
             if not looping(hyps[0].text):
-                return [SegmentHypotheses(0.0, duration, tuple(hyps))]
+                return [SegmentHypotheses(0.0, duration, tuple(hyps), language)]
         plain = self._transcribe_full(samples, replace(o, word_timestamps=False))
         alone = replace(o, window_seconds=None, language=plain.language)
         out = []
@@ -172,7 +172,8 @@ class FasterWhisperASR:
                 piece = samples[int(start * RATE): int(end * RATE)]
                 others = [h for h in self._beam(piece, n, alone)[1]
                           if h.text and h.text != seg.text and not looping(h.text)]
-            out.append(SegmentHypotheses(seg.start, seg.end, (lead, *others[: n - 1])))
+            out.append(SegmentHypotheses(seg.start, seg.end, (lead, *others[: n - 1]),
+                                         plain.language))
         return out
 
     def _beam(self, samples: np.ndarray, n: int, o: ASROptions

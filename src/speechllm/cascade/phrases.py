@@ -132,6 +132,11 @@ def _plain(word: str) -> str:
     return re.sub(r"[^\w']", "", word.lower())
 
 
+def _bare(word: str) -> str:
+    """A word as a phrase lists it: "Xiomara's" is the listed "Xiomara" with a possessive."""
+    return re.sub(r"'s$", "", _plain(word))
+
+
 def take_phrases(first: str, second: str, phrases: Sequence[str], alike: float = 0.5) -> str:
     """`first`, with the stretches where `second` differs taken from `second` only when they
     bring in words of `phrases` in place of words that sound `alike` (0-1): the second pass,
@@ -139,12 +144,12 @@ def take_phrases(first: str, second: str, phrases: Sequence[str], alike: float =
     pass is kept word for word, and a name is never written over words that sound unlike it
     (a bias-prompted Whisper may write a listed name where someone else's was said)."""
     a, b = first.split(), second.split()
-    listed = {_plain(w) for p in phrases for w in p.split()} - {""}
+    listed = {_bare(w) for p in phrases for w in p.split()} - {""}
     out: list[str] = []
     matcher = difflib.SequenceMatcher(a=[_plain(w) for w in a], b=[_plain(w) for w in b],
                                       autojunk=False)
     for op, i1, i2, j1, j2 in matcher.get_opcodes():
-        new = {_plain(w) for w in b[j1:j2]} - {_plain(w) for w in a[i1:i2]}
+        new = {_bare(w) for w in b[j1:j2]} - {_bare(w) for w in a[i1:i2]}
         was, now = sound_key(" ".join(a[i1:i2])), sound_key(" ".join(b[j1:j2]))
         # as long as what it replaces, too: a name is not several lost words
         takes = op != "equal" and bool(new & listed) and bool(was) and \

@@ -126,8 +126,9 @@ class CascadeSpeechLM:
     # -- the work ------------------------------------------------------------------------
 
     def _hear(self, request: Request, clock: Stopwatch,
-              emit: Callable[[Event], None]) -> tuple[str, tuple[Segment, ...]]:
-        """(transcript, its timed segments in seconds of the request's audio)."""
+              emit: Callable[[Event], None]) -> tuple[str, tuple[Segment, ...], str | None]:
+        """(transcript, its timed segments in seconds of the request's audio, the language it
+        was heard as)."""
         assert request.audio is not None
         audio, offset = request.audio, 0.0
         if self.vad is not None:
@@ -145,13 +146,15 @@ class CascadeSpeechLM:
             options = replace(options, initial_prompt=context.text.strip() or None,
                               hotwords=hot or None)
         segments: tuple[Segment, ...] = ()
+        language = options.language
         post = self.postprocess if request.intent != "translate" else None
         with clock.span("asr"):
             if post is not None:  # one N-best list per segment of any length of audio
                 parts = self.asr.nbest_segments(audio, self.config.nbest, options)
+                language = next((p.language for p in parts if p.language), language)
             else:
                 heard = self.asr.transcribe(audio, options)
-                text = heard.text
+                text, language = heard.text, heard.language or language
                 segments = tuple(replace(s, start=s.start + offset, end=s.end + offset)
                                  for s in heard.segments)
         if post is not None:
@@ -173,19 +176,19 @@ class CascadeSpeechLM:
             emit(SpanEvent(s))
         if not text.strip():
             raise NoSpeechError("the speech recogniser heard no words")
-        return text.strip(), segments
+        return text.strip(), segments, language
 
     def _run(self, request: Request, emit: Callable[[Event], None],
              cancel: threading.Event) -> None:
         clock = Stopwatch()
-        transcript = None
+        transcript = language = None
         if request.audio is not None:
-            transcript, segments = self._hear(request, clock, emit)
+            transcript, segments, language = self._hear(request, clock, emit)
             emit(TranscriptEvent(transcript))
             if request.intent != "respond":
                 clock.mark_text()
                 emit(Done(Response(transcript, transcript, None, clock.freeze(),
-                                   request.history, segments)))
+                                   request.history, segments, language=language)))
                 return
         user = transcript if transcript is not None else (request.text or "").strip()
         said = () if request.continues_tools and not user else (Message("user", user),)
@@ -252,7 +255,8 @@ class CascadeSpeechLM:
         audio = Audio.concat(audio_parts) if audio_parts else None
         emit(Done(Response(answer, transcript, audio, timings, history,
                            tool_calls=tuple(calls),
-                           usage=self._usage(request, messages, answer, calls))))
+                           usage=self._usage(request, messages, answer, calls),
+                           language=language)))
 
     def _usage(self, request: Request, messages: list[Message], answer: str,
                calls: list[ToolCall]) -> Usage | None:

@@ -86,12 +86,14 @@ async def _speech_to_text(request: Request, file: UploadFile, response_format: s
                     want_audio=False, context=context, language=spoken)
         try:
             answer = await s.gate.held(s.model.respond, turn)
-            text, segments = answer.text, answer.segments
+            text, segments, heard_as = answer.text, answer.segments, answer.language
         except NoSpeechError:  # silence is not an error: it transcribes to nothing
-            text, segments = "", ()
+            text, segments, heard_as = "", (), None
     if text and not segments:  # approaches that do not time their words: one segment
         segments = (Segment(0.0, audio.duration, text, 0.0, 0.0),)
-    language = "english" if intent == "translate" else (spoken or "en")
+    # the language asked for, else the one the recogniser heard (approaches that do not say:
+    # "en", as before)
+    language = "english" if intent == "translate" else (spoken or heard_as or "en")
     if response_format == "text":
         return PlainTextResponse(text + "\n")
     if response_format == "srt":
