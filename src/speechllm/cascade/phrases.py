@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from rapidfuzz import fuzz
 
-from speechllm.asr.base import ASR, ASROptions
+from speechllm.asr.base import ASR, ASROptions, Segment
 from speechllm.audio import Audio
 from speechllm.sounds import sound_key, vowelled_key
 
@@ -156,6 +156,12 @@ def take_phrases(first: str, second: str, phrases: Sequence[str], alike: float =
             abs(len(was) - len(now)) <= 0.4 * len(now) and fuzz.ratio(was, now) / 100 >= alike
         out.extend(b[j1:j2] if takes else a[i1:i2])
     return " ".join(out)
+
+
+def least_sure(segments: Iterable[Segment]) -> float:
+    """How sure the recogniser was of its least sure segment (mean token log-probability):
+    what `hear_listed` gates its second pass on."""
+    return min((s.avg_logprob for s in segments), default=float("-inf"))
 
 
 def hear_listed(asr: ASR, audio: Audio, options: ASROptions, text: str,

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from speechllm.asr.base import ASR, ASROptions, Segment
 from speechllm.audio import Audio
 from speechllm.cascade.clauses import ClauseSplitter, speakable
-from speechllm.cascade.phrases import PhraseSpotter, Shortlist, hear_listed
+from speechllm.cascade.phrases import PhraseSpotter, Shortlist, hear_listed, least_sure
 from speechllm.cascade.postprocess import PostProcessor
 from speechllm.errors import NoSpeechError
 from speechllm.llm.base import ChatLLM, GenerationOptions, ToolSet, stream_tools
@@ -166,10 +166,9 @@ class CascadeSpeechLM:
                              for p, c in zip(parts, chosen, strict=True))
         if context and context.phrases and self.config.context_hotwords == "shortlist":
             with clock.span("asr_listed"):  # a second pass, where a phrase sounds likely
-                sure = min((s.avg_logprob for s in segments), default=float("-inf"))
                 text = hear_listed(self.asr, audio, options, text, context.phrases, Shortlist(
                     self.config.shortlist_size, self.config.shortlist_floor,
-                    self.config.shortlist_sure), sure)
+                    self.config.shortlist_sure), least_sure(segments))
         if context and context.phrases and self.config.phrase_match < 1.0:
             text = PhraseSpotter(self.config.phrase_match).apply(text, context.phrases)
         for s in clock.freeze().spans:

@@ -81,7 +81,7 @@ def transcribe(
 ) -> None:
     """Transcribe (or translate into English) audio files with Whisper."""
     from speechllm.asr.base import ASR_BACKENDS, ASROptions
-    from speechllm.cascade.phrases import PhraseSpotter, Shortlist, hear_listed
+    from speechllm.cascade.phrases import PhraseSpotter, Shortlist, hear_listed, least_sure
     from speechllm.cascade.pipeline import CascadeConfig
 
     spot = CascadeConfig.phrase_match  # the cascade's default
@@ -103,8 +103,7 @@ def transcribe(
                 if bias.phrases:  # as the cascade does by default: a second pass with the
                     # phrases that sound likely as hotwords, then (if on) the phrase spotter
                     text = hear_listed(asr, audio, options, result.text, bias.phrases,
-                                       Shortlist(), min((s.avg_logprob for s in result.segments),
-                                                        default=float("-inf")))
+                                       Shortlist(), least_sure(result.segments))
                     if spot < 1.0:
                         text = PhraseSpotter(spot).apply(text, bias.phrases)
                     result = dataclasses.replace(result, text=text)
