@@ -102,6 +102,17 @@ HELD_OUT_6_INTERRUPTIONS = ["wait a minute", "stop, stop", "no no, wait", "what 
                             "hang on, please", "can I ask something?",
                             "that's not what I asked", "please be quiet", "how big is it?",
                             "actually, tell me about Rome"]
+# A seventh, fixed and committed before any run, when short clips began to be read again
+# with the backchannels' words alone and cut clips that begin with one to wait for the pause:
+# new voices and new phrases.
+HELD_OUT_7_VOICES = ["espeak:en-us+m6", "espeak:en-gb-scotland+m3", "espeak:en-gb-x-gbcwmd+m4"]
+HELD_OUT_7_BACKCHANNELS = ["yeah, got it", "oh, okay, sure", "right, I see", "cool, cool",
+                           "mm-hm, yeah", "okay, alright", "yes, right", "oh, I see, okay",
+                           "uh-huh, yep", "good, right"]
+HELD_OUT_7_INTERRUPTIONS = ["wait, hold on", "stop, that's enough", "no, listen",
+                            "what about Lisbon?", "hang on a second", "can you start again?",
+                            "that's not correct", "tell me about the history",
+                            "sorry, can I ask?", "how tall is it?"]
 SPLITS = {"dev": (DEV_VOICES, BACKCHANNELS, INTERRUPTIONS),
           "held-out": (HELD_OUT_VOICES, BACKCHANNELS, INTERRUPTIONS),
           "held-out-2": (HELD_OUT_2_VOICES, HELD_OUT_2_BACKCHANNELS, HELD_OUT_2_INTERRUPTIONS),
@@ -113,7 +124,9 @@ SPLITS = {"dev": (DEV_VOICES, BACKCHANNELS, INTERRUPTIONS),
           "held-out-5": (HELD_OUT_5_VOICES, HELD_OUT_5_BACKCHANNELS,
                          HELD_OUT_5_INTERRUPTIONS),
           "held-out-6": (HELD_OUT_6_VOICES, HELD_OUT_6_BACKCHANNELS,
-                         HELD_OUT_6_INTERRUPTIONS)}
+                         HELD_OUT_6_INTERRUPTIONS),
+          "held-out-7": (HELD_OUT_7_VOICES, HELD_OUT_7_BACKCHANNELS,
+                         HELD_OUT_7_INTERRUPTIONS)}
 INSTRUCTIONS = "Answer in at least eight full sentences, with many details."
 
 

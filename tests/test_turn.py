@@ -82,9 +82,42 @@ def test_the_judge_tells_backchannels_echo_and_unclear_words_from_interruptions(
         "Haha, ok.": "backchannel", "Ha ha, okay.": "backchannel", "STOP!": "interruption",
         "NO!": "interruption", "WAIT, WAIT!": "interruption",
         "What about the USA?": "interruption"}
+    # a clip cut while the user is still talking that begins with an acknowledgement waits
+    # for their pause; one with a call to stop, or no acknowledgement first, does not wait
+    cut = {text: judge.classify(text, ANSWER, finished=False).kind for text in (
+        "Sure, I'm", "Okay, yeah the fact", "Okay, what about", "Tell me about", "Uh-huh.")}
+    assert cut == {"Sure, I'm": "unclear", "Okay, yeah the fact": "unclear",
+                   "Okay, what about": "interruption", "Tell me about": "interruption",
+                   "Uh-huh.": "backchannel"}
+    assert judge.classify("Sure, I'm", ANSWER).kind == "interruption"  # said, then a pause
+    # a word heard as a call to stop is not matched away by sound ("not yet" ~ "yep")
+    assert judge.classify("No, not yet, not yet.", ANSWER).kind == "interruption"
     own = BargeInJudge(asr=None, backchannels=["roger"])  # type: ignore[arg-type]
     assert own.classify("Roger.", ANSWER).kind == "backchannel"
     assert own.classify("Yeah, okay.", ANSWER).kind == "interruption"
+
+
+def test_a_misheard_backchannel_reads_as_one_and_a_request_does_not(asr, voice):
+    """Whisper read again with only the backchannels' words: "Got it, yeah." heard as "Drop
+    it here." (a mishearing met in barge-in sessions) has an acknowledgement reading that
+    explains the sound better than the mishearing, so it does not stop the answer; a request
+    said and heard right has none near it, and stops it."""
+    from speechllm.turn.barge_in import READING_MARGIN, BargeInJudge, words
+
+    judge = BargeInJudge(asr)
+    reading = judge.misheard_backchannel(say(voice, "Got it, yeah."), "Drop it here.")
+    assert reading is not None and judge.is_backchannel(words(reading))
+    request = say(voice, "Tell me about Rome.")
+    assert judge.misheard_backchannel(request, "Tell me about Rome.") is None
+    free, closed = asr.read_within(request, judge.listed, "Tell me about Rome.")
+    assert closed.score < free.score - 2 * READING_MARGIN  # far off, not a near miss
+    # the two readings are scored alike: the same words get the same score (one batch, the
+    # same features; only rounding could tell the two rows apart)
+    acknowledged = say(voice, "Yeah, okay.")
+    free, closed = asr.read_within(acknowledged, judge.listed, "Yeah, okay.")
+    assert words(closed.text) == ["yeah", "okay"] and abs(closed.score - free.score) < 0.05
+    with pytest.raises(ValueError, match="nothing heard"):
+        asr.read_within(acknowledged, judge.listed, " ")
 
 
 def test_the_answers_echo_is_found_at_any_delay_and_taken_out(voice):

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 from speechllm.audio import Audio
 from speechllm.registry import Registry
@@ -98,6 +98,18 @@ class ASR(Protocol):
 
     def detect_language(self, audio: Audio) -> tuple[str, float]:
         """(ISO code, probability)."""
+        ...
+
+
+@runtime_checkable
+class ReadsWithin(Protocol):
+    """A recogniser that can also read audio with a closed vocabulary (an optional skill)."""
+
+    def read_within(self, audio: Audio, phrases: Sequence[str], heard: str,
+                    options: ASROptions | None = None) -> tuple[Hypothesis, Hypothesis]:
+        """(`heard`, the best reading spelled only with `phrases`' words), each scored by
+        the model's own mean token log-probability on `audio`: how much worse the closed
+        reading explains the sound than the free transcript `heard` does."""
         ...
 
 

@@ -14,8 +14,10 @@ import math
 import os
 import threading
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -37,6 +39,10 @@ RATE = 16000
 WINDOW_SECONDS = 30.0
 LOOP_RATIO = 2.4  # Whisper's compression-ratio threshold: text above it repeats itself
 EDGE = 0.1  # seconds of audio kept either side of a segment when it is decoded alone
+# Longest closed reading (`read_within`): closed vocabularies are short phrases, and a beam
+# restricted to their pieces otherwise loops on them ("- - - -") until the window's budget.
+READING_TOKENS = 12
+PUNCTUATION = (",", ".", "!", "?", "-", " -", "...")
 
 
 def looping(text: str) -> bool:
@@ -78,6 +84,7 @@ class FasterWhisperASR:
         self.multilingual: bool = bool(self._model.model.is_multilingual)
         self.languages: tuple[str, ...] = tuple(self._model.supported_languages)
         self._lock = threading.Lock()  # CTranslate2 models are safe, but keep CPU use predictable
+        self._closed: dict[tuple[tuple[str, ...], str], list[int]] = {}  # suppress lists
 
     @staticmethod
     def _samples(audio: Audio) -> np.ndarray:
@@ -215,6 +222,64 @@ class FasterWhisperASR:
         duration = len(samples) / RATE
         segment = Segment(0.0, duration, best.text, best.score, 0.0)
         return Transcript(best.text, language, 1.0, duration, (segment,) if best.text else ())
+
+    def read_within(self, audio: Audio, phrases: Sequence[str], heard: str,
+                    options: ASROptions | None = None) -> tuple[Hypothesis, Hypothesis]:
+        """(`heard`, Whisper's best reading of `audio` spelled only with the tokens of
+        `phrases` and punctuation), both scored by the model's own mean token
+        log-probability. The closed reading is a beam search with every other token
+        suppressed; its beam scores are renormalised over the tokens left, so both texts are
+        scored again by forced decoding over the full vocabulary (CTranslate2's `align`, as
+        faster-whisper scores its words), which makes the two comparable."""
+        if not heard.strip():
+            raise ValueError("nothing heard to compare the closed reading with")
+        o = options or ASROptions()
+        self._check(o)
+        samples = self._samples(audio)
+        window = o.window_seconds or WINDOW_SECONDS
+        if len(samples) > window * RATE:
+            window = WINDOW_SECONDS
+        if len(samples) > window * RATE:
+            raise AudioError(f"a closed reading covers at most 30 s; this audio is "
+                             f"{len(samples) / RATE:.1f} s")
+        m = self._model
+        ctranslate2 = require("ctranslate2", "asr")
+        with self._lock:
+            encoded = m.encode(self._pad(m.feature_extractor(samples), round(window * 100)))
+            language = o.language or ("en" if not self.multilingual else
+                                      m.model.detect_language(encoded)[0][0][0][2:-2])
+            tokenizer = self._tokenizer_cls(m.hf_tokenizer, self.multilingual,
+                                            task=o.task, language=language)
+            prompt = m.get_prompt(tokenizer, [], without_timestamps=True)
+            closed = m.model.generate(
+                encoded, [prompt], beam_size=o.beam_size, return_scores=True,
+                max_length=len(prompt) + READING_TOKENS, suppress_blank=True,
+                suppress_tokens=self._suppressed(tokenizer, phrases, language),
+            )[0].sequences_ids[0]
+            said = tokenizer.encode(" " + " ".join(heard.split()))
+            texts = [said, closed or [tokenizer.eot]]
+            both = ctranslate2.StorageView.from_array(np.repeat(np.array(encoded), 2, axis=0))
+            frames = len(samples) // m.feature_extractor.hop_length
+            scored = m.model.align(both, tokenizer.sot_sequence, texts, [frames] * 2)
+        means = [float(np.mean(np.log(np.maximum(np.asarray(r.text_token_probs), 1e-12))))
+                 for r in scored]
+        return (Hypothesis(heard.strip(), means[0], len(said)),
+                Hypothesis(tokenizer.decode(closed).strip(), means[1], len(closed)))
+
+    def _suppressed(self, tokenizer: Any, phrases: Sequence[str], language: str) -> list[int]:
+        """Every text token that no spelling of `phrases` (as written, capitalised, title
+        case; after a space or not) nor punctuation uses."""
+        key = (tuple(phrases), language)
+        if key not in self._closed:
+            kept: set[int] = set()
+            for phrase in phrases:
+                for form in {phrase, phrase.capitalize(), phrase.title()}:
+                    kept.update(tokenizer.encode(form))
+                    kept.update(tokenizer.encode(" " + form))
+            for mark in PUNCTUATION:
+                kept.update(tokenizer.encode(mark))
+            self._closed[key] = [t for t in range(tokenizer.eot) if t not in kept]
+        return self._closed[key]
 
     def align(self, audio: Audio, text: str) -> tuple[Word, ...]:
         """Forced alignment: when each word of a known `text` is spoken in `audio` (one

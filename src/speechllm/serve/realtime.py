@@ -388,6 +388,7 @@ class Overlap:
     settled: float | None = None  # up to here (buffer seconds) it was backchannel or echo
     judging: asyncio.Task[None] | None = None
     ended: bool = False  # the VAD heard it stop
+    cut: bool = False  # its last clip, judged unclear, was cut while the user went on talking
 
 
 async def _answer(ws: WebSocket, s: Services, session: Session, audio: Audio | None,
@@ -565,6 +566,8 @@ async def run_session(ws: WebSocket, session: Session | None = None) -> None:
         if ov is None or ov.judging is not None:
             return
         unjudged = turns.speech_seconds - ov.judged_speech
+        if ov.cut and (at_pause or ov.ended):
+            unjudged = max(unjudged, MIN_SPEECH)  # however little followed, judge it whole
         if ov.ended and unjudged < MIN_SPEECH:
             turns.hold = False
             turns.take()  # nothing in it was a turn
@@ -582,10 +585,12 @@ async def run_session(ws: WebSocket, session: Session | None = None) -> None:
             audio = turns.since(ov.clip_start, as_heard=True)
             cleaned = turns.since(ov.clip_start) if turns.echo is not None else None
             ov.judged_at, ov.judged_speech = turns.kept / RATE, turns.speech_seconds
-            ov.judging = asyncio.create_task(verdict_on(ov, audio, cleaned))
+            finished = at_pause or ov.ended
+            ov.judging = asyncio.create_task(verdict_on(ov, audio, cleaned, finished))
             watch(ov.judging)
 
-    async def verdict_on(ov: Overlap, audio: Audio, cleaned: Audio | None) -> None:
+    async def verdict_on(ov: Overlap, audio: Audio, cleaned: Audio | None,
+                         finished: bool) -> None:
         nonlocal overlap
         assert s.judge is not None
         said, spoken, out = "", None, reply.out if reply is not None else None
@@ -596,7 +601,7 @@ async def run_session(ws: WebSocket, session: Session | None = None) -> None:
                 spoken = Audio(out.reference(), RATE)
         try:
             verdict = await loop.run_in_executor(s.gate.pool, s.judge.judge, audio, said,
-                                                 spoken, cleaned)
+                                                 spoken, cleaned, finished)
         except Exception as exc:  # no verdict: better to stop talking than to talk over
             log.warning("barge-in judge failed: %r", exc)
             verdict = Verdict("interruption", "")
@@ -624,8 +629,10 @@ async def run_session(ws: WebSocket, session: Session | None = None) -> None:
             elif turns.paused:
                 await speculate()
             return
+        ov.cut = verdict.kind == "unclear" and not finished
         await _send(ws, "input_audio_buffer.speech_ignored", reason=verdict.kind,
-                    transcript=verdict.transcript, echo_share=share)
+                    transcript=verdict.transcript, echo_share=share,
+                    **({"read_as": verdict.reading} if verdict.reading else {}))
         if verdict.kind == "echo" and not verdict.transcript:
             # all it heard was the echo, now taken out: listen afresh, so that the user's
             # words start a clip of their own
