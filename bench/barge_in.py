@@ -113,6 +113,16 @@ HELD_OUT_7_INTERRUPTIONS = ["wait, hold on", "stop, that's enough", "no, listen"
                             "what about Lisbon?", "hang on a second", "can you start again?",
                             "that's not correct", "tell me about the history",
                             "sorry, can I ask?", "how tall is it?"]
+# An eighth, fixed and committed before any run, when a cut clip that reads as backchannels
+# began to wait for the pause instead of stopping the answer: new voices and new phrases.
+HELD_OUT_8_VOICES = ["espeak:en-gb+m6", "espeak:en-us-nyc+m4", "espeak:en-gb-x-rp+f2"]
+HELD_OUT_8_BACKCHANNELS = ["okay, yeah", "right, right, right", "oh, got it", "sure, I see",
+                           "mm, right", "yep, yep", "alright, okay", "uh-huh, cool", "oh, yes",
+                           "great, okay"]
+HELD_OUT_8_INTERRUPTIONS = ["wait, please stop", "hold on, I have a question", "no, stop",
+                            "what about Berlin?", "one moment please", "can you go slower?",
+                            "that's wrong, actually", "tell me about the weather",
+                            "excuse me, one thing", "why is that?"]
 SPLITS = {"dev": (DEV_VOICES, BACKCHANNELS, INTERRUPTIONS),
           "held-out": (HELD_OUT_VOICES, BACKCHANNELS, INTERRUPTIONS),
           "held-out-2": (HELD_OUT_2_VOICES, HELD_OUT_2_BACKCHANNELS, HELD_OUT_2_INTERRUPTIONS),
@@ -126,7 +136,9 @@ SPLITS = {"dev": (DEV_VOICES, BACKCHANNELS, INTERRUPTIONS),
           "held-out-6": (HELD_OUT_6_VOICES, HELD_OUT_6_BACKCHANNELS,
                          HELD_OUT_6_INTERRUPTIONS),
           "held-out-7": (HELD_OUT_7_VOICES, HELD_OUT_7_BACKCHANNELS,
-                         HELD_OUT_7_INTERRUPTIONS)}
+                         HELD_OUT_7_INTERRUPTIONS),
+          "held-out-8": (HELD_OUT_8_VOICES, HELD_OUT_8_BACKCHANNELS,
+                         HELD_OUT_8_INTERRUPTIONS)}
 INSTRUCTIONS = "Answer in at least eight full sentences, with many details."
 
 

@@ -30,8 +30,9 @@ Before a short clip with no call to stop is taken for an interruption, Whisper r
 again with only the backchannels' words (`ReadsWithin`, a closed beam search): when that
 reading explains the sound nearly as well as the free transcript (mean token log-probability
 within `READING_MARGIN`), the clip is a backchannel that was misheard ("Oh, break." read as
-"Oh, great", "Drop it here." as "Got it, yeah."). A real interruption has no acknowledgement
-reading near it ("What about Rome?" against "- - - -").
+"Oh, great", "Drop it here." as "Got it, yeah."), or, if it was cut mid-speech, unclear until
+the pause. A real interruption has no acknowledgement reading near it ("What about Rome?"
+against "- - - -").
 
 Only an interruption cancels the answer. This is the way Pipecat's and LiveKit's word-count
 interruption strategies work, with the two common false alarms named rather than counted.
@@ -281,9 +282,9 @@ class BargeInJudge:
                 audio = Audio(fit.residual, 16000)
         text = self.asr.transcribe(audio, self.options).text.strip()
         verdict = replace(self.classify(text, assistant_text, finished), echo=fit)
-        # only on a clip that ends at a pause: a cut one ("Is that true") can read as an
-        # acknowledgement ("Okay.") and, once judged one, would never be heard again
-        if verdict.interrupts and finished and (
-                reading := self.misheard_backchannel(audio, text)):
-            return Verdict("backchannel", text, fit, reading)
+        if verdict.interrupts and (reading := self.misheard_backchannel(audio, text)):
+            # a clip cut mid-speech that reads as one only waits for the pause, to be judged
+            # whole: a cut request ("Is that true") can read as an acknowledgement ("Okay.")
+            # and, once judged one, would never be heard again
+            return Verdict("backchannel" if finished else "unclear", text, fit, reading)
         return verdict
