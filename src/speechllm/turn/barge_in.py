@@ -102,9 +102,10 @@ READING_WORDS = 4
 # How much lower (nats a token) the closed reading's mean token log-probability may be than the
 # free transcript's for the clip to count as a backchannel. Chosen on the development probes
 # replayed offline (dev, dev-2 and held-out-3 to -6 as heard by the judge, clips whole and cut
-# at 0.6 s; the reading is tried on whole clips only): the narrowest margin with the fewest
+# at 0.6 s; the reading then tried on whole clips only): the narrowest margin with the fewest
 # backchannels judged interruptions and no interruption lost (27 -> 18 of 318 backchannel
-# clips, after the cut-clip rule's 31 -> 27; 0.5: 20; 1.25 lost an interruption).
+# clips, after the cut-clip rule's 31 -> 27; 0.5: 20; 1.25 lost an interruption). Letting a
+# cut clip that so reads wait for the pause took the replay to 17 (docs/realtime_latency.md).
 READING_MARGIN = 0.75
 _WORD = re.compile(r"[a-z0-9']+")
 # A spelled-out run as Whisper writes one: single capitals joined by dots or hyphens
